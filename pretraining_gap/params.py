@@ -1,0 +1,129 @@
+"""params.yaml: loading, the study grid, and checks that fail before any training starts."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .datasets import SOURCES
+
+REGIMES = ("scratch", "linear", "finetune")
+PRETRAINED_REGIMES = tuple(r for r in REGIMES if r != "scratch")
+
+
+class ParamsError(ValueError):
+    """A params.yaml value that cannot work; the message names the key and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        super().__init__(f"params.yaml: {key}: {problem}. Fix: {fix}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the study grid."""
+
+    dataset: str
+    backbone: str
+    regime: str
+    examples_per_class: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.backbone}/{self.regime}/{self.examples_per_class}/{self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.dataset} · {self.backbone} · {self.regime} · {self.examples_per_class}/class · seed {self.seed}"
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run from the study's root folder, where params.yaml lives")
+    params = yaml.safe_load(path.read_text())
+    validate(params)
+    return params
+
+
+def cells(params: dict, dataset: str | None = None, backbone: str | None = None,
+          regime: str | None = None) -> list[Cell]:
+    """The study grid, optionally narrowed to one dataset, backbone or regime."""
+    study = params["study"]
+    return [
+        Cell(d, b, r, n, s)
+        for d, b, r, s, n in itertools.product(
+            study["datasets"], study["backbones"], study["regimes"], study["seeds"], study["sizes"])
+        if dataset in (None, d) and backbone in (None, b) and regime in (None, r)
+    ]
+
+
+def _require(params: dict, key: str, kind: type | tuple[type, ...], fix: str):
+    node = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamsError(key, "missing", fix)
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, kind):  # YAML's yes/no are bools, never numbers here
+        raise ParamsError(key, f"expected {getattr(kind, '__name__', kind)}, got {node!r}", fix)
+    return node
+
+
+def _positive_ints(params: dict, key: str, fix: str) -> list[int]:
+    values = _require(params, key, list, fix)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ParamsError(key, f"expected a non-empty list of positive whole numbers, got {values!r}", fix)
+    if len(set(values)) != len(values):
+        raise ParamsError(key, f"repeated values in {values!r}", "list each value once")
+    return values
+
+
+def validate(params: dict) -> None:
+    """Check the whole file up front, so a typo fails before hours of training, not after."""
+    if not isinstance(params, dict):
+        raise ParamsError("(top level)", "not a mapping", "start from the params.yaml in the repository")
+    _positive_ints(params, "study.sizes", "list examples per class, e.g. [1, 2, 5, 10, 25, 50]")
+    _positive_ints(params, "study.seeds", "list seeds, e.g. [1, 2, 3]")
+    _require(params, "study.name", str, "name the MLflow experiment, e.g. pretraining-gap")
+    for group, known in (("datasets", None), ("backbones", None), ("regimes", REGIMES)):
+        chosen = _require(params, f"study.{group}", list, f"list the {group} to run")
+        blocks = _require(params, group, dict, f"add a '{group}:' block with one entry per name")
+        if not chosen:
+            raise ParamsError(f"study.{group}", "empty", f"list at least one of {sorted(blocks)}")
+        for name in chosen:
+            if known is not None and name not in known:
+                raise ParamsError(f"study.{group}", f"unknown regime {name!r}", f"use one of {list(known)}")
+            if name not in blocks:
+                raise ParamsError(f"study.{group}", f"{name!r} has no block under '{group}:'",
+                                  f"add '{group}.{name}:' or remove {name!r}; defined: {sorted(blocks)}")
+    for name in params["study"]["datasets"]:
+        for key in ("resolution", "val_per_class", "test_per_class"):
+            value = _require(params, f"datasets.{name}.{key}", int, "give a positive whole number")
+            if value < 1:
+                raise ParamsError(f"datasets.{name}.{key}", f"must be at least 1, got {value}", "give a positive whole number")
+        source = _require(params, f"datasets.{name}.source", str, f"use one of {sorted(SOURCES)}")
+        if source not in SOURCES:
+            raise ParamsError(f"datasets.{name}.source", f"unknown source {source!r}", f"use one of {sorted(SOURCES)}")
+    for name in params["study"]["backbones"]:
+        _require(params, f"backbones.{name}.model", str, "name a timm architecture, e.g. tf_efficientnet_lite0")
+        _require(params, f"backbones.{name}.weights", str, "use weights: package (offline) or hub")
+    for key in ("batch_size", "epochs", "min_steps", "max_steps", "evaluations"):
+        if _require(params, f"training.{key}", int, "give a positive whole number") < 1:
+            raise ParamsError(f"training.{key}", "must be at least 1", "give a positive whole number")
+    for regime in params["study"]["regimes"]:
+        if regime == "linear":
+            grid = _require(params, "regimes.linear.C", list, "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
+            if not grid or not all(isinstance(c, (int, float)) and c > 0 for c in grid):
+                raise ParamsError("regimes.linear.C", f"expected positive numbers, got {grid!r}", "e.g. [0.01, 0.1, 1, 10]")
+            continue
+        lr = _require(params, f"regimes.{regime}.lr", (int, float), "give a learning rate, e.g. 0.001")
+        if lr <= 0:
+            raise ParamsError(f"regimes.{regime}.lr", f"must be positive, got {lr}", "e.g. 0.001")
+    if "scratch" in params["study"]["regimes"]:
+        if _require(params, "regimes.scratch.budget_multiplier", (int, float), "e.g. 2") < 1:
+            raise ParamsError("regimes.scratch.budget_multiplier", "below 1 gives scratch less than fine-tuning",
+                              "use 1 or more (He et al. 2019: scratch needs a longer schedule)")

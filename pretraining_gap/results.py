@@ -1,0 +1,50 @@
+"""Cell result files: the source of truth for a finished cell, written atomically, keyed by a fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .params import Cell
+
+# Library files whose code decides a cell's result: a change to any of them redoes the cells.
+_CODE = ("backbones.py", "datasets.py", "features.py", "regimes.py", "subsets.py", "training.py")
+
+
+def group_dir(root: Path, cell: Cell) -> Path:
+    """The folder of one train group (dataset × backbone × regime): one DVC output."""
+    return Path(root) / cell.dataset / cell.backbone / cell.regime
+
+
+def path(group: Path, cell: Cell) -> Path:
+    return Path(group) / f"{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
+
+
+def fingerprint(config: dict) -> str:
+    """Hash of everything a cell's result depends on: its resolved config and the library code."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    here = Path(__file__).parent
+    for name in _CODE:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write(file: Path, result: dict) -> None:
+    """Write-then-rename, so a killed process never leaves a half-written result."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump(result, tmp, indent=1)
+    os.replace(tmp.name, file)
+
+
+def read(file: Path) -> dict | None:
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def finished(file: Path, expected_fingerprint: str) -> dict | None:
+    """The stored result if it was made with the same config and code, else None."""
+    result = read(file)
+    return result if result and result.get("fingerprint") == expected_fingerprint else None

@@ -1,0 +1,43 @@
+"""Nested per-class subsets: per seed, a seeded ordering of each class's pool; size k takes the first k of each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .params import ParamsError
+
+
+def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int, np.ndarray]:
+    """Per class, the pool's indices in a seeded random order (the same on any machine)."""
+    rng = np.random.default_rng(seed)
+    pool_labels = labels[pool]
+    return {int(c): rng.permutation(pool[pool_labels == c]) for c in np.unique(pool_labels)}
+
+
+def check_sizes(orderings: dict[int, np.ndarray], sizes: list[int], class_names: list[str]) -> None:
+    smallest = min(orderings, key=lambda c: len(orderings[c]))
+    available = len(orderings[smallest])
+    if max(sizes) > available:
+        raise ParamsError(
+            "study.sizes", f"{max(sizes)} examples per class asked, but class {class_names[smallest]!r} has only "
+            f"{available} in its training pool", f"keep study.sizes at most {available}, or lower the dataset's "
+            "val_per_class / test_per_class")
+
+
+def subset(orderings: dict[int, np.ndarray], examples_per_class: int) -> np.ndarray:
+    """Indices of the first k of every class; the k-subset contains every smaller one of the same seed."""
+    return np.concatenate([order[:examples_per_class] for order in orderings.values()])
+
+
+def save(path: Path, orderings_by_seed: dict[int, dict[int, np.ndarray]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({str(seed): {str(c): order.tolist() for c, order in orderings.items()}
+                                for seed, orderings in orderings_by_seed.items()}))
+
+
+def load(path: Path, seed: int) -> dict[int, np.ndarray]:
+    by_seed = json.loads(Path(path).read_text())
+    return {int(c): np.array(order, dtype=np.int64) for c, order in by_seed[str(seed)].items()}

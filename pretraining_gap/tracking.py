@@ -1,0 +1,104 @@
+"""MLflow: one experiment per study, one run per cell, one summary run; re-logging replaces, never duplicates."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from .params import Cell
+
+FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "train_seconds", "images_per_second", "steps")
+
+
+def study_root() -> Path:
+    """The repository the study lives in, also when `dvc exp run --temp/--queue` runs it in .dvc/tmp/exps/…"""
+    root = Path(os.environ.get("DVC_ROOT", ".")).resolve()
+    return Path(*root.parts[:root.parts.index(".dvc")]) if ".dvc" in root.parts else root
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{study_root() / 'mlflow.db'}"
+
+
+def _git_commit() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=study_root(), capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+class Tracker:
+    """The study's MLflow experiment. Opening it checks that the store can be written."""
+
+    def __init__(self, experiment: str):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.commit = _git_commit()
+
+    def _runs(self, tags: dict[str, str]) -> list:
+        query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
+
+    def logged_fingerprints(self, dataset: str, backbone: str, regime: str) -> dict[str, str]:
+        """Cell key to the fingerprint of its run, for the cells of one train group."""
+        runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone, "regime": regime})
+        return {run.data.tags["cell"]: run.data.tags.get("fingerprint") for run in runs}
+
+    def _replace(self, tags: dict[str, str]) -> None:
+        for run in self._runs(tags):
+            self.client.delete_run(run.info.run_id)
+
+    def _create(self, name: str, tags: dict, start_ms: int | None = None):
+        tags = {**tags, "DVC_STAGE": os.environ.get("DVC_STAGE", ""), "mlflow.source.git.commit": self.commit or ""}
+        return self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags, run_name=name).info.run_id
+
+    def log_cell(self, cell: Cell, result: dict, config: dict, result_file: Path) -> str:
+        """One finished run for the cell: params, per-evaluation curves with step=, final metrics, result file."""
+        from mlflow.entities import Metric, Param
+
+        self._replace({"kind": "cell", "cell": cell.key})
+        tags = {"kind": "cell", "cell": cell.key, "dataset": cell.dataset, "backbone": cell.backbone,
+                "regime": cell.regime, "examples_per_class": str(cell.examples_per_class), "seed": str(cell.seed),
+                "fingerprint": result["fingerprint"]}
+        run_id = self._create(cell.run_name, tags, result["started_ms"])
+        now = int(time.time() * 1000)
+        history = result.get("history", {})
+        metrics = [Metric(key, float(value), now, step)
+                   for key in ("train_loss", "val_accuracy", "val_loss") if key in history
+                   for step, value in zip(history["step"], history[key])]
+        metrics += [Metric(key, float(result[key]), now, 0) for key in FINAL_METRICS if result.get(key) is not None]
+        params = [Param(k, v) for k, v in _flatten(config).items()]
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limits: 1000 metrics, 100 params
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i:i + 100])
+        self.client.log_artifact(run_id, str(result_file))
+        self.client.set_terminated(run_id, "FINISHED", result["finished_ms"])
+        return run_id
+
+    def log_summary(self, name: str, metrics: dict[str, float], artifacts: list[Path]) -> str:
+        """The study's summary run (figures, tables, headline numbers), replacing the previous one."""
+        self._replace({"kind": "summary"})
+        run_id = self._create(name, {"kind": "summary"})
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, value)
+        for artifact in artifacts:
+            self.client.log_artifact(run_id, str(artifact))
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id

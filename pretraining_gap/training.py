@@ -1,0 +1,128 @@
+"""Gradient training of one cell: step budget, tensor augmentation, validation-based early stopping."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Budget:
+    steps: int
+    batch_size: int
+    eval_every: int
+
+
+def budget(n_train: int, cfg: dict, multiplier: float = 1.0) -> Budget:
+    """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier."""
+    batch = min(cfg["batch_size"], n_train)
+    steps = min(max(round(cfg["epochs"] * n_train / batch), cfg["min_steps"]), cfg["max_steps"])
+    steps = round(steps * multiplier)
+    return Budget(steps, batch, max(1, steps // cfg["evaluations"]))
+
+
+def to_input(images: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 (N, H, W, 3) to normalised float (N, 3, H, W), channels-last in memory (faster convolutions)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torch.Tensor:
+    """Random translation of each image by up to max_shift of its side, edges repeated."""
+    if max_shift <= 0:
+        return x
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * max_shift  # grid spans [-1, 1]
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy, in eval mode (the caller puts the model back in train mode)."""
+    model.eval()
+    logits = torch.cat([model(x[i:i + batch_size].to(DEVICE)).float().cpu() for i in range(0, len(x), batch_size)])
+    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
+
+
+def set_train_mode(model: nn.Module, frozen_batchnorm: bool) -> None:
+    """Train mode; frozen batch norm keeps the pretrained statistics (tiny batches estimate them badly)."""
+    model.train()
+    if frozen_batchnorm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+@dataclass
+class Fit:
+    history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []})
+    best_step: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+
+def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor], plan: Budget, cfg: dict, seed: int,
+        frozen_batchnorm: bool = False, desc: str = "") -> Fit:
+    """AdamW with warm-up and cosine decay; keeps the weights of the best validation evaluation.
+
+    Stops early after `patience` evaluations without a better validation accuracy (ties: lower loss).
+    """
+    model.to(DEVICE, memory_format=torch.channels_last)
+    x, y = train
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg["weight_decay"])
+    warmup = max(1, plan.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))
+    set_train_mode(model, frozen_batchnorm)
+    result, best, best_state, since_best = Fit(), (-1.0, math.inf), None, 0
+    order, cursor, losses = torch.randperm(len(x), generator=generator), 0, []
+    start = time.perf_counter()
+    bar = tqdm(range(1, plan.steps + 1), desc=desc, unit="step", leave=False)
+    for step in bar:
+        if cursor + plan.batch_size > len(x):
+            order, cursor = torch.randperm(len(x), generator=generator), 0
+        idx = order[cursor:cursor + plan.batch_size]
+        cursor += plan.batch_size
+        with torch.autocast(DEVICE.type, enabled=DEVICE.type == "cuda"):
+            loss = F.cross_entropy(model(shift(x[idx].to(DEVICE), cfg["augment_shift"], generator)), y[idx].to(DEVICE))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % plan.eval_every and step != plan.steps:
+            continue
+        accuracy, val_loss = evaluate(model, *val)
+        set_train_mode(model, frozen_batchnorm)
+        for key, value in zip(result.history, (step, float(np.mean(losses)), accuracy, val_loss)):
+            result.history[key].append(value)
+        losses = []
+        bar.set_postfix(val_accuracy=f"{accuracy:.3f}")
+        if (accuracy, -val_loss) > (best[0], -best[1]):
+            best, best_state, result.best_step, since_best = (accuracy, val_loss), copy.deepcopy(model.state_dict()), step, 0
+        else:
+            since_best += 1
+            if since_best >= cfg["patience"]:
+                break
+    result.seconds = time.perf_counter() - start
+    result.steps = step
+    result.images_per_second = step * plan.batch_size / result.seconds
+    model.load_state_dict(best_state)
+    return result

@@ -1,0 +1,28 @@
+"""DVC stage prepare: decode a dataset once, resize it to the study resolution, fix its pool/val/test split."""
+
+import argparse
+import logging
+from pathlib import Path
+
+from pretraining_gap import datasets, params
+
+log = logging.getLogger("prepare")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    cfg = params.load()["datasets"][args.dataset]
+    prepared = datasets.prepare(cfg)
+    prepared.save(args.out)
+    counts = {name: len(prepared.part(code)) for name, code in
+              (("pool", datasets.POOL), ("val", datasets.VAL), ("test", datasets.TEST))}
+    log.info("%s: %d classes, %s images at %d px -> %s", args.dataset, len(prepared.class_names), counts,
+             cfg["resolution"], args.out)
+
+
+if __name__ == "__main__":
+    main()

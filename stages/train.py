@@ -1,0 +1,27 @@
+"""DVC stage train: every cell (size x seed) of one dataset x backbone x regime; finished cells are kept."""
+
+import argparse
+import logging
+from pathlib import Path
+
+from pretraining_gap import params, study, tracking
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for key in ("dataset", "backbone", "regime"):
+        parser.add_argument(key, help=f"a name listed in study.{key}s of params.yaml")
+    parser.add_argument("--prepared", type=Path, required=True, help="the prepared dataset (.npz)")
+    parser.add_argument("--subsets", type=Path, required=True, help="per-seed class orderings (.json)")
+    parser.add_argument("--features", type=Path, required=True, help="cached backbone features (.npy)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of per-cell result files")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    p = params.load()
+    tracker = tracking.Tracker(p["study"]["name"])
+    study.train_group(p, args.dataset, args.backbone, args.regime, args.prepared, args.subsets, args.features,
+                      args.out, tracker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny study in a temporary git + DVC repository, run with the real tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_weights(path: Path) -> Path:
+    """A stand-in 'pretrained' checkpoint for timm's 100k-parameter test_efficientnet (no network needed)."""
+    torch.manual_seed(0)
+    save_file(timm.create_model("test_efficientnet").state_dict(), str(path))
+    return path
+
+
+def tiny_params(weights: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["study"].update(backbones=["tiny"], regimes=["scratch", "linear", "finetune"], sizes=[1, 3], seeds=[1, 2])
+    params["datasets"]["digits"].update(resolution=16, val_per_class=5, test_per_class=10)
+    params["backbones"] = {"tiny": {"model": "test_efficientnet", "weights": str(weights)}}
+    params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
+    return params
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def make_study_repo(path: Path, params: dict) -> Path:
+    """A git repository holding this project's pipeline files and the given params, with DVC initialised."""
+    path.mkdir(parents=True)
+    for name in ("dvc.yaml", "stages", "pretraining_gap"):
+        src = ROOT / name
+        (shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+         if src.is_dir() else shutil.copy(src, path / name))
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], path)
+    run(["dvc", "init", "-q"], path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """The tiny study, reproduced once for the tests that only read its outputs."""
+    base = tmp_path_factory.mktemp("tiny")
+    repo = make_study_repo(base / "repo", tiny_params(tiny_weights(base / "tiny.safetensors")))
+    run(["dvc", "repro"], repo)
+    return repo
