@@ -1,0 +1,95 @@
+"""End to end: `dvc repro` of a tiny study in a temporary git repository with a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import yaml
+from mlflow import MlflowClient
+from PIL import Image
+
+from conftest import make_study_repo, run, tiny_params, tiny_weights
+
+REGIMES = ["scratch", "linear", "finetune"]
+
+
+def cell_runs(repo):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("pretraining-gap")
+    return client, client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'cell'")
+
+
+def test_table_has_one_row_per_cell(tiny_study):
+    cells = pd.read_csv(tiny_study / "results/cells.csv")
+    assert len(cells) == 3 * 2 * 2  # regimes x sizes x seeds
+    assert set(cells.regime) == set(REGIMES)
+    assert sorted(cells.examples_per_class.unique()) == [1, 3]
+    assert cells.test_accuracy.between(0, 1).all()
+    gradient = cells[cells.regime != "linear"]
+    assert (gradient.train_seconds > 0).all() and (gradient.images_per_second > 0).all()
+
+
+def test_summary_metrics_match_the_table(tiny_study):
+    cells = pd.read_csv(tiny_study / "results/cells.csv")
+    summary = json.loads((tiny_study / "metrics/summary.json").read_text())
+    node = summary["digits"]["tiny"]["3_per_class"]
+    for regime in REGIMES:
+        expected = cells[(cells.regime == regime) & (cells.examples_per_class == 3)].test_accuracy.mean()
+        assert abs(node[regime]["test_accuracy"] - expected) < 1e-4
+    assert abs(node["gap_finetune_vs_scratch"]["mean"]
+               - (node["finetune"]["test_accuracy"] - node["scratch"]["test_accuracy"])) < 1e-3
+
+
+def test_figure_and_dvc_plot_data_exist(tiny_study):
+    with Image.open(tiny_study / "plots/digits_tiny_accuracy.png") as image:
+        assert image.width > 400 and image.height > 300
+    curve = pd.read_csv(tiny_study / "results/curves/digits/tiny/finetune.csv")
+    assert list(curve.examples_per_class) == [1, 3]
+    shown = run(["dvc", "metrics", "show", "--json"], tiny_study).stdout
+    assert "gap_finetune_vs_scratch" in shown
+
+
+def test_one_named_mlflow_run_per_cell_with_params_and_curves(tiny_study):
+    client, runs = cell_runs(tiny_study)
+    assert len(runs) == 12
+    names = {run.info.run_name for run in runs}
+    assert "digits · tiny · finetune · 3/class · seed 2" in names and len(names) == 12
+    run_ = next(r for r in runs if r.info.run_name == "digits · tiny · finetune · 3/class · seed 2")
+    assert run_.data.tags["regime"] == "finetune" and run_.data.tags["examples_per_class"] == "3"
+    assert run_.data.tags["DVC_STAGE"] == "train@digits-tiny-finetune"
+    assert run_.data.params["regime.lr"] == "0.001"
+    assert run_.data.params["examples_per_class"] == "3"
+    assert 0 <= run_.data.metrics["test_accuracy"] <= 1
+    history = client.get_metric_history(run_.info.run_id, "val_accuracy")
+    assert len(history) >= 2 and [m.step for m in history] == sorted(m.step for m in history)
+    assert history[-1].step > history[0].step
+    summary = client.search_runs([run_.info.experiment_id], filter_string="tags.kind = 'summary'")
+    assert len(summary) == 1
+    artifacts = {a.path for a in client.list_artifacts(summary[0].info.run_id)}
+    assert {"cells.csv", "summary.json", "digits_tiny_accuracy.png"} <= artifacts
+
+
+def test_rerun_trains_nothing_and_new_size_trains_only_new_cells(tmp_path):
+    params = tiny_params(tiny_weights(tmp_path / "tiny.safetensors"))
+    params["study"].update(regimes=["scratch", "linear"], sizes=[1], seeds=[1])
+    repo = make_study_repo(tmp_path / "repo", params)
+    run(["dvc", "repro"], repo)
+    first = repo / "results/cells/digits/tiny/scratch/0001-per-class_seed-1.json"
+    before = first.read_text()
+
+    started = time.perf_counter()
+    again = run(["dvc", "repro"], repo)
+    assert time.perf_counter() - started < 10
+    assert "Running stage" not in again.stdout
+
+    params["study"].update(sizes=[1, 2])
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    grown = run(["dvc", "repro"], repo)
+    assert "training digits · tiny · scratch · 2/class · seed 1" in grown.stderr
+    assert "training digits · tiny · scratch · 1/class · seed 1" not in grown.stderr
+    assert first.read_text() == before
+    _, runs = cell_runs(repo)
+    assert sorted(r.info.run_name for r in runs) == sorted(
+        f"digits · tiny · {regime} · {n}/class · seed 1" for regime in ("scratch", "linear") for n in (1, 2))
