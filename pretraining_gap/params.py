@@ -111,9 +111,12 @@ def validate(params: dict) -> None:
     for name in params["study"]["backbones"]:
         _require(params, f"backbones.{name}.model", str, "name a timm architecture, e.g. tf_efficientnet_lite0")
         _require(params, f"backbones.{name}.weights", str, "use weights: package (offline) or hub")
-    for key in ("batch_size", "epochs", "min_steps", "max_steps", "evaluations"):
+    for key in ("batch_size", "epochs", "min_steps", "max_steps", "evaluations", "patience"):
         if _require(params, f"training.{key}", int, "give a positive whole number") < 1:
             raise ParamsError(f"training.{key}", "must be at least 1", "give a positive whole number")
+    for key in ("weight_decay", "augment_shift"):
+        if _require(params, f"training.{key}", (int, float), "give a number, e.g. 0.05") < 0:
+            raise ParamsError(f"training.{key}", "must not be negative", "give a number, e.g. 0.05")
     for regime in params["study"]["regimes"]:
         if regime == "linear":
             grid = _require(params, "regimes.linear.C", list, "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
