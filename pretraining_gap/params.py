@@ -73,6 +73,16 @@ def _require(params: dict, key: str, kind: type | tuple[type, ...], fix: str):
     return node
 
 
+def _number(params: dict, key: str, kind: type | tuple[type, ...], fix: str, at_least: float | None = None,
+            above: float | None = None):
+    value = _require(params, key, kind, fix)
+    if at_least is not None and value < at_least:
+        raise ParamsError(key, f"must be at least {at_least}, got {value}", fix)
+    if above is not None and value <= above:
+        raise ParamsError(key, f"must be above {above}, got {value}", fix)
+    return value
+
+
 def _positive_ints(params: dict, key: str, fix: str) -> list[int]:
     values = _require(params, key, list, fix)
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
@@ -102,9 +112,7 @@ def validate(params: dict) -> None:
                                   f"add '{group}.{name}:' or remove {name!r}; defined: {sorted(blocks)}")
     for name in params["study"]["datasets"]:
         for key in ("resolution", "val_per_class", "test_per_class"):
-            value = _require(params, f"datasets.{name}.{key}", int, "give a positive whole number")
-            if value < 1:
-                raise ParamsError(f"datasets.{name}.{key}", f"must be at least 1, got {value}", "give a positive whole number")
+            _number(params, f"datasets.{name}.{key}", int, "give a positive whole number", at_least=1)
         source = _require(params, f"datasets.{name}.source", str, f"use one of {sorted(SOURCES)}")
         if source not in SOURCES:
             raise ParamsError(f"datasets.{name}.source", f"unknown source {source!r}", f"use one of {sorted(SOURCES)}")
@@ -112,21 +120,16 @@ def validate(params: dict) -> None:
         _require(params, f"backbones.{name}.model", str, "name a timm architecture, e.g. tf_efficientnet_lite0")
         _require(params, f"backbones.{name}.weights", str, "use weights: package (offline) or hub")
     for key in ("batch_size", "epochs", "min_steps", "max_steps", "evaluations", "patience"):
-        if _require(params, f"training.{key}", int, "give a positive whole number") < 1:
-            raise ParamsError(f"training.{key}", "must be at least 1", "give a positive whole number")
+        _number(params, f"training.{key}", int, "give a positive whole number", at_least=1)
     for key in ("weight_decay", "augment_shift"):
-        if _require(params, f"training.{key}", (int, float), "give a number, e.g. 0.05") < 0:
-            raise ParamsError(f"training.{key}", "must not be negative", "give a number, e.g. 0.05")
+        _number(params, f"training.{key}", (int, float), "give a number, e.g. 0.05", at_least=0)
     for regime in params["study"]["regimes"]:
         if regime == "linear":
             grid = _require(params, "regimes.linear.C", list, "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
             if not grid or not all(isinstance(c, (int, float)) and c > 0 for c in grid):
                 raise ParamsError("regimes.linear.C", f"expected positive numbers, got {grid!r}", "e.g. [0.01, 0.1, 1, 10]")
             continue
-        lr = _require(params, f"regimes.{regime}.lr", (int, float), "give a learning rate, e.g. 0.001")
-        if lr <= 0:
-            raise ParamsError(f"regimes.{regime}.lr", f"must be positive, got {lr}", "e.g. 0.001")
+        _number(params, f"regimes.{regime}.lr", (int, float), "give a learning rate, e.g. 0.001", above=0)
     if "scratch" in params["study"]["regimes"]:
-        if _require(params, "regimes.scratch.budget_multiplier", (int, float), "e.g. 2") < 1:
-            raise ParamsError("regimes.scratch.budget_multiplier", "below 1 gives scratch less than fine-tuning",
-                              "use 1 or more (He et al. 2019: scratch needs a longer schedule)")
+        _number(params, "regimes.scratch.budget_multiplier", (int, float), at_least=1,
+                fix="use 1 or more: below 1 scratch trains less than fine-tuning (He et al. 2019: it needs longer)")
