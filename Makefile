@@ -1,9 +1,10 @@
-# make study: the default study, end to end.  make test: the test suite.  Both make .venv when missing.
+# make study: the default study, end to end.  make study-all: the same grid with all five regimes and depth-k,
+# as a DVC experiment.  make test: the test suite.  Each makes .venv when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: study test clean
+.PHONY: study study-all test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 study: $(VENV)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+study-all: $(VENV)/.installed
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc exp run \
+		-S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
 
 test: $(VENV)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest

@@ -10,7 +10,7 @@ import yaml
 
 from .datasets import SOURCES
 
-REGIMES = ("scratch", "linear", "finetune")
+REGIMES = ("scratch", "linear", "frozen", "finetune", "chainthaw", "depth")
 PRETRAINED_REGIMES = tuple(r for r in REGIMES if r != "scratch")
 
 
@@ -31,14 +31,20 @@ class Cell:
     regime: str
     examples_per_class: int
     seed: int
+    depth: int | None = None  # pretrained layer groups kept, for the depth regime only
+
+    @property
+    def label(self) -> str:
+        """The regime, with the transfer depth of depth-k cells: 'finetune', 'depth-k3'."""
+        return self.regime if self.depth is None else f"{self.regime}-k{self.depth}"
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.backbone}/{self.regime}/{self.examples_per_class}/{self.seed}"
+        return f"{self.dataset}/{self.backbone}/{self.label}/{self.examples_per_class}/{self.seed}"
 
     @property
     def run_name(self) -> str:
-        return f"{self.dataset} · {self.backbone} · {self.regime} · {self.examples_per_class}/class · seed {self.seed}"
+        return f"{self.dataset} · {self.backbone} · {self.label} · {self.examples_per_class}/class · seed {self.seed}"
 
 
 def load(path: str | Path = "params.yaml") -> dict:
@@ -55,10 +61,11 @@ def cells(params: dict, dataset: str | None = None, backbone: str | None = None,
     """The study grid, optionally narrowed to one dataset, backbone or regime."""
     study = params["study"]
     return [
-        Cell(d, b, r, n, s)
+        Cell(d, b, r, n, s, k)
         for d, b, r, s, n in itertools.product(
             study["datasets"], study["backbones"], study["regimes"], study["seeds"], study["sizes"])
         if dataset in (None, d) and backbone in (None, b) and regime in (None, r)
+        for k in (params["regimes"]["depth"]["k"] if r == "depth" else [None])
     ]
 
 
@@ -124,12 +131,50 @@ def validate(params: dict) -> None:
     for key in ("weight_decay", "augment_shift"):
         _number(params, f"training.{key}", (int, float), "give a number, e.g. 0.05", at_least=0)
     for regime in params["study"]["regimes"]:
-        if regime == "linear":
-            grid = _require(params, "regimes.linear.C", list, "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
-            if not grid or not all(isinstance(c, (int, float)) and c > 0 for c in grid):
-                raise ParamsError("regimes.linear.C", f"expected positive numbers, got {grid!r}", "e.g. [0.01, 0.1, 1, 10]")
-            continue
-        _number(params, f"regimes.{regime}.lr", (int, float), "give a learning rate, e.g. 0.001", above=0)
-    if "scratch" in params["study"]["regimes"]:
-        _number(params, "regimes.scratch.budget_multiplier", (int, float), at_least=1,
+        _validate_regime(params, regime)
+
+
+def _positive_numbers(params: dict, key: str, fix: str) -> list:
+    values = _require(params, key, list, fix)
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ParamsError(key, f"expected a non-empty list of positive numbers, got {values!r}", fix)
+    return values
+
+
+def _choice(params: dict, key: str, options: tuple[str, ...]) -> str:
+    value = _require(params, key, str, f"use one of {list(options)}")
+    if value not in options:
+        raise ParamsError(key, f"unknown value {value!r}", f"use one of {list(options)}")
+    return value
+
+
+def _validate_regime(params: dict, regime: str) -> None:
+    key = f"regimes.{regime}"
+    if regime == "linear":
+        _positive_numbers(params, f"{key}.C", "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
+        return
+    fix = "give a learning rate, or a list chosen from on validation, e.g. [0.0003, 0.001]"
+    if isinstance(_require(params, f"{key}.lr", (int, float, list), fix), list):
+        _positive_numbers(params, f"{key}.lr", fix)
+    else:
+        _number(params, f"{key}.lr", (int, float), fix, above=0)
+    if regime in ("finetune", "chainthaw", "depth"):
+        _choice(params, f"{key}.batchnorm", ("frozen", "train"))
+    if regime == "scratch":
+        _number(params, f"{key}.budget_multiplier", (int, float), at_least=1,
                 fix="use 1 or more: below 1 scratch trains less than fine-tuning (He et al. 2019: it needs longer)")
+    elif regime == "finetune":
+        _number(params, f"{key}.backbone_lr_scale", (int, float), "e.g. 1 (same as the head) or 0.1", above=0)
+    elif regime == "frozen":
+        hidden = _require(params, f"{key}.hidden", list, "list hidden layer widths, e.g. [256, 256]")
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+            raise ParamsError(f"{key}.hidden", f"expected positive whole numbers, got {hidden!r}", "e.g. [256, 256]")
+        dropout = _number(params, f"{key}.dropout", (int, float), "a fraction, e.g. 0.2", at_least=0)
+        if dropout >= 1:
+            raise ParamsError(f"{key}.dropout", f"must be below 1, got {dropout}", "a fraction, e.g. 0.2")
+    elif regime == "chainthaw":
+        _number(params, f"{key}.phase_budget", (int, float), "a fraction of the fine-tuning budget, e.g. 0.3", above=0)
+        _number(params, f"{key}.phase_patience", int, "evaluations without a lower validation loss, e.g. 3", at_least=1)
+    elif regime == "depth":
+        _positive_ints(params, f"{key}.k", "list how many pretrained layer groups to keep, e.g. [1, 3, 5]")
+        _choice(params, f"{key}.transferred", ("frozen", "finetune"))

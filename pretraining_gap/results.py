@@ -11,7 +11,7 @@ from pathlib import Path
 from .params import Cell
 
 # Library files whose code decides a cell's result: a change to any of them redoes the cells.
-_CODE = ("backbones.py", "datasets.py", "features.py", "regimes.py", "subsets.py", "training.py")
+_CODE = ("backbones.py", "datasets.py", "features.py", "layer_groups.py", "regimes.py", "subsets.py", "training.py")
 
 
 def group_dir(root: Path, cell: Cell) -> Path:
@@ -20,7 +20,8 @@ def group_dir(root: Path, cell: Cell) -> Path:
 
 
 def path(group: Path, cell: Cell) -> Path:
-    return Path(group) / f"{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
+    depth = "" if cell.depth is None else f"k{cell.depth}_"
+    return Path(group) / f"{depth}{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
 
 
 def fingerprint(config: dict) -> str:

@@ -22,6 +22,8 @@ def cell_config(params: dict, cell: Cell) -> dict:
     config = {"dataset": params["datasets"][cell.dataset], "backbone": params["backbones"][cell.backbone],
               "regime": params["regimes"][cell.regime], "examples_per_class": cell.examples_per_class,
               "seed": cell.seed}
+    if cell.depth is not None:
+        config["depth"] = cell.depth
     if cell.regime not in regimes.FEATURE_REGIMES:
         config["training"] = params["training"]
     if cell.regime == "scratch":
@@ -34,6 +36,8 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
     """Train every cell of the group that has no current result in `out`; log each to MLflow once."""
     data = Prepared.load(prepared)
     feats = np.load(features) if regime in regimes.FEATURE_REGIMES else None
+    if regime == "depth":
+        regimes.check_depth(params, backbone)
     logged = tracker.logged_fingerprints(dataset, backbone, regime)
     done = []
     cells = study_params.cells(params, dataset, backbone, regime)
@@ -46,9 +50,9 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
             log.info("training %s", cell.run_name)
             train_idx = subsets.subset(subsets.load(subsets_file, cell.seed), cell.examples_per_class)
             started = time.time()
-            result = regimes.RUNNERS[regime](cell, params, data, train_idx, feats)
+            result, _ = regimes.RUNNERS[regime](cell, params, data, train_idx, feats)
             result = {"dataset": dataset, "backbone": backbone, "regime": regime,
-                      "examples_per_class": cell.examples_per_class, "seed": cell.seed, **result,
+                      "examples_per_class": cell.examples_per_class, "seed": cell.seed, "depth": cell.depth, **result,
                       "fingerprint": fingerprint, "started_ms": int(started * 1000), "finished_ms": int(time.time() * 1000)}
             results.write(file, result)
             log.info("%s: test accuracy %.3f", cell.run_name, result["test_accuracy"])

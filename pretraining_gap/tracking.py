@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .params import Cell
 
-FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "train_seconds", "images_per_second", "steps")
+FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "train_seconds", "images_per_second", "steps",
+                 "lr", "C")
 
 
 def study_root() -> Path:
@@ -76,13 +77,22 @@ class Tracker:
         tags = {"kind": "cell", "cell": cell.key, "dataset": cell.dataset, "backbone": cell.backbone,
                 "regime": cell.regime, "examples_per_class": str(cell.examples_per_class), "seed": str(cell.seed),
                 "fingerprint": result["fingerprint"]}
+        if cell.depth is not None:
+            tags["depth"] = str(cell.depth)
+        phases = list(dict.fromkeys(result.get("history", {}).get("phase", [])))
+        if phases:  # chain-thaw: the phase order, and a `phase` metric (its index) at every evaluation
+            tags["phases"] = " → ".join(phases)
         run_id = self._create(cell.run_name, tags, result["started_ms"])
         now = int(time.time() * 1000)
         history = result.get("history", {})
         metrics = [Metric(key, float(value), now, step)
                    for key in ("train_loss", "val_accuracy", "val_loss") if key in history
                    for step, value in zip(history["step"], history[key])]
+        metrics += [Metric("phase", phases.index(p), now, step) for step, p in zip(history.get("step", []),
+                                                                              history.get("phase", []))]
         metrics += [Metric(key, float(result[key]), now, 0) for key in FINAL_METRICS if result.get(key) is not None]
+        metrics += [Metric(f"transferability.{group}", t, now, 0)
+                    for group, t in result.get("transferability", {}).items()]
         params = [Param(k, v) for k, v in _flatten(config).items()]
         for i in range(0, len(metrics), 1000):  # MLflow's batch limits: 1000 metrics, 100 params
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])

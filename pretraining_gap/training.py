@@ -58,30 +58,36 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
-def set_train_mode(model: nn.Module, frozen_batchnorm: bool) -> None:
-    """Train mode; frozen batch norm keeps the pretrained statistics (tiny batches estimate them badly)."""
+def set_train_mode(model: nn.Module, eval_modules: tuple[nn.Module, ...] = ()) -> None:
+    """Train mode, except `eval_modules` (frozen batch norm keeps its statistics: tiny batches estimate them badly)."""
     model.train()
-    if frozen_batchnorm:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+    for m in eval_modules:
+        m.eval()
+
+
+def batchnorms(model: nn.Module) -> tuple[nn.Module, ...]:
+    return tuple(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
 @dataclass
 class Fit:
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []})
     best_step: int = 0
+    best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
     steps: int = 0
     seconds: float = 0.0
     images_per_second: float = 0.0
 
 
 def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, torch.Tensor],
-        val: tuple[torch.Tensor, torch.Tensor], plan: Budget, cfg: dict, seed: int,
-        frozen_batchnorm: bool = False, desc: str = "") -> Fit:
+        val: tuple[torch.Tensor, torch.Tensor], plan: Budget, cfg: dict, seed: int, augment: bool = True,
+        eval_modules: tuple[nn.Module, ...] = (), monitor: str = "accuracy", evaluate_start: bool = False,
+        desc: str = "") -> Fit:
     """AdamW with warm-up and cosine decay; keeps the weights of the best validation evaluation.
 
-    Stops early after `patience` evaluations without a better validation accuracy (ties: lower loss).
+    `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
+    Stops early after `patience` evaluations without a better one. With `evaluate_start` the weights before
+    training are evaluated too (step 0), so training that only makes things worse is undone.
     """
     model.to(DEVICE, memory_format=torch.channels_last)
     x, y = train
@@ -90,9 +96,28 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     warmup = max(1, plan.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))
-    set_train_mode(model, frozen_batchnorm)
-    result, best, best_state, since_best = Fit(), (-1.0, math.inf), None, 0
-    order, cursor, losses = torch.randperm(len(x), generator=generator), 0, []
+    rank = (lambda acc, loss: (acc, -loss)) if monitor == "accuracy" else (lambda acc, loss: (-loss,))
+    result, best_state, since_best, losses = Fit(), None, 0, []
+
+    def record(step: int) -> bool:
+        """Evaluate on validation; True when `patience` evaluations in a row brought nothing better."""
+        nonlocal best_state, since_best, losses
+        accuracy, val_loss = evaluate(model, *val)
+        set_train_mode(model, eval_modules)
+        for key, value in zip(result.history, (step, float(np.mean(losses)) if losses else math.nan, accuracy, val_loss)):
+            result.history[key].append(value)
+        losses = []
+        if best_state is None or rank(accuracy, val_loss) > rank(*result.best):
+            result.best, result.best_step, since_best = (accuracy, val_loss), step, 0
+            best_state = copy.deepcopy(model.state_dict())
+            return False
+        since_best += 1
+        return since_best >= cfg["patience"]
+
+    if evaluate_start:
+        record(0)
+    set_train_mode(model, eval_modules)
+    order, cursor = torch.randperm(len(x), generator=generator), 0
     start = time.perf_counter()
     bar = tqdm(range(1, plan.steps + 1), desc=desc, unit="step", leave=False)
     for step in bar:
@@ -100,8 +125,11 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
             order, cursor = torch.randperm(len(x), generator=generator), 0
         idx = order[cursor:cursor + plan.batch_size]
         cursor += plan.batch_size
+        xb = x[idx].to(DEVICE)
+        if augment:
+            xb = shift(xb, cfg["augment_shift"], generator)
         with torch.autocast(DEVICE.type, enabled=DEVICE.type == "cuda"):
-            loss = F.cross_entropy(model(shift(x[idx].to(DEVICE), cfg["augment_shift"], generator)), y[idx].to(DEVICE))
+            loss = F.cross_entropy(model(xb), y[idx].to(DEVICE))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -109,18 +137,10 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
         losses.append(loss.item())
         if step % plan.eval_every and step != plan.steps:
             continue
-        accuracy, val_loss = evaluate(model, *val)
-        set_train_mode(model, frozen_batchnorm)
-        for key, value in zip(result.history, (step, float(np.mean(losses)), accuracy, val_loss)):
-            result.history[key].append(value)
-        losses = []
-        bar.set_postfix(val_accuracy=f"{accuracy:.3f}")
-        if (accuracy, -val_loss) > (best[0], -best[1]):
-            best, best_state, result.best_step, since_best = (accuracy, val_loss), copy.deepcopy(model.state_dict()), step, 0
-        else:
-            since_best += 1
-            if since_best >= cfg["patience"]:
-                break
+        stop = record(step)
+        bar.set_postfix(val_accuracy=f"{result.history['val_accuracy'][-1]:.3f}")
+        if stop:
+            break
     result.seconds = time.perf_counter() - start
     result.steps = step
     result.images_per_second = step * plan.batch_size / result.seconds

@@ -27,7 +27,7 @@ def main() -> None:
         scores = []
         for n in args.sizes:
             cell = params.Cell(args.dataset, args.backbone, args.regime, n, 1)
-            result = regimes.RUNNERS[args.regime](cell, trial, data, subsets.subset(orderings, n))
+            result, _ = regimes.RUNNERS[args.regime](cell, trial, data, subsets.subset(orderings, n))
             scores.append(f"{n}/class {result['best_val_accuracy']:.3f}")
         print(f"{args.regime} lr={lr:g}: validation accuracy " + ", ".join(scores), flush=True)
 

@@ -1,0 +1,156 @@
+"""Each regime on a tiny separable image set: what it trains, what it leaves alone, and that it learns."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, tiny_params, tiny_weights
+from pretraining_gap import backbones, features, layer_groups, regimes
+from pretraining_gap.datasets import POOL, Prepared, stratified_split
+from pretraining_gap.params import Cell, ParamsError, load
+
+CLASSES, PER_CLASS = 3, 25
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory):
+    p = tiny_params(tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors"))
+    p["regimes"] = copy.deepcopy(load(ROOT / "params.yaml")["regimes"])
+    p["regimes"]["depth"].update(k=[2], transferred="frozen")
+    p["regimes"]["chainthaw"].update(phase_budget=0.5)
+    p["regimes"]["scratch"].update(budget_multiplier=1)  # beating chance needs no longer schedule here
+    p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=4, batch_size=15)
+    return p
+
+
+@pytest.fixture(scope="module")
+def data() -> Prepared:
+    """Three colours (red, green, blue) under noise: separable by any model that learns at all."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(CLASSES), PER_CLASS)
+    images = rng.integers(0, 90, size=(len(labels), 16, 16, 3))
+    images[np.arange(len(labels)), :, :, labels] += 150
+    split = stratified_split(labels, val_per_class=5, test_per_class=10, seed=0)
+    return Prepared(images.astype(np.uint8), labels, split, ["red", "green", "blue"])
+
+
+@pytest.fixture(scope="module")
+def feats(params, data):
+    return features.extract(params["backbones"]["tiny"], data.images)
+
+
+def run(regime, params, data, feats, depth=None):
+    cell = Cell("colours", "tiny", regime, 10, 1, depth)
+    return regimes.RUNNERS[regime](cell, params, data, data.part(POOL), feats)
+
+
+@pytest.fixture(scope="module")
+def trained(params, data, feats):
+    """Each regime trained once with the module's params (depth: k = 2, frozen), shared by the tests below."""
+    done = {}
+
+    def get(regime):
+        if regime not in done:
+            done[regime] = run(regime, params, data, feats, depth=2 if regime == "depth" else None)
+        return done[regime]
+
+    return get
+
+
+@pytest.mark.parametrize("regime", regimes.RUNNERS)
+def test_every_regime_beats_chance_clearly(regime, trained):
+    result, _ = trained(regime)
+    assert result["test_accuracy"] >= 0.8, result["test_accuracy"]  # chance is 1/3
+
+
+def test_frozen_regimes_never_run_the_backbone(params, data, feats):
+    """With an architecture that cannot even be built, the feature regimes still train: they only read features."""
+    broken = copy.deepcopy(params)
+    broken["backbones"]["tiny"]["model"] = "no_such_architecture"
+    for regime in regimes.FEATURE_REGIMES:
+        result, _ = run(regime, broken, data, feats)
+        assert result["test_accuracy"] >= 0.8
+
+
+def states(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def pretrained(params):
+    return states(backbones.create(params["backbones"]["tiny"], CLASSES, pretrained=True, seed=1))
+
+
+def test_finetune_trains_every_weight_and_keeps_batchnorm_statistics(params, trained):
+    before = pretrained(params)
+    result, model = trained("finetune")
+    after = states(model)
+    for name, _ in model.named_parameters():
+        if not name.startswith("classifier"):
+            assert not torch.equal(before[name], after[name]), name
+    for name in after:
+        if name.endswith(("running_mean", "running_var")):
+            assert torch.equal(before[name], after[name]), name  # batchnorm: frozen
+    assert set(result["transferability"]) == {name for name, _ in layer_groups.groups(model)[:-1]}
+
+
+def test_depth_keeps_the_first_k_groups_bit_identical_when_frozen(params, trained):
+    before = pretrained(params)
+    _, model = trained("depth")
+    after = states(model)
+    groups = layer_groups.groups(model)
+    kept = {n.rsplit(".", 1)[0] for _, names in groups[:2] for n in names}
+    for name in after:
+        module = name.rsplit(".", 1)[0]
+        if module in kept:
+            assert torch.equal(before[name], after[name]), name  # weights and batchnorm statistics
+        elif name.endswith("weight") and not module.startswith("classifier"):
+            assert not torch.equal(before[name], after[name]), name  # re-initialised, then trained
+
+
+def test_scratch_starts_from_the_seeded_random_init(params, trained):
+    random = states(backbones.create(params["backbones"]["tiny"], CLASSES, pretrained=False, seed=1))
+    _, model = trained("scratch")
+    changed = [not torch.equal(random[n], v) for n, v in states(model).items() if n.endswith("weight")]
+    assert all(changed)
+
+
+def test_chainthaw_phases_run_in_order_and_each_starts_from_the_previous_best(trained):
+    result, model = trained("chainthaw")
+    history = result["history"]
+    phases = list(dict.fromkeys(history["phase"]))
+    groups = [name for name, _ in layer_groups.groups(model)[:-1]]
+    assert phases == ["new layers", *groups, "all layers"]
+    assert history["step"] == sorted(history["step"])
+    for previous, phase in zip(phases, phases[1:]):
+        losses = [loss for p, loss in zip(history["phase"], history["val_loss"]) if p == previous]
+        start = history["val_loss"][history["phase"].index(phase)]
+        assert start == pytest.approx(min(losses), abs=1e-6)  # the best weights were reloaded
+
+
+def test_learning_rate_grid_is_chosen_on_validation(params, data, feats):
+    grid = copy.deepcopy(params)
+    grid["regimes"]["frozen"]["lr"] = [1e-6, 1e-2]
+    result, _ = run("frozen", grid, data, feats)
+    scores = result["val_accuracy_by_lr"]
+    assert set(scores) == {"1e-06", "0.01"}
+    assert result["lr"] == max([1e-6, 1e-2], key=lambda lr: scores[f"{lr:g}"])
+    assert result["best_val_accuracy"] == max(scores.values())
+
+
+def test_depth_larger_than_the_backbone_fails_before_training(params):
+    too_deep = copy.deepcopy(params)
+    too_deep["regimes"]["depth"]["k"] = [2, 40]
+    with pytest.raises(ParamsError, match="regimes.depth.k.*between 1 and"):
+        regimes.check_depth(too_deep, "tiny")
+
+
+def test_transferability_on_hand_made_tensors():
+    random = {"a": torch.tensor([4.0, -4.0]), "b": torch.tensor([1.0])}
+    pretrained = {"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([3.0])}
+    finetuned = {"a": torch.tensor([0.0, 2.0]), "b": torch.tensor([3.0])}
+    t = layer_groups.transferability(random, pretrained, finetuned, [("first", ["a"]), ("second", ["b"])])
+    assert t == {"first": pytest.approx((4 + 6) / 2 / 1.0)}  # 'second' did not move: no T
