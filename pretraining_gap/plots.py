@@ -88,7 +88,8 @@ def effective_data(effective: pd.DataFrame, title: str, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     for arm, part in effective.groupby("arm", sort=True):
         part, colour = part.sort_values("examples_per_class"), _colour(arm)
-        ax.plot(part.examples_per_class, part.transferred, color=colour, alpha=0.5)
+        estimates = part[part.kind == "estimate"]
+        ax.plot(estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5)  # not through bounds
         for kind, marker, face, label in (("estimate", "o", colour, arm), ("lower bound", "^", "none", f"{arm}: at least"),
                                           ("upper bound", "v", "none", f"{arm}: at most")):
             shown = part[part.kind == kind]

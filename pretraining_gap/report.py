@@ -31,7 +31,9 @@ def headlines(gap: pd.DataFrame, crossover: pd.DataFrame) -> list[str]:
         first, last = part.iloc[0], part.iloc[-1]
         cross = crossover[(crossover.dataset == dataset) & (crossover.backbone == backbone) & (crossover.arm == arm)]
         status = cross.status.iloc[0] if len(cross) else "no interval"
-        ending = {"reached": f"scratch catches up at {cross.crossover.iloc[0]:g} per class",
+        ending = {"reached": f"scratch catches up at {cross.crossover.iloc[0]:g} per class"
+                  if cross.crossover.iloc[0] > first.examples_per_class else
+                  "the 95% interval includes 0 (or lies below it) already at the smallest size",
                   "not reached": f"scratch does not catch up within the studied sizes (up to {last.examples_per_class:g})",
                   "no interval": "no crossover: some size has fewer than two paired seeds, so no interval"}[status]
         sentences.append(f"{dataset} · {backbone}: {arm} pretraining adds {_points(first.gap)} at "

@@ -127,3 +127,5 @@ def test_headline_says_when_scratch_catches_up_or_not():
         "scratch catches up at 100 per class."]
     assert "does not catch up within the studied sizes (up to 100)" in report.headlines(
         gap, crossing.assign(crossover=np.nan, status="not reached"))[0]
+    assert "includes 0 (or lies below it) already at the smallest size" in report.headlines(
+        gap, crossing.assign(crossover=1.0))[0]
