@@ -55,6 +55,9 @@ def test_figures_report_and_dvc_plot_data_exist(tiny_study):
     assert list(curve.examples_per_class) == [1, 3]
     shown = run(["dvc", "metrics", "show", "--json"], tiny_study).stdout
     assert "gap_at_3" in shown
+    plotted = run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_study)
+    assert "failed" not in plotted.stdout + plotted.stderr
+    assert "results/curves/digits/tiny/finetune.csv" in (tiny_study / "dvc_plots/index.html").read_text()
     page = (tiny_study / "reports/index.html").read_text()
     assert "digits · tiny: finetune pretraining adds" in page and page.count("data:image/png;base64,") >= 4
 
