@@ -1,11 +1,10 @@
-"""DVC stage aggregate: cell results to the tidy table, DVC metrics and plots, PNG figures and an MLflow summary run."""
+"""DVC stage aggregate: cell results to the tidy table, analysis tables, DVC metrics and plots, PNG figures."""
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from pretraining_gap import aggregate, params, tracking
+from pretraining_gap import aggregate, params
 
 log = logging.getLogger("aggregate")
 
@@ -14,17 +13,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cells", type=Path, default=Path("results/cells"), help="folder of per-cell result files")
     parser.add_argument("--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell")
+    parser.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)")
     parser.add_argument("--curves", type=Path, default=Path("results/curves"), help="folder of CSVs for dvc plots")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/summary.json"), help="DVC metrics file")
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
+    parser.add_argument("--costs", type=Path, default=Path("results/costs"),
+                        help="folder of backbone cost records <dataset>/<backbone>.json (optional)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    p = params.load()
-    out = aggregate.run(p, args.cells, args.table, args.curves, args.metrics, args.plots)
-    tracking.Tracker(p["study"]["name"]).log_summary(f"{p['study']['name']} · summary", out.headline,
-                                                     [args.table, args.metrics, *out.figures])
-    log.info("%d cells -> %s, %s, %d figures", out.cells, args.table, args.metrics, len(out.figures))
-    log.info("summary:\n%s", json.dumps(out.headline, indent=1))
+    out = aggregate.run(params.load(), args.cells, args.table, args.tables, args.curves, args.metrics, args.plots,
+                        args.costs)
+    for cell, why in out.metrics["incomplete"].items():
+        log.warning("left out of the means: %s (%s)", cell, why)
+    log.info("%d of %d cells finished -> %s, %s, %d figures", len(out.finished), len(out.cells), args.table,
+             args.metrics, len(out.figures))
 
 
 if __name__ == "__main__":

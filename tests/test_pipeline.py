@@ -27,6 +27,7 @@ def test_table_has_one_row_per_cell(tiny_study):
     assert set(cells.regime) == set(REGIMES)
     assert sorted(cells.examples_per_class.unique()) == [1, 3]
     assert cells.test_accuracy.between(0, 1).all()
+    assert (cells.status == "finished").all() and cells.depth.isna().all()
     gradient = cells[cells.regime != "linear"]
     assert (gradient.train_seconds > 0).all() and (gradient.images_per_second > 0).all()
 
@@ -34,21 +35,31 @@ def test_table_has_one_row_per_cell(tiny_study):
 def test_summary_metrics_match_the_table(tiny_study):
     cells = pd.read_csv(tiny_study / "results/cells.csv")
     summary = json.loads((tiny_study / "metrics/summary.json").read_text())
-    node = summary["digits"]["tiny"]["3_per_class"]
+    assert summary["cells"] == {"grid": 12, "finished": 12, "failed": 0, "missing": 0}
+    assert summary["incomplete"] == {}
+    node = summary["digits"]["tiny"]
     for regime in REGIMES:
         expected = cells[(cells.regime == regime) & (cells.examples_per_class == 3)].test_accuracy.mean()
-        assert abs(node[regime]["test_accuracy"] - expected) < 1e-4
-    assert abs(node["gap_finetune_vs_scratch"]["mean"]
-               - (node["finetune"]["test_accuracy"] - node["scratch"]["test_accuracy"])) < 1e-3
+        assert abs(node[regime]["accuracy_at_3"] - expected) < 1e-4
+    gap = node["finetune"]
+    assert abs(gap["gap_at_3"] - (node["finetune"]["accuracy_at_3"] - node["scratch"]["accuracy_at_3"])) < 1e-3
+    assert gap["gap_at_3_low"] <= gap["gap_at_3"] <= gap["gap_at_3_high"]
+    assert gap["crossover"] in (1, 3, "not reached")
 
 
-def test_figure_and_dvc_plot_data_exist(tiny_study):
-    with Image.open(tiny_study / "plots/digits_tiny_accuracy.png") as image:
-        assert image.width > 400 and image.height > 300
+def test_figures_report_and_dvc_plot_data_exist(tiny_study):
+    for figure in ("accuracy", "gap", "effective_data", "learning"):
+        with Image.open(tiny_study / f"plots/digits_tiny_{figure}.png") as image:
+            assert image.width > 400 and image.height > 300
     curve = pd.read_csv(tiny_study / "results/curves/digits/tiny/finetune.csv")
     assert list(curve.examples_per_class) == [1, 3]
     shown = run(["dvc", "metrics", "show", "--json"], tiny_study).stdout
-    assert "gap_finetune_vs_scratch" in shown
+    assert "gap_at_3" in shown
+    plotted = run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_study)
+    assert "failed" not in plotted.stdout + plotted.stderr
+    assert "results/curves/digits/tiny/finetune.csv" in (tiny_study / "dvc_plots/index.html").read_text()
+    page = (tiny_study / "reports/index.html").read_text()
+    assert "digits · tiny: finetune pretraining adds" in page and page.count("data:image/png;base64,") >= 4
 
 
 def test_one_named_mlflow_run_per_cell_with_params_and_curves(tiny_study):
@@ -68,7 +79,8 @@ def test_one_named_mlflow_run_per_cell_with_params_and_curves(tiny_study):
     summary = client.search_runs([run_.info.experiment_id], filter_string="tags.kind = 'summary'")
     assert len(summary) == 1
     artifacts = {a.path for a in client.list_artifacts(summary[0].info.run_id)}
-    assert {"cells.csv", "summary.json", "digits_tiny_accuracy.png"} <= artifacts
+    assert {"index.html", "cells.csv", "summary.json", "gap.csv", "digits_tiny_accuracy.png"} <= artifacts
+    assert "digits.tiny.finetune.gap_at_1" in summary[0].data.metrics
 
 
 def test_rerun_trains_nothing_and_new_size_trains_only_new_cells(tmp_path):
