@@ -38,7 +38,7 @@ def load_cells(params: dict, root: Path) -> pd.DataFrame:
         result = results.read(results.path(results.group_dir(root, cell), cell))
         if result is None:
             result = {"dataset": cell.dataset, "backbone": cell.backbone, "regime": cell.regime,
-                      "depth": getattr(cell, "depth", None), "examples_per_class": cell.examples_per_class,
+                      "depth": cell.depth, "examples_per_class": cell.examples_per_class,
                       "seed": cell.seed, "status": "missing", "reason": "no result file (run `dvc repro`)"}
         rows.append({"status": "finished", **result})
     table = pd.DataFrame(rows)

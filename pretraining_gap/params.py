@@ -35,8 +35,8 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """The regime, with the transfer depth of depth-k cells: 'finetune', 'depth-k3'."""
-        return self.regime if self.depth is None else f"{self.regime}-k{self.depth}"
+        """The regime, with the transfer depth of depth-k cells: 'finetune', 'depth_k3' (the figures' arm names)."""
+        return self.regime if self.depth is None else f"{self.regime}_k{self.depth}"
 
     @property
     def key(self) -> str:
