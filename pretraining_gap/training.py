@@ -67,6 +67,14 @@ def set_train_mode(model: nn.Module, frozen_batchnorm: bool) -> None:
                 m.eval()
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite: these settings cannot give this cell a result."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training loss became {loss} at step {step}")
+        self.step, self.loss = step, loss
+
+
 @dataclass
 class Fit:
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []})
@@ -82,6 +90,7 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     """AdamW with warm-up and cosine decay; keeps the weights of the best validation evaluation.
 
     Stops early after `patience` evaluations without a better validation accuracy (ties: lower loss).
+    Raises Diverged when the training loss stops being finite.
     """
     model.to(DEVICE, memory_format=torch.channels_last)
     x, y = train
@@ -102,6 +111,8 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
         cursor += plan.batch_size
         with torch.autocast(DEVICE.type, enabled=DEVICE.type == "cuda"):
             loss = F.cross_entropy(model(shift(x[idx].to(DEVICE), cfg["augment_shift"], generator)), y[idx].to(DEVICE))
+        if not torch.isfinite(loss):
+            raise Diverged(step, loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,99 @@
+"""Failure isolation, determinism and tracking trouble, on one train group run in-process with a real MLflow."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from conftest import tiny_params, tiny_weights
+from pretraining_gap import datasets, results, study, subsets, tracking
+from pretraining_gap.params import Cell
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads contend and run the tiny model 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict:
+    """Prepared tiny digits and their subsets, as the prepare and subsample stages write them."""
+    base = tmp_path_factory.mktemp("workspace")
+    params = tiny_params(tiny_weights(base / "tiny.safetensors"))
+    params["study"].update(regimes=["scratch"], sizes=[1, 3], seeds=[1])
+    data = datasets.prepare(params["datasets"]["digits"])
+    data.save(base / "digits.npz")
+    orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
+                 for seed in params["study"]["seeds"]}
+    subsets.save(base / "subsets.json", orderings)
+    return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json"}
+
+
+def train(workspace: dict, params: dict, out: Path, store: Path, regime: str = "scratch") -> list[dict]:
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    try:
+        tracker = tracking.Tracker(params["study"]["name"])
+        return study.train_group(params, "digits", "tiny", regime, workspace["prepared"], workspace["subsets"],
+                                 None, out, tracker)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+
+
+def cell_runs(store: Path) -> list:
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("pretraining-gap")
+    return client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'cell'")
+
+
+def snapshot(out: Path) -> dict[str, tuple[str, int]]:
+    return {f.name: (f.read_text(), f.stat().st_mtime_ns) for f in sorted(out.glob("*.json"))}
+
+
+def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace, tmp_path):
+    params = copy.deepcopy(workspace["params"])
+    params["study"]["regimes"] = ["scratch", "finetune"]
+    params["regimes"]["scratch"]["lr"] = 1e6  # the tiny model's loss becomes NaN within a few steps
+    out = tmp_path / "cells"
+    store = tmp_path / "mlflow.db"
+    failed = train(workspace, params, out / "scratch", store, "scratch")
+    finished = train(workspace, params, out / "finetune", store, "finetune")
+
+    assert [r["status"] for r in failed] == ["failed", "failed"]
+    for result in failed:
+        assert "test_accuracy" not in result and "training loss became nan" in result["reason"].lower()
+        assert json.loads(results.path(out / "scratch", Cell("digits", "tiny", "scratch", result["examples_per_class"], 1)
+                                       ).read_text()) == result
+    assert [r["status"] for r in finished] == ["finished", "finished"]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in finished)
+
+    runs = {(r.data.tags["regime"], r.data.tags["examples_per_class"]): r for r in cell_runs(store)}
+    assert len(runs) == 4
+    for n in ("1", "3"):
+        assert runs["scratch", n].info.status == "FAILED"
+        assert "training loss became" in runs["scratch", n].data.tags["failure"]
+        assert runs["finetune", n].info.status == "FINISHED" and "failure" not in runs["finetune", n].data.tags
+
+    # same config and code: the failure is kept (it would fail the same way), nothing retrains or re-logs
+    before = snapshot(out / "scratch")
+    assert train(workspace, params, out / "scratch", store, "scratch") == failed
+    assert snapshot(out / "scratch") == before
+    assert {r.info.run_id for r in cell_runs(store)} == {r.info.run_id for r in runs.values()}
+
+    # a changed learning rate retries the failed cells
+    params["regimes"]["scratch"]["lr"] = 0.01
+    assert [r["status"] for r in train(workspace, params, out / "scratch", store, "scratch")] == ["finished"] * 2
+    statuses = sorted((r.data.tags["regime"], r.info.status) for r in cell_runs(store))
+    assert statuses == [("finetune", "FINISHED")] * 2 + [("scratch", "FINISHED")] * 2
