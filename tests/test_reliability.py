@@ -97,3 +97,44 @@ def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace,
     assert [r["status"] for r in train(workspace, params, out / "scratch", store, "scratch")] == ["finished"] * 2
     statuses = sorted((r.data.tags["regime"], r.info.status) for r in cell_runs(store))
     assert statuses == [("finetune", "FINISHED")] * 2 + [("scratch", "FINISHED")] * 2
+
+
+TIMING = ("train_seconds", "images_per_second", "started_ms", "finished_ms")
+
+
+def test_the_same_cell_trained_twice_gives_bit_identical_results(workspace):
+    """CPU kernels are deterministic here; the cell seeds its own generators, so global RNG use does not matter."""
+    data = datasets.Prepared.load(workspace["prepared"])
+    cell = Cell("digits", "tiny", "finetune", 3, 1)
+    first = study.train_cell(cell, workspace["params"], data, workspace["subsets"], None, "same")
+    np.random.seed(123), torch.manual_seed(123), torch.rand(1000), np.random.rand(1000)
+    second = study.train_cell(cell, workspace["params"], data, workspace["subsets"], None, "same")
+    assert first["status"] == "finished" and len(first["history"]["train_loss"]) >= 2
+    assert {k: v for k, v in first.items() if k not in TIMING} == {k: v for k, v in second.items() if k not in TIMING}
+
+
+ORDERING = """
+import json, sys
+import numpy as np
+from pretraining_gap import datasets, subsets
+data = datasets.Prepared.load(sys.argv[1])
+orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), int(sys.argv[2]))
+print(json.dumps({c: o.tolist() for c, o in orderings.items()}))
+"""
+
+
+def subset_orderings(prepared: Path, seed: int, hash_seed: str) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run([sys.executable, "-c", ORDERING, str(prepared), str(seed)], env=env, capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_subsets_depend_on_the_seed_only(workspace):
+    """Same seed: same orderings in this process and in fresh ones with other hash seeds; another seed differs."""
+    data = datasets.Prepared.load(workspace["prepared"])
+    np.random.seed(7)
+    here = {str(c): o.tolist() for c, o in subsets.class_orderings(data.labels, data.part(datasets.POOL), 1).items()}
+    assert here == subset_orderings(workspace["prepared"], 1, "1") == subset_orderings(workspace["prepared"], 1, "2")
+    assert here != subset_orderings(workspace["prepared"], 2, "1")
+    assert sorted(sum(here.values(), [])) == sorted(data.part(datasets.POOL).tolist())
