@@ -38,6 +38,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{study_root() / 'mlflow.db'}"
 
 
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts next to a SQLite store rather than in the working folder (a `dvc exp` run's is temporary)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server or other store decides itself
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+
+
 def _git_commit() -> str | None:
     done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=study_root(), capture_output=True, text=True)
     return done.stdout.strip() if done.returncode == 0 else None
@@ -74,7 +81,7 @@ class Tracker:
         if found:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri))
         except Exception:  # noqa: BLE001 - a parallel experiment created it first
             return self.client.get_experiment_by_name(name).experiment_id
 

@@ -138,3 +138,43 @@ def test_subsets_depend_on_the_seed_only(workspace):
     assert here == subset_orderings(workspace["prepared"], 1, "1") == subset_orderings(workspace["prepared"], 1, "2")
     assert here != subset_orderings(workspace["prepared"], 2, "1")
     assert sorted(sum(here.values(), [])) == sorted(data.part(datasets.POOL).tolist())
+
+
+def test_a_store_that_cannot_be_written_stops_the_study_before_training(workspace, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(tracking.TrackingError, match="MLFLOW_TRACKING_URI") as error:
+        train(workspace, workspace["params"], tmp_path / "cells", not_a_folder / "mlflow.db")
+    assert str(not_a_folder / "mlflow.db") in str(error.value)
+    assert not (tmp_path / "cells").exists()
+
+
+def test_results_outlive_a_store_that_breaks_mid_study_and_the_next_run_logs_them(workspace, tmp_path):
+    store, out = tmp_path / "store", tmp_path / "cells"
+
+    class StoreBreaksDuringTraining(tracking.Tracker):
+        def log_cell(self, *args):
+            if store.is_dir():  # the store's folder becomes a file: every write to it fails
+                store.rename(tmp_path / "away")
+                store.write_text("")
+            return super().log_cell(*args)
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    try:
+        tracker = StoreBreaksDuringTraining("pretraining-gap")
+        with pytest.raises(tracking.TrackingError, match="2 cells trained and kept .* not logged to MLflow"):
+            study.train_group(workspace["params"], "digits", "tiny", "scratch", workspace["prepared"],
+                              workspace["subsets"], None, out, tracker)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    kept = snapshot(out)
+    assert len(kept) == 2 and all(json.loads(text)["status"] == "finished" for text, _ in kept.values())
+
+    store.unlink()
+    (tmp_path / "away").rename(store)
+    train(workspace, workspace["params"], out, store / "mlflow.db")
+    assert snapshot(out) == kept  # nothing retrained
+    runs = cell_runs(store / "mlflow.db")
+    assert sorted(r.data.tags["examples_per_class"] for r in runs) == ["1", "3"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.info.artifact_uri.startswith((store / "mlruns").as_uri()) for r in runs)
