@@ -178,3 +178,21 @@ def test_results_outlive_a_store_that_breaks_mid_study_and_the_next_run_logs_the
     assert sorted(r.data.tags["examples_per_class"] for r in runs) == ["1", "3"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.info.artifact_uri.startswith((store / "mlruns").as_uri()) for r in runs)
+
+
+def test_leftovers_of_a_killed_process_are_replaced(workspace, tmp_path):
+    """A run left RUNNING by a process killed while logging, and a half-written result file, do not survive."""
+    out, store = tmp_path / "cells", tmp_path / "mlflow.db"
+    train(workspace, workspace["params"], out, store)
+    client = MlflowClient(f"sqlite:///{store}")
+    complete = {r.data.tags["cell"]: r for r in cell_runs(store)}
+    stuck = complete["digits/tiny/scratch/1/1"]
+    client.delete_run(stuck.info.run_id)  # as if the process died between creating the run and finishing it
+    client.create_run(stuck.info.experiment_id, tags=stuck.data.tags, run_name=stuck.info.run_name)
+    (out / "tmpkilled.tmp").write_text('{"half": ')
+
+    train(workspace, workspace["params"], out, store)
+    runs = cell_runs(store)
+    assert sorted(r.data.tags["cell"] for r in runs) == sorted(complete)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert not list(out.glob("*.tmp"))
