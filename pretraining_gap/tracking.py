@@ -8,6 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
+
 from .params import Cell
 
 class TrackingError(RuntimeError):
@@ -38,11 +40,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{study_root() / 'mlflow.db'}"
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
 def _artifact_location(uri: str) -> str | None:
     """Artifacts next to a SQLite store rather than in the working folder (a `dvc exp` run's is temporary)."""
-    if not uri.startswith("sqlite:///"):
-        return None  # a tracking server or other store decides itself
-    return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+    db = _sqlite_file(uri)
+    return (db.parent / "mlruns").as_uri() if db else None  # a tracking server decides itself
+
+
+@contextmanager
+def _one_opener(uri: str):
+    """Parallel `dvc exp` workers open one SQLite store at once, and MLflow's set-up of a new store file fails
+    when two processes run it together ('table _alembic_tmp_experiments already exists'): they take turns."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(db.with_name(f"{db.name}.lock")):
+        yield
 
 
 def _git_commit() -> str | None:
@@ -69,7 +87,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = tracking_uri()
-        with _store(self.uri, "open"):
+        with _store(self.uri, "open"), _one_opener(self.uri):
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(experiment)
