@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from .params import Cell
 
+
 class TrackingError(RuntimeError):
     """The MLflow store could not be read or written."""
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +43,24 @@ def workspace(tmp_path_factory) -> dict:
     return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json"}
 
 
-def train(workspace: dict, params: dict, out: Path, store: Path, regime: str = "scratch") -> list[dict]:
+@contextmanager
+def store_uri(store: Path):
+    """MLFLOW_TRACKING_URI pointing to `store` while the block runs, as a user would set it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
     try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def train(workspace: dict, params: dict, out: Path, store: Path, regime: str = "scratch") -> list[dict]:
+    with store_uri(store):
         tracker = tracking.Tracker(params["study"]["name"])
         return study.train_group(params, "digits", "tiny", regime, workspace["prepared"], workspace["subsets"],
                                  None, out, tracker)
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
 
 
 def cell_runs(store: Path) -> list:
@@ -159,14 +170,11 @@ def test_results_outlive_a_store_that_breaks_mid_study_and_the_next_run_logs_the
                 store.write_text("")
             return super().log_cell(*args)
 
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
-    try:
+    with store_uri(store / "mlflow.db"):
         tracker = StoreBreaksDuringTraining("pretraining-gap")
         with pytest.raises(tracking.TrackingError, match="2 cells trained and kept .* not logged to MLflow"):
             study.train_group(workspace["params"], "digits", "tiny", "scratch", workspace["prepared"],
                               workspace["subsets"], None, out, tracker)
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
     kept = snapshot(out)
     assert len(kept) == 2 and all(json.loads(text)["status"] == "finished" for text, _ in kept.values())
 
