@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,28 @@ from .datasets import SOURCES
 
 REGIMES = ("scratch", "linear", "frozen", "finetune", "chainthaw", "depth")
 PRETRAINED_REGIMES = tuple(r for r in REGIMES if r != "scratch")
+
+# Every key params.yaml may hold, so a typo fails up front instead of being silently ignored.
+# None: the user names the entries (datasets, backbones); "*" stands for such a name. Add a key here when code
+# starts reading it.
+KNOWN_KEYS: dict[str, set[str] | None] = {
+    "": {"study", "datasets", "backbones", "training", "regimes"},
+    "study": {"name", "datasets", "backbones", "regimes", "sizes", "seeds"},
+    "datasets": None,
+    "datasets.*": {"source", "path", "test_path", "name", "root", "download", "resolution", "val_per_class",
+                   "test_per_class", "split_seed"},
+    "backbones": None,
+    "backbones.*": {"model", "weights"},
+    "training": {"batch_size", "epochs", "min_steps", "max_steps", "evaluations", "patience", "weight_decay",
+                 "augment_shift"},
+    "regimes": {"scratch", "linear", "frozen", "finetune", "chainthaw", "depth"},
+    "regimes.scratch": {"lr", "budget_multiplier"},
+    "regimes.linear": {"C"},
+    "regimes.frozen": {"lr", "hidden", "dropout"},
+    "regimes.finetune": {"lr", "batchnorm", "backbone_lr_scale"},
+    "regimes.chainthaw": {"lr", "batchnorm", "phase_budget", "phase_patience"},
+    "regimes.depth": {"k", "transferred", "lr", "batchnorm"},
+}
 
 
 class ParamsError(ValueError):
@@ -99,10 +122,46 @@ def _positive_ints(params: dict, key: str, fix: str) -> list[int]:
     return values
 
 
+def _schema(path: str) -> str | None:
+    """The KNOWN_KEYS entry of the block at `path` ("datasets.digits" -> "datasets.*"); None for a value."""
+    if path in KNOWN_KEYS:
+        return path
+    wildcard = f"{path.rpartition('.')[0]}.*"
+    return wildcard if wildcard in KNOWN_KEYS else None
+
+
+def _unknown_keys(block: dict, path: str = "") -> None:
+    """Reject keys that no code reads (a typo such as `trainig:` or `lr_:`), suggesting the closest known one."""
+    known = KNOWN_KEYS[_schema(path)]
+    for key, value in block.items():
+        where = f"{path}.{key}" if path else str(key)
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? Known keys here: " if close else "known keys here: "
+            raise ParamsError(where, "unknown key", f"{hint}{sorted(known)}")
+        schema = _schema(where)
+        if schema is None:
+            continue
+        if not isinstance(value, dict):
+            raise ParamsError(where, f"expected a block of keys, got {value!r}", "indent its keys under it")
+        _unknown_keys(value, where)
+
+
+def _learning_rates(params: dict, key: str) -> list[float]:
+    """A learning rate, or a list of them to choose from on validation."""
+    value = _require(params, key, (int, float, list), "give a learning rate, e.g. 0.001, or a list, e.g. [0.0003, 0.001]")
+    grid = value if isinstance(value, list) else [value]
+    if not grid or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in grid):
+        raise ParamsError(key, f"expected a positive number or a non-empty list of them, got {value!r}",
+                          "e.g. 0.001 or [0.0003, 0.001, 0.003]")
+    return grid
+
+
 def validate(params: dict) -> None:
     """Check the whole file up front, so a typo fails before hours of training, not after."""
     if not isinstance(params, dict):
         raise ParamsError("(top level)", "not a mapping", "start from the params.yaml in the repository")
+    _unknown_keys(params)
     _positive_ints(params, "study.sizes", "list examples per class, e.g. [1, 2, 5, 10, 25, 50]")
     _positive_ints(params, "study.seeds", "list seeds, e.g. [1, 2, 3]")
     _require(params, "study.name", str, "name the MLflow experiment, e.g. pretraining-gap")
@@ -153,11 +212,7 @@ def _validate_regime(params: dict, regime: str) -> None:
     if regime == "linear":
         _positive_numbers(params, f"{key}.C", "list inverse regularisation strengths, e.g. [0.01, 0.1, 1, 10]")
         return
-    fix = "give a learning rate, or a list chosen from on validation, e.g. [0.0003, 0.001]"
-    if isinstance(_require(params, f"{key}.lr", (int, float, list), fix), list):
-        _positive_numbers(params, f"{key}.lr", fix)
-    else:
-        _number(params, f"{key}.lr", (int, float), fix, above=0)
+    _learning_rates(params, f"{key}.lr")
     if regime in ("finetune", "chainthaw", "depth"):
         _choice(params, f"{key}.batchnorm", ("frozen", "train"))
     if regime == "scratch":

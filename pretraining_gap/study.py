@@ -10,9 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import params as study_params
-from . import regimes, results, subsets
+from . import regimes, results, subsets, training
 from .datasets import Prepared
 from .params import Cell
+from .tracking import TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +32,60 @@ def cell_config(params: dict, cell: Cell) -> dict:
     return config
 
 
+def train_cell(cell: Cell, params: dict, data: Prepared, subsets_file: Path, features: np.ndarray | None,
+               fingerprint: str) -> dict:
+    """One cell's result; a run whose loss stops being finite is a failed result, not the end of the study."""
+    train_idx = subsets.subset(subsets.load(subsets_file, cell.seed), cell.examples_per_class)
+    started = time.time()
+    try:
+        result, _ = regimes.RUNNERS[cell.regime](cell, params, data, train_idx, features)
+        outcome = {"status": "finished", **result}
+    except training.Diverged as error:
+        outcome = {"status": "failed", "reason": str(error)}
+    return {"dataset": cell.dataset, "backbone": cell.backbone, "regime": cell.regime,
+            "examples_per_class": cell.examples_per_class, "seed": cell.seed, "depth": cell.depth, **outcome,
+            "fingerprint": fingerprint, "started_ms": int(started * 1000), "finished_ms": int(time.time() * 1000)}
+
+
 def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared: Path, subsets_file: Path,
                 features: Path | None, out: Path, tracker) -> list[dict]:
-    """Train every cell of the group that has no current result in `out`; log each to MLflow once."""
+    """Train every cell of the group that has no current result in `out`; log each to MLflow once.
+
+    A cell whose MLflow logging fails keeps its result file; the group still trains the rest, then raises
+    TrackingError so that the stage fails and the next run logs the missing runs without retraining.
+    """
     data = Prepared.load(prepared)
     feats = np.load(features) if regime in regimes.FEATURE_REGIMES else None
     if regime == "depth":
         regimes.check_depth(params, backbone)
+    results.remove_partial(out)
     logged = tracker.logged_fingerprints(dataset, backbone, regime)
-    done = []
-    cells = study_params.cells(params, dataset, backbone, regime)
-    for cell in tqdm(cells, desc=f"{dataset} · {backbone} · {regime}", unit="cell"):
+    done, unlogged = [], []
+    for cell in tqdm(study_params.cells(params, dataset, backbone, regime), desc=f"{dataset} · {backbone} · {regime}",
+                     unit="cell"):
         config = cell_config(params, cell)
         fingerprint = results.fingerprint(config)
         file = results.path(out, cell)
-        result = results.finished(file, fingerprint)
+        result = results.current(file, fingerprint)
         if result is None:
             log.info("training %s", cell.run_name)
-            train_idx = subsets.subset(subsets.load(subsets_file, cell.seed), cell.examples_per_class)
-            started = time.time()
-            result, _ = regimes.RUNNERS[regime](cell, params, data, train_idx, feats)
-            result = {"dataset": dataset, "backbone": backbone, "regime": regime,
-                      "examples_per_class": cell.examples_per_class, "seed": cell.seed, "depth": cell.depth, **result,
-                      "fingerprint": fingerprint, "started_ms": int(started * 1000), "finished_ms": int(time.time() * 1000)}
+            result = train_cell(cell, params, data, subsets_file, feats, fingerprint)
             results.write(file, result)
+        else:
+            log.info("kept %s (%s earlier, same config and code)", cell.run_name, result["status"])
+        if result["status"] == "finished":
             log.info("%s: test accuracy %.3f", cell.run_name, result["test_accuracy"])
         else:
-            log.info("kept %s (finished earlier, same config and code)", cell.run_name)
+            log.warning("%s failed: %s", cell.run_name, result["reason"])
         if logged.get(cell.key) != fingerprint:
-            tracker.log_cell(cell, result, config, file)
+            try:
+                tracker.log_cell(cell, result, config, file)
+            except TrackingError as error:
+                log.error("%s: result kept in %s but not logged to MLflow: %s", cell.run_name, file, error)
+                unlogged.append(cell)
         done.append(result)
+    if unlogged:
+        raise TrackingError(f"{len(unlogged)} cells trained and kept in {out} but not logged to MLflow "
+                            f"({tracker.uri}). Fix the store, then run `dvc repro` again: it logs them without "
+                            "retraining")
     return done

@@ -5,9 +5,28 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
+
 from .params import Cell
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store could not be read or written."""
+
+
+@contextmanager
+def _store(uri: str, doing: str):
+    """Turn the store's many error types (MLflow, SQLAlchemy, OS) into one TrackingError naming the fix."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - any failure of the store means the same to the study
+        raise TrackingError(f"cannot {doing} the MLflow store {uri}: {error}. Fix: make it writable, or point "
+                            "MLFLOW_TRACKING_URI to a store you can write (unset, it is sqlite:///<repo>/mlflow.db)"
+                            ) from error
+
 
 FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "train_seconds", "images_per_second", "steps",
                  "lr", "C")
@@ -21,6 +40,29 @@ def study_root() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{study_root() / 'mlflow.db'}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts next to a SQLite store rather than in the working folder (a `dvc exp` run's is temporary)."""
+    db = _sqlite_file(uri)
+    return (db.parent / "mlruns").as_uri() if db else None  # a tracking server decides itself
+
+
+@contextmanager
+def _one_opener(uri: str):
+    """Parallel `dvc exp` workers open one SQLite store at once, and MLflow's set-up of a new store file fails
+    when two processes run it together ('table _alembic_tmp_experiments already exists'): they take turns."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(db.with_name(f"{db.name}.lock")):
+        yield
 
 
 def _git_commit() -> str | None:
@@ -39,18 +81,29 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    """The study's MLflow experiment. Opening it checks that the store can be written."""
+    """The study's MLflow experiment. Opening it writes to the store, so a store that cannot be written
+    stops the study before any training, with a TrackingError naming MLFLOW_TRACKING_URI."""
 
     def __init__(self, experiment: str):
         import mlflow
         from mlflow import MlflowClient
 
         self.uri = tracking_uri()
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        with _store(self.uri, "open"), _one_opener(self.uri):
+            mlflow.set_tracking_uri(self.uri)
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = self._experiment(experiment)
+            self.client.set_experiment_tag(self.experiment_id, "study_root", str(study_root()))
         self.commit = _git_commit()
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri))
+        except Exception:  # noqa: BLE001 - a parallel experiment created it first
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def _runs(self, tags: dict[str, str]) -> list:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
@@ -58,8 +111,11 @@ class Tracker:
 
     def logged_fingerprints(self, dataset: str, backbone: str, regime: str) -> dict[str, str]:
         """Cell key to the fingerprint of its run, for the cells of one train group."""
-        runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone, "regime": regime})
-        return {run.data.tags["cell"]: run.data.tags.get("fingerprint") for run in runs}
+        with _store(self.uri, "read"):
+            runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone, "regime": regime})
+        # a run left RUNNING by a killed process is incomplete: it does not count, and logging replaces it
+        return {run.data.tags["cell"]: run.data.tags.get("fingerprint") for run in runs
+                if run.info.status in ("FINISHED", "FAILED")}
 
     def _replace(self, tags: dict[str, str]) -> None:
         for run in self._runs(tags):
@@ -70,7 +126,14 @@ class Tracker:
         return self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags, run_name=name).info.run_id
 
     def log_cell(self, cell: Cell, result: dict, config: dict, result_file: Path) -> str:
-        """One finished run for the cell: params, per-evaluation curves with step=, final metrics, result file."""
+        """One run for the cell: params, per-evaluation curves with step=, final metrics, result file.
+
+        A failed cell's run ends FAILED with its reason in the `failure` tag.
+        """
+        with _store(self.uri, "write"):
+            return self._log_cell(cell, result, config, result_file)
+
+    def _log_cell(self, cell: Cell, result: dict, config: dict, result_file: Path) -> str:
         from mlflow.entities import Metric, Param
 
         self._replace({"kind": "cell", "cell": cell.key})
@@ -82,6 +145,8 @@ class Tracker:
         phases = list(dict.fromkeys(result.get("history", {}).get("phase", [])))
         if phases:  # chain-thaw: the phase order, and a `phase` metric (its index) at every evaluation
             tags["phases"] = " → ".join(phases)
+        if result["status"] == "failed":
+            tags["failure"] = result["reason"]
         run_id = self._create(cell.run_name, tags, result["started_ms"])
         now = int(time.time() * 1000)
         history = result.get("history", {})
@@ -99,7 +164,7 @@ class Tracker:
         for i in range(0, len(params), 100):
             self.client.log_batch(run_id, params=params[i:i + 100])
         self.client.log_artifact(run_id, str(result_file))
-        self.client.set_terminated(run_id, "FINISHED", result["finished_ms"])
+        self.client.set_terminated(run_id, result["status"].upper(), result["finished_ms"])
         return run_id
 
     def log_summary(self, name: str, metrics: dict[str, float], artifacts: list[Path]) -> str:

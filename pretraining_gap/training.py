@@ -69,6 +69,14 @@ def batchnorms(model: nn.Module) -> tuple[nn.Module, ...]:
     return tuple(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite: these settings cannot give this cell a result."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training loss became {loss} at step {step}")
+        self.step, self.loss = step, loss
+
+
 @dataclass
 class Fit:
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []})
@@ -88,6 +96,7 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
     Stops early after `patience` evaluations without a better one. With `evaluate_start` the weights before
     training are evaluated too (step 0), so training that only makes things worse is undone.
+    Raises Diverged when the training loss stops being finite.
     """
     model.to(DEVICE, memory_format=torch.channels_last)
     x, y = train
@@ -130,6 +139,8 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
             xb = shift(xb, cfg["augment_shift"], generator)
         with torch.autocast(DEVICE.type, enabled=DEVICE.type == "cuda"):
             loss = F.cross_entropy(model(xb), y[idx].to(DEVICE))
+        if not torch.isfinite(loss):
+            raise Diverged(step, loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import make_study_repo, run, tiny_params
 from pretraining_gap import params
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
@@ -33,3 +34,51 @@ def test_a_bad_value_names_its_key_and_the_fix(edit, key):
     with pytest.raises(params.ParamsError, match="Fix:") as error:
         params.validate(broken(edit))
     assert error.value.key == key
+
+
+@pytest.mark.parametrize("edit, key, suggestion", [
+    (lambda p: p.update(trainig=p.pop("training")), "trainig", "did you mean 'training'?"),
+    (lambda p: p["regimes"]["finetune"].update(lr_=0.01), "regimes.finetune.lr_", "did you mean 'lr'?"),
+    (lambda p: p["datasets"]["digits"].update(resolutoin=32), "datasets.digits.resolutoin", "did you mean 'resolution'?"),
+    (lambda p: p["study"].update(seed=[1]), "study.seed", "did you mean 'seeds'?"),
+    (lambda p: p["regimes"].update(finetun=p["regimes"]["finetune"]), "regimes.finetun", "did you mean 'finetune'?"),
+    (lambda p: p["backbones"]["efficientnet_lite0"].update(wieghts="hub"), "backbones.efficientnet_lite0.wieghts",
+     "did you mean 'weights'?"),
+])
+def test_an_unknown_key_is_named_with_the_closest_known_one(edit, key, suggestion):
+    with pytest.raises(params.ParamsError, match="unknown key") as error:
+        params.validate(broken(edit))
+    assert error.value.key == key and suggestion in str(error.value)
+
+
+def test_a_block_given_as_a_value_is_rejected():
+    with pytest.raises(params.ParamsError, match="expected a block") as error:
+        params.validate(broken(lambda p: p["regimes"].update(scratch=None)))
+    assert error.value.key == "regimes.scratch"
+
+
+@pytest.mark.parametrize("lr", [0.001, [0.0003, 0.001, 0.003]])
+def test_a_learning_rate_is_a_number_or_a_grid(lr):
+    params.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
+
+
+@pytest.mark.parametrize("lr", [[], [0.001, -1], 0, [True]])
+def test_a_bad_learning_rate_grid_names_its_key(lr):
+    with pytest.raises(params.ParamsError) as error:
+        params.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
+    assert error.value.key == "regimes.finetune.lr"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(trainig=p.pop("training")), "trainig: unknown key. Fix: did you mean 'training'?"),
+    (lambda p: p["regimes"]["finetune"].update(lr_=0.01), "regimes.finetune.lr_: unknown key. Fix: did you mean 'lr'?"),
+])
+def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_path, edit, message):
+    p = tiny_params(tmp_path / "never-read.safetensors")
+    edit(p)
+    repo = make_study_repo(tmp_path / "repo", p)
+    done = run(["dvc", "repro"], repo, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert done.stdout.count("Running stage") == 1 and "Running stage 'prepare@digits'" in done.stdout
+    assert not (repo / "data").exists() and not (repo / "results").exists()
