@@ -67,6 +67,16 @@ def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str
                           "use the file made for this architecture, or set model: to the architecture it was made for")
 
 
+def _own_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint's classifier for other classes (21k ImageNet, a user's own) gives way to the model's: the head
+    is replaced for the target classes anyway."""
+    head = model.pretrained_cfg.get("classifier", "classifier") + "."
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(head)}
+    if all(k in state and state[k].shape == v.shape for k, v in own.items()):
+        return state
+    return {**{k: v for k, v in state.items() if not k.startswith(head)}, **own}
+
+
 def _pretrained_state(cfg: dict, model: nn.Module, key: str) -> dict[str, torch.Tensor]:
     weights = cfg["weights"]
     if weights == "package":
@@ -81,6 +91,7 @@ def _pretrained_state(cfg: dict, model: nn.Module, key: str) -> dict[str, torch.
             state = timm.models.load_state_dict(weights)
         except Exception as error:  # torch and safetensors raise several kinds for a corrupt or foreign file
             raise ParamsError(key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict") from error
+    state = _own_head(state, model)
     _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg['model']} weights")
     return state
 
@@ -94,7 +105,7 @@ def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Modul
     if weights == "hub":
         return timm.create_model(name, pretrained=True, num_classes=num_classes)
     model = timm.create_model(name, num_classes=1000)
-    model.load_state_dict(_pretrained_state(cfg, model, f"backbones.<{name}>.weights"))
+    model.load_state_dict(_pretrained_state(cfg, model, f"backbones.<block of {name}>.weights"))
     if num_classes != model.num_classes:
         model.reset_classifier(num_classes)
     return model
@@ -103,14 +114,18 @@ def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Modul
 def check(name: str, cfg: dict) -> None:
     """Fail now, with the params key and a fix, if the block `backbones.<name>` cannot give its weights."""
     model_name = cfg["model"]
-    if model_name not in timm.list_models():
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=5, cutoff=0.6)
+    architecture = model_name.split(".")[0]  # timm names may carry a weights tag: resnet50.a1_in1k
+    if architecture not in timm.list_models():
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=5, cutoff=0.6)
         raise ParamsError(f"backbones.{name}.model", f"timm has no model {model_name!r}",
                           f"did you mean one of {close}?" if close else "see timm.list_models() for the names")
     if cfg["weights"] == "hub":
-        if model_name not in timm.list_models(pretrained=True):
+        tagged = timm.list_models(pretrained=True)
+        if model_name not in tagged and not any(t.startswith(model_name + ".") for t in tagged):
+            offered = [t for t in tagged if t.startswith(architecture + ".")][:5]
             raise ParamsError(f"backbones.{name}.weights", f"timm has no hub weights for {model_name}",
-                              "use a model listed by timm.list_models(pretrained=True), or a weights file")
+                              f"use one of {offered}, or a weights file" if offered
+                              else "use a name timm.list_models(pretrained=True) gives, or a weights file")
         return
     _pretrained_state(cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights")
 

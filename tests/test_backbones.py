@@ -129,3 +129,22 @@ def test_a_file_missing_one_layer_fails_with_that_layer(tmp_path):
     save_file(state, str(tmp_path / "partial.safetensors"))
     with pytest.raises(ParamsError, match=r"missing 1 \(conv_head\.weight\), unexpected 0 \(\), other shape 0"):
         backbones.check("mine", {"model": "test_efficientnet", "weights": str(tmp_path / "partial.safetensors")})
+
+
+def test_hub_names_are_checked_offline_against_timm_pretrained_tags():
+    backbones.check("r50", {"model": "resnet50.a1_in1k", "weights": "hub"})  # checks the name; downloads nothing
+    backbones.check("lite", {"model": "tf_efficientnet_lite0", "weights": "hub"})
+    with pytest.raises(ParamsError, match=r"no hub weights for resnet50.zz_in1k.*resnet50\.a1_in1k") as error:
+        backbones.check("r50", {"model": "resnet50.zz_in1k", "weights": "hub"})
+    assert error.value.key == "backbones.r50.weights"
+
+
+def test_a_checkpoint_with_another_head_loads_its_body(tmp_path):
+    torch.manual_seed(0)
+    body = timm.create_model("test_efficientnet", num_classes=21)
+    save_file(body.state_dict(), str(tmp_path / "21.safetensors"))
+    cfg = {"model": "test_efficientnet", "weights": str(tmp_path / "21.safetensors")}
+    backbones.check("mine", cfg)
+    model = backbones.create(cfg, 5, pretrained=True, seed=0)
+    assert model.get_classifier().out_features == 5
+    assert torch.equal(model.conv_stem.weight, body.conv_stem.weight)
