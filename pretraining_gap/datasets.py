@@ -118,7 +118,7 @@ def _open_parts(key: str, cls: type, cfg: dict) -> list[tuple[int, object]]:
                 break
             except ValueError:  # no such split in this class
                 continue
-            except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
+            except (RuntimeError, OSError) as error:  # torchvision's "Dataset not found or corrupted", missing files
                 raise ParamsError(f"{key}.root", f"{cls.__name__} not found under {cfg['root']} ({error})",
                                   "set download: true once, or point root at the folder torchvision downloaded "
                                   "into") from error
