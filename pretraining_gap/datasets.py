@@ -51,9 +51,6 @@ class Catalogue:
     class_names: list[str]
     official: np.ndarray | None = None  # POOL / VAL / TEST per image from the source's own split
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
 
 def _sklearn_digits(key: str, cfg: dict) -> Catalogue:
     from sklearn.datasets import load_digits
@@ -165,7 +162,12 @@ def _torchvision(key: str, cfg: dict) -> Catalogue:
             items.append((dataset, index))
             labels.append(to_reference[label] if to_reference else label)
             official.append(code)
-    return Catalogue(lambda i: items[i][0][items[i][1]][0], [_file_of(d, i) for d, i in items],
+
+    def read(i: int) -> Image.Image:
+        dataset, index = items[i]
+        return dataset[index][0]  # (PIL image, label): no transform is set
+
+    return Catalogue(read, [_file_of(d, i) for d, i in items],
                      np.array(labels, dtype=np.int64), reference or [str(c) for c in range(max(labels) + 1)],
                      np.array(official, dtype=np.int8) if len(parts) > 1 else None)
 
