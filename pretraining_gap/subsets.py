@@ -7,24 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .params import ParamsError
-
 
 def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int, np.ndarray]:
     """Per class, the pool's indices in a seeded random order (the same on any machine)."""
     rng = np.random.default_rng(seed)
     pool_labels = labels[pool]
     return {int(c): rng.permutation(pool[pool_labels == c]) for c in np.unique(pool_labels)}
-
-
-def check_sizes(orderings: dict[int, np.ndarray], sizes: list[int], class_names: list[str]) -> None:
-    smallest = min(orderings, key=lambda c: len(orderings[c]))
-    available = len(orderings[smallest])
-    if max(sizes) > available:
-        raise ParamsError(
-            "study.sizes", f"{max(sizes)} examples per class asked, but class {class_names[smallest]!r} has only "
-            f"{available} in its training pool", f"keep study.sizes at most {available}, or lower the dataset's "
-            "val_per_class / test_per_class")
 
 
 def subset(orderings: dict[int, np.ndarray], examples_per_class: int) -> np.ndarray:

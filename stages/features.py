@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretraining_gap import datasets, features, params
+from pretraining_gap import backbones, datasets, features, params
 
 log = logging.getLogger("features")
 
@@ -19,6 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     cfg = params.load()["backbones"][args.backbone]
+    backbones.check(args.backbone, cfg)  # runs before any training stage of this backbone (train depends on it)
     feats = features.extract(cfg, datasets.Prepared.load(args.prepared).images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, feats)

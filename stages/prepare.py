@@ -4,7 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import datasets, params
+from pretraining_gap import backbones, datasets, params
 
 log = logging.getLogger("prepare")
 
@@ -15,8 +15,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    cfg = params.load()["datasets"][args.dataset]
-    prepared = datasets.prepare(cfg)
+    p = params.load()
+    for name in p["study"]["backbones"]:  # the study's first stage: a bad backbone fails here, not hours later
+        backbones.check(name, p["backbones"][name])
+    cfg = p["datasets"][args.dataset]
+    prepared = datasets.prepare(args.dataset, cfg, p["study"]["sizes"])
     prepared.save(args.out)
     counts = {name: len(prepared.part(code)) for name, code in
               (("pool", datasets.POOL), ("val", datasets.VAL), ("test", datasets.TEST))}

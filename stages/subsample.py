@@ -15,10 +15,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .json file of per-seed class orderings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    study = params.load()["study"]
+    p = params.load()
+    study, name = p["study"], args.prepared.stem
     data = datasets.Prepared.load(args.prepared)
+    # prepare checked the sizes too, but it does not rerun when only study.sizes grows
+    datasets.check_class_sizes(name, p["datasets"][name], data.labels, data.split, data.class_names, study["sizes"])
     orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed) for seed in study["seeds"]}
-    subsets.check_sizes(next(iter(orderings.values())), study["sizes"], data.class_names)
     subsets.save(args.out, orderings)
     log.info("seeds %s, sizes %s examples per class -> %s", study["seeds"], study["sizes"], args.out)
 

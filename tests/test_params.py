@@ -26,6 +26,19 @@ def test_the_shipped_params_are_valid():
     (lambda p: p["study"].update(datasets=["cifar"]), "study.datasets"),
     (lambda p: p["study"].update(sizes=[1, 0]), "study.sizes"),
     (lambda p: p["datasets"]["digits"].update(source="mnist"), "datasets.digits.source"),
+    (lambda p: p["datasets"]["digits"].update(split_seed=-1), "datasets.digits.split_seed"),
+    (lambda p: p["datasets"]["digits"].update(source="imagefolder"), "datasets.digits.path"),
+    (lambda p: p["datasets"]["digits"].update(source="imagefolder", path="no/such/folder"), "datasets.digits.path"),
+    (lambda p: p["datasets"]["digits"].update(source="imagefolder", path=".", test_path="no/such"),
+     "datasets.digits.test_path"),
+    (lambda p: p["datasets"]["digits"].update(source="torchvision", root="."), "datasets.digits.name"),
+    (lambda p: p["datasets"]["digits"].update(source="torchvision", name="DTD", root="no/such/folder"),
+     "datasets.digits.root"),
+    (lambda p: p["datasets"]["digits"].update(source="torchvision", name="DTD", root=".", download="yes"),
+     "datasets.digits.download"),
+    (lambda p: p["backbones"]["efficientnet_lite0"].update(weights="imagenet"), "backbones.efficientnet_lite0.weights"),
+    (lambda p: p["backbones"]["efficientnet_lite0"].update(weights="no/such.pth"),
+     "backbones.efficientnet_lite0.weights"),
     (lambda p: p["training"].pop("patience"), "training.patience"),
     (lambda p: p["regimes"]["scratch"].update(budget_multiplier=0.5), "regimes.scratch.budget_multiplier"),
     (lambda p: p["regimes"]["finetune"].update(lr="fast"), "regimes.finetune.lr"),
@@ -82,3 +95,8 @@ def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_pat
     assert message in done.stderr
     assert done.stdout.count("Running stage") == 1 and "Running stage 'prepare@digits'" in done.stdout
     assert not (repo / "data").exists() and not (repo / "results").exists()
+
+
+def test_a_torchvision_block_that_may_download_needs_no_folder_yet():
+    params.validate(broken(lambda p: p["datasets"]["digits"].update(
+        source="torchvision", name="Flowers102", root="data/not-yet-there", download=True)))

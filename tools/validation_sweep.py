@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     args = parser.parse_args()
     p = params.load()
-    data = datasets.prepare(p["datasets"][args.dataset])
+    data = datasets.prepare(args.dataset, p["datasets"][args.dataset], args.sizes)
     orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), seed=1)
     for lr in args.lr:
         trial = copy.deepcopy(p)

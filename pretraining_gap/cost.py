@@ -1,0 +1,55 @@
+"""Backbone cost at the study resolution: parameters, FLOPs per image, measured training and inference images/s."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import backbones, training
+
+
+def gflops_per_image(model: torch.nn.Module, resolution: int) -> float:
+    """Forward FLOPs of one image, counted by torch (a multiply-add is 2 FLOPs)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, resolution, resolution))
+    return counter.get_total_flops() / 1e9
+
+
+def _images_per_second(step, batch_size: int, seconds: float) -> float:
+    """Run `step` once to warm up, then as often as fits in `seconds`; images per second of the timed runs."""
+    step()
+    steps, started = 0, time.perf_counter()
+    while steps == 0 or time.perf_counter() - started < seconds:
+        step()
+        steps += 1
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def measure(backbone_cfg: dict, num_classes: int, resolution: int, batch_size: int, seconds: float) -> dict:
+    """Cost of one backbone with a `num_classes` head; weights do not change the cost, so a random init is used."""
+    model = backbones.create(backbone_cfg, num_classes, pretrained=False, seed=0)
+    result = {"parameters": sum(p.numel() for p in model.parameters()),
+              "gflops_per_image": gflops_per_image(model, resolution), "resolution": resolution,
+              "batch_size": batch_size, "device": str(training.DEVICE)}
+    model.to(training.DEVICE, memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, resolution, resolution, device=training.DEVICE)
+    y = torch.randint(num_classes, (batch_size,), device=training.DEVICE)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step() -> None:  # every layer trained, as fine-tuning and scratch do
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def inference_step() -> None:
+        model(x)
+
+    model.train()
+    result["train_images_per_second"] = _images_per_second(train_step, batch_size, seconds)
+    model.eval()
+    result["inference_images_per_second"] = _images_per_second(inference_step, batch_size, seconds)
+    return result
