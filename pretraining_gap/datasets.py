@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,13 @@ class Prepared:
 
     def part(self, code: int) -> np.ndarray:
         return np.flatnonzero(self.split == code)
+
+    def digest(self) -> str:
+        """Hash of the images, labels and split: a cell's result depends on them, not only on params and code."""
+        digest = hashlib.sha256()
+        for array in (self.images, self.labels, self.split):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

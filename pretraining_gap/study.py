@@ -18,14 +18,18 @@ from .tracking import TrackingError
 log = logging.getLogger(__name__)
 
 
-def cell_config(params: dict, cell: Cell) -> dict:
-    """Everything a cell's result depends on; logged as its MLflow params and hashed into its fingerprint."""
-    config = {"dataset": params["datasets"][cell.dataset], "backbone": params["backbones"][cell.backbone],
+def cell_config(params: dict, cell: Cell, data_digest: str) -> dict:
+    """Everything a cell's result depends on; logged as its MLflow params and hashed into its fingerprint.
+
+    `data_digest` covers the prepared images themselves: images replaced in a user's folder retrain the cells.
+    """
+    config = {"dataset": params["datasets"][cell.dataset], "data_digest": data_digest,
+              "backbone": params["backbones"][cell.backbone],
               "regime": params["regimes"][cell.regime], "examples_per_class": cell.examples_per_class,
               "seed": cell.seed}
     if cell.depth is not None:
         config["depth"] = cell.depth
-    if cell.regime not in regimes.FEATURE_REGIMES:
+    if cell.regime != "linear":  # the one regime without a step budget
         config["training"] = params["training"]
     if cell.regime == "scratch":
         config["backbone"] = {k: v for k, v in config["backbone"].items() if k != "weights"}
@@ -55,6 +59,7 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
     TrackingError so that the stage fails and the next run logs the missing runs without retraining.
     """
     data = Prepared.load(prepared)
+    digest = data.digest()
     feats = np.load(features) if regime in regimes.FEATURE_REGIMES else None
     if regime == "depth":
         regimes.check_depth(params, backbone)
@@ -63,7 +68,7 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
     done, unlogged = [], []
     for cell in tqdm(study_params.cells(params, dataset, backbone, regime), desc=f"{dataset} · {backbone} · {regime}",
                      unit="cell"):
-        config = cell_config(params, cell)
+        config = cell_config(params, cell, digest)
         fingerprint = results.fingerprint(config)
         file = results.path(out, cell)
         result = results.current(file, fingerprint)
