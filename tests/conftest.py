@@ -16,6 +16,11 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One thread, here and in every subprocess: the tiny test models gain nothing from a second one, and OpenMP
+# threads that spin-wait run them 20x slower when the machine is shared. No DVC usage reports from tests.
+os.environ.update(OMP_NUM_THREADS="1", DVC_NO_ANALYTICS="1")
+torch.set_num_threads(1)
+
 
 def tiny_weights(path: Path) -> Path:
     """A stand-in 'pretrained' checkpoint for timm's 100k-parameter test_efficientnet (no network needed)."""

@@ -16,7 +16,6 @@ def test_two_parallel_experiments_record_all_their_runs(tmp_path, monkeypatch):
         monkeypatch.setenv(var, "test")
     for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         monkeypatch.setenv(var, "test@example.com")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     params = tiny_params(tiny_weights(tmp_path / "tiny.safetensors"))
     params["study"].update(regimes=["scratch", "linear"], sizes=[1], seeds=[1])
     repo = make_study_repo(tmp_path / "repo", params)

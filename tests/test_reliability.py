@@ -20,15 +20,6 @@ from pretraining_gap import datasets, results, study, subsets, tracking
 from pretraining_gap.params import Cell
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads contend and run the tiny model 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict:
     """Prepared tiny digits and their subsets, as the prepare and subsample stages write them."""
