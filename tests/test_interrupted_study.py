@@ -55,7 +55,7 @@ def kill_during_training(repo: Path, sig: signal.Signals, log: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_a_killed_study_resumes_with_only_the_unfinished_cells(prepared_repo, tmp_path, monkeypatch, sig):
+def test_a_killed_study_resumes_with_only_the_unfinished_cells(prepared_repo, tmp_path, sig):
     repo = tmp_path / "repo"
     shutil.copytree(prepared_repo, repo, symlinks=True)
     kill_during_training(repo, sig, tmp_path / "killed.log")
