@@ -10,7 +10,7 @@ import torch
 
 from conftest import ROOT, tiny_params, tiny_weights
 from pretraining_gap import backbones, features, layer_groups, regimes
-from pretraining_gap.datasets import POOL, Prepared, stratified_split
+from pretraining_gap.datasets import POOL, Prepared, assign_split
 from pretraining_gap.params import Cell, ParamsError, load
 
 CLASSES, PER_CLASS = 3, 25
@@ -34,7 +34,7 @@ def data() -> Prepared:
     labels = np.repeat(np.arange(CLASSES), PER_CLASS)
     images = rng.integers(0, 90, size=(len(labels), 16, 16, 3))
     images[np.arange(len(labels)), :, :, labels] += 150
-    split = stratified_split(labels, val_per_class=5, test_per_class=10, seed=0)
+    split = assign_split(labels, None, val_per_class=5, test_per_class=10, seed=0)
     return Prepared(images.astype(np.uint8), labels, split, ["red", "green", "blue"])
 
 
