@@ -26,7 +26,7 @@ def workspace(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("workspace")
     params = tiny_params(tiny_weights(base / "tiny.safetensors"))
     params["study"].update(regimes=["scratch"], sizes=[1, 3], seeds=[1])
-    data = datasets.prepare(params["datasets"]["digits"])
+    data = datasets.prepare("digits", params["datasets"]["digits"], params["study"]["sizes"])
     data.save(base / "digits.npz")
     orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
                  for seed in params["study"]["seeds"]}
