@@ -4,7 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import aggregate, params
+from pretraining_gap import aggregate, cli, params
 
 log = logging.getLogger("aggregate")
 
@@ -20,7 +20,6 @@ def main() -> None:
     parser.add_argument("--costs", type=Path, default=Path("results/costs"),
                         help="folder of backbone cost records <dataset>/<backbone>.json (optional)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     out = aggregate.run(params.load(), args.cells, args.table, args.tables, args.curves, args.metrics, args.plots,
                         args.costs)
     for cell, why in out.metrics["incomplete"].items():
@@ -30,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretraining_gap import cost, params
+from pretraining_gap import cli, cost, params
 
 log = logging.getLogger("cost")
 
@@ -20,7 +20,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of timed training, then of inference")
     parser.add_argument("--out", type=Path, required=True, help="the .json file to write")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = params.load()
     with np.load(args.prepared) as f:  # reads only this member, not the images
         num_classes = len(f["class_names"])
@@ -34,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretraining_gap import backbones, datasets, features, params
+from pretraining_gap import backbones, cli, datasets, features, params
 
 log = logging.getLogger("features")
 
@@ -17,7 +17,6 @@ def main() -> None:
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="the .npy file of features (images x dimensions)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     cfg = params.load()["backbones"][args.backbone]
     backbones.check(args.backbone, cfg)  # runs before any training stage of this backbone (train depends on it)
     feats = features.extract(cfg, datasets.Prepared.load(args.prepared).images)
@@ -27,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -4,7 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import backbones, datasets, params
+from pretraining_gap import backbones, cli, datasets, params
 
 log = logging.getLogger("prepare")
 
@@ -14,7 +14,6 @@ def main() -> None:
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = params.load()
     for name in p["study"]["backbones"]:  # the study's first stage: a bad backbone fails here, not hours later
         backbones.check(name, p["backbones"][name])
@@ -28,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

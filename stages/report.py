@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from pretraining_gap import params, report, tracking
+from pretraining_gap import cli, params, report, tracking
 
 log = logging.getLogger("report")
 
@@ -30,7 +30,6 @@ def main() -> None:
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = params.load()
     tracker = tracking.Tracker(p["study"]["name"])
     summary, figures = json.loads(args.metrics.read_text()), sorted(args.plots.glob("*.png"))
@@ -45,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -4,7 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import datasets, params, subsets
+from pretraining_gap import cli, datasets, params, subsets
 
 log = logging.getLogger("subsample")
 
@@ -14,7 +14,6 @@ def main() -> None:
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="the .json file of per-seed class orderings")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = params.load()
     study, name = p["study"], args.prepared.stem
     data = datasets.Prepared.load(args.prepared)
@@ -26,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -1,10 +1,9 @@
 """DVC stage train: every cell (size x seed) of one dataset x backbone x regime; finished cells are kept."""
 
 import argparse
-import logging
 from pathlib import Path
 
-from pretraining_gap import params, study, tracking
+from pretraining_gap import cli, params, study, tracking
 
 
 def main() -> None:
@@ -16,7 +15,6 @@ def main() -> None:
     parser.add_argument("--features", type=Path, required=True, help="cached backbone features (.npy)")
     parser.add_argument("--out", type=Path, required=True, help="folder of per-cell result files")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = params.load()
     tracker = tracking.Tracker(p["study"]["name"])
     study.train_group(p, args.dataset, args.backbone, args.regime, args.prepared, args.subsets, args.features,
@@ -24,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

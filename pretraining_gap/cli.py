@@ -1,0 +1,18 @@
+"""What every stage script shares: logging, and a user's mistake shown as one message instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from .params import ParamsError
+from .tracking import TrackingError
+
+
+def run(main: Callable[[], None]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        main()
+    except (ParamsError, TrackingError) as error:
+        sys.exit(f"error: {error}")
