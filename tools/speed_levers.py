@@ -1,10 +1,10 @@
 """Measure each speed lever of a cell's training on this machine and print a table.
 
-Each variant runs in its own process (thread settings and compile caches do not leak between them); variants are
-interleaved and repeated, and the table gives the median of the repeats, so a neighbour's load shifts all of them
-alike. Run with nothing else heavy on the machine for absolute figures; the ratios are what to read.
+Variants are interleaved and repeated and the table gives the median of the repeats, so a neighbour's load shifts
+all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run with nothing else heavy on the machine for absolute figures; the ratios are what to read.
 
-  python tools/speed_levers.py training --repeats 3      # channels_last, threads, fused AdamW, bf16, batch, compile
+  python tools/speed_levers.py training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
+  python tools/speed_levers.py training --separate --variants "torch.compile (inductor)"   # compile time + gain
   python tools/speed_levers.py parallel --repeats 3      # two 1-thread processes vs one 2-thread process
   python tools/speed_levers.py probe                     # linear probe: today's fits vs warm-started along C
   python tools/speed_levers.py eval                      # cost of one validation pass vs one training step
@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name: (threads, channels_last, fused AdamW, bf16 autocast, batch size, torch.compile)
+# name: keyword arguments of measure_steps
 TRAINING_VARIANTS = {
     "today (2 threads, channels_last, batch 32)": dict(threads=2, channels_last=1),
     "contiguous (NCHW) memory": dict(threads=2, channels_last=0),
@@ -50,7 +50,7 @@ def _model(regime: str, num_classes: int = 10):
 
 
 def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fused: int = 0, bf16: int = 0,
-                  batch: int = 32, compile: int = 0) -> dict:
+                  batch: int = 32, compile: int = 0, data=None) -> dict:
     """Images/s of `steps` training steps (after 5 warm-up steps), as the study's fit() does them."""
     import torch
     import torch.nn.functional as F
@@ -58,7 +58,7 @@ def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fus
     from pretraining_gap import backbones, training
 
     torch.set_num_threads(threads)
-    data = _data()
+    data = data or _data()
     model = _model(regime)
     mean, std = backbones.normalisation(model)
     x = training.to_input(data.images[:500], mean, std)
@@ -128,12 +128,15 @@ def _args(regime: str, steps: int, variant: dict) -> list[str]:
     return [regime, str(steps), *[f"--{k}={v}" for k, v in variant.items()]]
 
 
-def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str]) -> None:
+def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool) -> None:
+    """Variants interleaved, in this process (a fresh model each) or, with `separate`, one process each."""
     rows = {(r, v): [] for r in regimes for v in variants}
+    data = None if separate else _data()
     for _ in range(repeats):
         for regime in regimes:
             for name in variants:
-                rows[regime, name].append(_result(_child(_args(regime, steps, TRAINING_VARIANTS[name]))))
+                rows[regime, name].append(_result(_child(_args(regime, steps, TRAINING_VARIANTS[name]))) if separate
+                                          else measure_steps(regime, steps, data=data, **TRAINING_VARIANTS[name]))
     print(f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, {steps} steps, median of {repeats}")
     print("img/CPU-s: images per second of this process's CPU time (all its threads), steadier than wall time "
           "on a shared machine")
@@ -255,12 +258,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
     parser.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), help="training variants to run")
+    parser.add_argument("--separate", action="store_true",
+                        help="training: each measurement in its own process (needed for torch.compile's cost)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 25, 50], help="probe: sizes")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="probe: seeds")
     parser.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1, 10, 100], help="probe: C grid")
     args = parser.parse_args()
     if args.lever == "training":
-        training_table(args.regimes, args.steps, args.repeats, args.variants)
+        training_table(args.regimes, args.steps, args.repeats, args.variants, args.separate)
     elif args.lever == "parallel":
         for regime in args.regimes:
             parallel_table(regime, args.steps, args.repeats)
