@@ -1,0 +1,233 @@
+"""The plain way vs this project on the same grid, in one run: wall time, ratio, accuracies, images/s, GFLOP/s.
+
+The plain way (tools/plain_way.py): PNG files in an ImageFolder layout, written once (timed separately); then per
+cell a new Python process with timm, torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding
+every image every epoch; `linear` trains a linear head by gradient through the frozen backbone. The project: a
+temporary copy of this repository (git + DVC), params.yaml narrowed to the grid, timed `dvc repro` from empty:
+prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
+
+Both use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
+sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.utils.flop_counter) x steps / train
+seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
+The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
+
+  python tools/benchmark.py                                  # the default study grid (long: ~1 h)
+  python tools/benchmark.py --sizes 1 5 --seeds 1            # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+    """fp32 rate of a timed torch.matmul loop, all threads torch uses by default."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def step_flops_per_image(params: dict, regime: str, batch: int = 32) -> float:
+    """FLOPs of one training step (forward + backward; `linear`: through the frozen backbone) per image."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    res = params["datasets"][params["study"]["datasets"][0]]["resolution"]
+    model = timm.create_model(params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=10)
+    if regime == "linear":
+        for p in model.parameters():
+            p.requires_grad = False
+        for p in model.get_classifier().parameters():
+            p.requires_grad = True
+    x, y = torch.randn(batch, 3, res, res), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch
+
+
+def forward_flops_per_image(params: dict) -> float:
+    import timm
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    res = params["datasets"][params["study"]["datasets"][0]]["resolution"]
+    model = timm.create_model(params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=0).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(8, 3, res, res))
+    return counter.get_total_flops() / 8
+
+
+def grid_params(args) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["study"].update(sizes=args.sizes or params["study"]["sizes"], seeds=args.seeds or params["study"]["seeds"],
+                           regimes=args.regimes or params["study"]["regimes"])
+    return params
+
+
+def make_repo(params: dict, repo: Path) -> Path:
+    """A git + DVC copy of this repository's pipeline with the given params (as tests/conftest.py makes)."""
+    repo.mkdir(parents=True)
+    for name in ("dvc.yaml", "stages", "pretraining_gap"):
+        src = ROOT / name
+        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+         if src.is_dir() else shutil.copy(src, repo / name))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=_env(), check=True)
+    return repo
+
+
+def run_project(params: dict, work: Path) -> tuple[float, list[dict]]:
+    """Timed `dvc repro` from empty in a fresh copy of this repository's pipeline."""
+    repo = make_repo(params, work / "project")
+    start = time.perf_counter()
+    with open(work / "project.log", "w") as log:
+        done = subprocess.run(["dvc", "repro"], cwd=repo, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"dvc repro failed; see {work / 'project.log'}")
+    return wall, [json.loads(f.read_text()) for f in sorted((repo / "results" / "cells").rglob("*.json"))]
+
+
+def export_pngs(params: dict, root: Path) -> float:
+    """The dataset as PNG files at its source resolution, with the project's fixed split (the user's one-off)."""
+    from plain_way import export
+    from pretraining_gap import datasets
+
+    start = time.perf_counter()
+    cfg = params["datasets"][params["study"]["datasets"][0]]
+    images, labels, names = datasets.SOURCES[cfg["source"]]()
+    split = datasets.stratified_split(labels, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0))
+    export(images, labels, split, names, root)
+    return time.perf_counter() - start
+
+
+def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
+    """One fresh process per cell, in the study's order; the same nested subsets as the project."""
+    from pretraining_gap import datasets, subsets
+
+    cfg = params["datasets"][params["study"]["datasets"][0]]
+    _, labels, _ = datasets.SOURCES[cfg["source"]]()
+    split = datasets.stratified_split(labels, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0))
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    results, wall = [], 0.0
+    for regime in params["study"]["regimes"]:
+        for seed in params["study"]["seeds"]:
+            orderings = subsets.class_orderings(labels, datasets.Prepared(None, labels, split, []).part(datasets.POOL),
+                                                seed)
+            for size in params["study"]["sizes"]:
+                files = work / f"train_{seed}_{size}.json"
+                files.write_text(json.dumps([f"{i:05d}.png" for i in subsets.subset(orderings, size)]))
+                out = work / f"plain_{regime}_{size}_{seed}.json"
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(ROOT / "tools" / "plain_way.py"), "cell", str(root), regime,
+                                str(size), str(seed), "--params", str(work / "params.yaml"), "--train-files",
+                                str(files), "--out", str(out)], env=_env(), check=True, stderr=subprocess.DEVNULL)
+                wall += time.perf_counter() - start
+                results.append(json.loads(out.read_text()))
+                print(f"  plain {regime} {size}/class seed {seed}: {results[-1]['test_accuracy']:.3f} "
+                      f"in {results[-1]['train_seconds']:.1f} s", flush=True)
+    return wall, results
+
+
+def _mean(values) -> str:
+    values = list(values)
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f}±{sd:.3f}"
+
+
+def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
+    print(f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
+          f"{params['study']['seeds']} ({len(project)} cells)")
+    print(f"{'':34}{'plain way':>12}{'project':>12}")
+    print(f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x")
+    print(f"{'  + PNG export (once), s':34}{export_s:12.1f}")
+    print(f"fp32 matmul 2048^2: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after")
+
+    print(f"\nTest accuracy, mean ± sd over seeds\n{'regime':9}{'size':>5}{'plain':>14}{'project':>14}")
+    by = defaultdict(lambda: ([], []))
+    for side, cells in enumerate((plain, project)):
+        for c in cells:
+            by[c["regime"], c["examples_per_class"]][side].append(c["test_accuracy"])
+    for (regime, size), (a, b) in sorted(by.items()):
+        print(f"{regime:9}{size:5}{_mean(a):>14}{_mean(b):>14}")
+
+    print(f"\nTraining, per regime (train seconds include the validation passes)")
+    print(f"{'regime':9}{'side':>9}{'train s':>9}{'img/s':>8}{'GFLOP/s':>9}{'% of matmul':>12}")
+    rate = (mm_before + mm_after) / 2
+    for regime in params["study"]["regimes"]:
+        for name, cells in (("plain", plain), ("project", project)):
+            cells = [c for c in cells if c["regime"] == regime]
+            seconds = sum(c["train_seconds"] for c in cells)
+            if name == "project" and regime == "linear":
+                print(f"{regime:9}{name:>9}{seconds:9.1f}{'(probe on cached features)':>30}")
+                continue
+            images = sum(c["steps"] * c["batch_size"] for c in cells)
+            gflops = images * flops[regime] / seconds / 1e9
+            print(f"{regime:9}{name:>9}{seconds:9.1f}{images / seconds:8.0f}{gflops:9.2f}{100 * gflops / rate:11.1f}%")
+    print(f"\nFLOPs per training image: " + ", ".join(f"{r} {f / 1e6:.0f} M" for r, f in flops.items()
+                                                       if r != "forward") + f"; forward only {flops['forward'] / 1e6:.0f} M")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
+    parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "finetune"],
+                        help="regimes (default: params.yaml's)")
+    parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
+    args = parser.parse_args()
+    params = grid_params(args)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="benchmark-"))
+    work.mkdir(parents=True, exist_ok=True)
+    flops = {r: step_flops_per_image(params, r) for r in ("scratch", "finetune", "linear")}
+    flops["forward"] = forward_flops_per_image(params)
+    mm_before = matmul_gflops()
+    print(f"fp32 matmul: {mm_before:.0f} GFLOP/s; writing PNGs to {work / 'png'}", flush=True)
+    export_s = export_pngs(params, work / "png")
+    print("plain way ...", flush=True)
+    plain_wall, plain = run_plain(params, work, work / "png")
+    print(f"plain way: {plain_wall:.1f} s; project (dvc repro) ...", flush=True)
+    project_wall, project = run_project(params, work)
+    print(f"project: {project_wall:.1f} s", flush=True)
+    mm_after = matmul_gflops()
+    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops)
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

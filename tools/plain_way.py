@@ -1,0 +1,164 @@
+"""The plain way to run one cell of the study, as a user would write it without this project (the benchmark's baseline).
+
+Images are PNG files in an ImageFolder layout (`export` writes them once, at the source's own resolution); every
+cell is a fresh process that imports torch and timm, builds the model, and trains from a torchvision ImageFolder
+through PIL transforms (Resize to the study resolution, RandomAffine translation, ToTensor, Normalize) and a
+shuffling DataLoader with 2 workers that decodes every image every epoch. `linear` trains a linear head by gradient
+on the frozen backbone, running the backbone every step (no cached features). Budget, optimiser, schedule,
+evaluations and early stopping are the project's, read from params.yaml.
+
+  python tools/plain_way.py cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LINEAR_LR = 0.01  # a linear head's usual AdamW learning rate; the project's probe needs none (it is convex)
+
+
+def export(images: np.ndarray, labels: np.ndarray, split: np.ndarray, class_names: list[str], out: Path) -> None:
+    """PNG files out/{pool,val,test}/<class>/<index>.png, the index being the image's row in the prepared data."""
+    from PIL import Image
+
+    for part, code in (("pool", 0), ("val", 1), ("test", 2)):
+        for c in class_names:
+            (out / part / c).mkdir(parents=True, exist_ok=True)
+        for i in np.flatnonzero(split == code):
+            Image.fromarray(images[i]).save(out / part / class_names[labels[i]] / f"{i:05d}.png")
+
+
+def _loaders(root: Path, train_files: set[str], resolution: int, mean, std, shift: float, batch: int):
+    import torch
+    from torchvision import datasets, transforms
+
+    plain = [transforms.Resize((resolution, resolution)), transforms.Grayscale(3), transforms.ToTensor(),
+             transforms.Normalize(mean, std)]
+    augment = [transforms.Resize((resolution, resolution)), transforms.Grayscale(3),
+               transforms.RandomAffine(degrees=0, translate=(shift, shift)), transforms.ToTensor(),
+               transforms.Normalize(mean, std)]
+    pool = datasets.ImageFolder(str(root / "pool"), transform=transforms.Compose(augment))
+    keep = [i for i, (path, _) in enumerate(pool.samples) if Path(path).name in train_files]
+    train = torch.utils.data.DataLoader(torch.utils.data.Subset(pool, keep), batch_size=batch, shuffle=True,
+                                        num_workers=2, drop_last=True)
+
+    def evaluation(part):
+        data = datasets.ImageFolder(str(root / part), transform=transforms.Compose(plain))
+        return torch.utils.data.DataLoader(data, batch_size=256, num_workers=2)
+
+    return train, evaluation("val"), evaluation("test"), len(keep)
+
+
+def _evaluate(model, loader):
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    with torch.no_grad():
+        logits, labels = zip(*[(model(x), y) for x, y in loader])
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    return (logits.argmax(1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
+
+
+def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_files: set[str]) -> dict:
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from pretraining_gap import backbones  # the packaged ImageNet weights only
+    from pretraining_gap.training import budget  # the project's step-budget rule
+
+    study_backbone = params["backbones"][params["study"]["backbones"][0]]
+    resolution = params["datasets"][params["study"]["datasets"][0]]["resolution"]
+    cfg, reg = params["training"], params["regimes"].get(regime, {})
+    num_classes = len(list((root / "pool").iterdir()))
+    torch.manual_seed(seed)
+    if regime == "scratch":
+        model = timm.create_model(study_backbone["model"], num_classes=num_classes)
+    else:
+        model = backbones.create(study_backbone, num_classes, pretrained=True, seed=seed)
+    if regime == "linear":
+        for p in model.parameters():
+            p.requires_grad = False
+        for p in model.get_classifier().parameters():
+            p.requires_grad = True
+        groups = [{"params": list(model.get_classifier().parameters()), "lr": LINEAR_LR}]
+    else:
+        groups = [{"params": list(model.parameters()), "lr": reg["lr"]}]
+    frozen_bn = regime == "linear" or reg.get("batchnorm") == "frozen"
+    plan = budget(size * num_classes, cfg, reg.get("budget_multiplier", 1.0))
+    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    train, val, test, n = _loaders(root, train_files, resolution, mean, std, cfg["augment_shift"], plan.batch_size)
+
+    def train_mode():
+        model.train()
+        if frozen_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
+    warmup = max(1, plan.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))
+    best, best_state, since_best, step, stop = (-1.0, math.inf), None, 0, 0, False
+    start = time.perf_counter()
+    train_mode()
+    while not stop:
+        for x, y in train:
+            step += 1
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % plan.eval_every == 0 or step == plan.steps:
+                accuracy, val_loss = _evaluate(model, val)
+                train_mode()
+                if (accuracy, -val_loss) > (best[0], -best[1]):
+                    best, best_state, since_best = (accuracy, val_loss), copy.deepcopy(model.state_dict()), 0
+                else:
+                    since_best += 1
+                stop = since_best >= cfg["patience"] or step == plan.steps
+            if stop:
+                break
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    test_accuracy, _ = _evaluate(model, test)
+    return {"regime": regime, "examples_per_class": size, "seed": seed, "n_train": n, "test_accuracy": test_accuracy,
+            "best_val_accuracy": best[0], "train_seconds": seconds, "steps": step, "batch_size": plan.batch_size,
+            "images_per_second": step * plan.batch_size / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cell = sub.add_parser("cell", help="train one cell the plain way and write its result JSON")
+    cell.add_argument("root", type=Path, help="ImageFolder root with pool/ val/ test/")
+    cell.add_argument("regime", choices=["scratch", "linear", "finetune"])
+    cell.add_argument("size", type=int, help="examples per class")
+    cell.add_argument("seed", type=int)
+    cell.add_argument("--params", type=Path, required=True)
+    cell.add_argument("--train-files", type=Path, required=True, help="JSON list of the pool file names to train on")
+    cell.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    import yaml
+
+    sys.path.insert(0, str(ROOT))
+    result = run_cell(args.root, args.regime, args.size, args.seed, yaml.safe_load(args.params.read_text()),
+                      set(json.loads(args.train_files.read_text())))
+    args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

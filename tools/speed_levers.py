@@ -1,0 +1,285 @@
+"""Measure each speed lever of a cell's training on this machine and print a table.
+
+Variants are interleaved and repeated and the table gives the median of the repeats, so a neighbour's load shifts
+all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run with nothing else heavy on the machine for absolute figures; the ratios are what to read.
+
+  python tools/speed_levers.py training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
+  python tools/speed_levers.py training --separate --variants "torch.compile (inductor)"   # compile time + gain
+  python tools/speed_levers.py parallel --repeats 3      # two 1-thread processes vs one 2-thread process
+  python tools/speed_levers.py probe                     # linear probe: today's fits vs warm-started along C
+  python tools/speed_levers.py eval                      # cost of one validation pass vs one training step
+  python tools/speed_levers.py overhead                  # DVC + process start-up: the grid with 1-step training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name: keyword arguments of measure_steps
+TRAINING_VARIANTS = {
+    "today (2 threads, channels_last, batch 32)": dict(threads=2, channels_last=1),
+    "contiguous (NCHW) memory": dict(threads=2, channels_last=0),
+    "1 thread": dict(threads=1, channels_last=1),
+    "fused AdamW": dict(threads=2, channels_last=1, fused=1),
+    "bf16 autocast (AMX)": dict(threads=2, channels_last=1, bf16=1),
+    "torch.compile (inductor)": dict(threads=2, channels_last=1, compile=1),
+}
+
+
+def _data(resolution: int = 32):
+    from pretraining_gap import datasets
+    return datasets.prepare({"source": "sklearn_digits", "resolution": resolution, "val_per_class": 20,
+                             "test_per_class": 50, "split_seed": 0})
+
+
+def _model(regime: str, num_classes: int = 10):
+    from pretraining_gap import backbones
+    return backbones.create({"model": "tf_efficientnet_lite0", "weights": "package"}, num_classes,
+                            pretrained=regime != "scratch", seed=1)
+
+
+def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fused: int = 0, bf16: int = 0,
+                  batch: int = 32, compile: int = 0, data=None) -> dict:
+    """Images/s of `steps` training steps (after 5 warm-up steps), as the study's fit() does them."""
+    import torch
+    import torch.nn.functional as F
+
+    from pretraining_gap import backbones, training
+
+    torch.set_num_threads(threads)
+    data = data or _data()
+    model = _model(regime)
+    mean, std = backbones.normalisation(model)
+    x = training.to_input(data.images[:500], mean, std)
+    if not channels_last:
+        x = x.contiguous()
+    y = torch.from_numpy(data.labels[:500])
+    model = model.to(memory_format=torch.channels_last) if channels_last else model
+    training.set_train_mode(model, frozen_batchnorm=regime == "finetune")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, **({"fused": True} if fused else {}))
+    generator = torch.Generator().manual_seed(0)
+    compile_seconds = 0.0
+    forward = model
+    if compile:
+        start = time.perf_counter()
+        forward = torch.compile(model)
+    timings, cpu = [], []
+    for step in range(steps + 5):
+        t, c = time.perf_counter(), time.process_time()
+        idx = torch.randint(0, len(x), (batch,), generator=generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16)):
+            loss = F.cross_entropy(forward(training.shift(x[idx], 0.1, generator)), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+        timings.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+        if compile and step == 0:
+            compile_seconds = time.perf_counter() - start
+    seconds = sum(timings[5:])
+    return {"images_per_second": steps * batch / seconds, "images_per_cpu_second": steps * batch / sum(cpu[5:]),
+            "compile_seconds": compile_seconds}
+
+
+def measure_eval(regime: str, threads: int) -> dict:
+    """Seconds of one validation pass (200 images) and of one training step, at batch 32."""
+    import torch
+
+    from pretraining_gap import backbones, training
+
+    torch.set_num_threads(threads)
+    data = _data()
+    model = _model(regime).to(memory_format=torch.channels_last)
+    mean, std = backbones.normalisation(model)
+    val = training.to_input(data.images[:200], mean, std), torch.from_numpy(data.labels[:200])
+    training.evaluate(model, *val)
+    start = time.perf_counter()
+    for _ in range(3):
+        training.evaluate(model, *val)
+    eval_seconds = (time.perf_counter() - start) / 3
+    step = measure_steps(regime, 20, threads, 1)
+    return {"eval_seconds": eval_seconds, "step_seconds": 32 / step["images_per_second"]}
+
+
+def _child(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "_child", *args], stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _args(regime: str, steps: int, variant: dict) -> list[str]:
+    return [regime, str(steps), *[f"--{k}={v}" for k, v in variant.items()]]
+
+
+def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool) -> None:
+    """Variants interleaved, in this process (a fresh model each) or, with `separate`, one process each."""
+    rows = {(r, v): [] for r in regimes for v in variants}
+    data = None if separate else _data()
+    for _ in range(repeats):
+        for regime in regimes:
+            for name in variants:
+                rows[regime, name].append(_result(_child(_args(regime, steps, TRAINING_VARIANTS[name]))) if separate
+                                          else measure_steps(regime, steps, data=data, **TRAINING_VARIANTS[name]))
+    print(f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, {steps} steps, median of {repeats}")
+    print("img/CPU-s: images per second of this process's CPU time (all its threads), steadier than wall time "
+          "on a shared machine")
+    print(f"{'regime':9} {'variant':44} {'img/s':>7} {'vs today':>8} {'img/CPU-s':>9} {'vs today':>8} {'compile s':>9}")
+    for regime in regimes:
+        def median(name, key):
+            return statistics.median(r[key] for r in rows[regime, name])
+        base, base_cpu = median(variants[0], "images_per_second"), median(variants[0], "images_per_cpu_second")
+        for name in variants:
+            ips, cps = median(name, "images_per_second"), median(name, "images_per_cpu_second")
+            print(f"{regime:9} {name:44} {ips:7.0f} {ips / base:7.2f}x {cps:9.0f} {cps / base_cpu:7.2f}x "
+                  f"{median(name, 'compile_seconds'):9.1f}")
+
+
+def parallel_table(regime: str, steps: int, repeats: int) -> None:
+    """Throughput of the machine: one process with 2 threads vs two concurrent 1-thread processes."""
+    one, two = [], []
+    for _ in range(repeats):
+        one.append(_result(_child(_args(regime, steps, {"threads": 2, "channels_last": 1})))["images_per_second"])
+        procs = [_child(_args(regime, steps, {"threads": 1, "channels_last": 1})) for _ in range(2)]
+        two.append(sum(_result(p)["images_per_second"] for p in procs))
+    a, b = statistics.median(one), statistics.median(two)
+    print(f"\n{regime}: machine throughput, median of {repeats}")
+    print(f"  1 process x 2 threads : {a:6.0f} img/s")
+    print(f"  2 processes x 1 thread: {b:6.0f} img/s  ({b / a:.2f}x)")
+
+
+def probe_fits(train_x, train_y, val_x, val_y, Cs, warm: bool) -> tuple[object, float, float, int]:
+    """(chosen model, its C, its validation accuracy, lbfgs iterations over the grid). warm=False is
+    regimes.linear today: an independent fit from zero per C; warm=True continues each fit from the previous C's."""
+    import copy
+
+    from sklearn.linear_model import LogisticRegression
+
+    model, best, iterations = LogisticRegression(max_iter=2000, warm_start=warm), None, 0
+    for c in sorted(Cs):
+        model.set_params(C=c).fit(train_x, train_y)
+        iterations += int(model.n_iter_.max())
+        accuracy = model.score(val_x, val_y)
+        if best is None or accuracy > best[2]:  # ties: the strongest regularisation
+            best = (copy.deepcopy(model), c, accuracy)
+    return (*best, iterations)
+
+
+def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
+    """Today's linear probe (independent lbfgs fits) vs warm-started fits along the C grid, same features."""
+    from pretraining_gap import datasets, features, subsets
+
+    data = _data()
+    feats = features.extract({"model": "tf_efficientnet_lite0", "weights": "package"}, data.images)
+    val, test = data.part(datasets.VAL), data.part(datasets.TEST)
+    print(f"\nLinear probe on {feats.shape[1]}-d features, C grid {Cs}")
+    print(f"{'size':>4} {'seed':>4} {'today s':>8} {'warm s':>7} {'iters':>6} {'iters':>6} {'C today':>8} "
+          f"{'C warm':>7} {'val today':>9} {'val warm':>8} {'test today':>10} {'test warm':>9}")
+    totals = np.zeros(4)
+    for seed in seeds:
+        orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
+        for n in sizes:
+            idx = subsets.subset(orderings, n)
+            args = (feats[idx], data.labels[idx], feats[val], data.labels[val], Cs)
+            runs = []
+            for warm in (False, True):
+                start = time.perf_counter()
+                runs.append((*probe_fits(*args, warm=warm), time.perf_counter() - start))
+            (old, c_old, v_old, i_old, t_old), (new, c_new, v_new, i_new, t_new) = runs
+            totals += (t_old, t_new, i_old, i_new)
+            print(f"{n:4} {seed:4} {t_old:8.2f} {t_new:7.2f} {i_old:6} {i_new:6} {c_old:8g} {c_new:7g} {v_old:9.3f} "
+                  f"{v_new:8.3f} {old.score(feats[test], data.labels[test]):10.3f} "
+                  f"{new.score(feats[test], data.labels[test]):9.3f}", flush=True)
+    print(f"total: today {totals[0]:.1f} s / {totals[2]:.0f} lbfgs iterations, warm-started {totals[1]:.1f} s / "
+          f"{totals[3]:.0f} iterations")
+
+
+def overhead_table() -> None:
+    """`dvc repro` of the default grid with training cut to one step and the probe to one C: what remains is DVC,
+    process start-ups, imports, model building, MLflow logging, features and aggregation."""
+    import tempfile
+
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from benchmark import _env, make_repo
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["training"].update(min_steps=1, max_steps=1, evaluations=1)
+    params["regimes"]["linear"]["C"] = [1]
+    with tempfile.TemporaryDirectory() as work:
+        repo = make_repo(params, Path(work) / "repo")
+        start = time.perf_counter()
+        subprocess.run(["dvc", "repro"], cwd=repo, env=_env(), check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        cells = [json.loads(f.read_text()) for f in (repo / "results" / "cells").rglob("*.json")]
+    imports = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import pretraining_gap.study, pretraining_gap.tracking, mlflow, timm"],
+                       env=_env(), check=True)
+        imports.append(time.perf_counter() - start)
+    print(f"\ndvc repro, default grid ({len(cells)} cells), training 1 step / probe 1 C: {wall:.1f} s wall, "
+          f"of which cell training {sum(c['train_seconds'] for c in cells):.1f} s")
+    print(f"one stage's process start-up + imports (torch, timm, mlflow, the library): "
+          f"{statistics.median(imports):.1f} s (median of 3)")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_child"]:
+        child = argparse.ArgumentParser()
+        child.add_argument("regime")
+        child.add_argument("steps", type=int)
+        for key in ("threads", "channels_last", "fused", "bf16", "batch", "compile", "eval"):
+            child.add_argument(f"--{key}", type=int, default=argparse.SUPPRESS)
+        a = vars(child.parse_args(sys.argv[2:]))
+        result = measure_eval(a["regime"], a["threads"]) if a.pop("eval", 0) else measure_steps(**a)
+        print(json.dumps(result))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("lever", choices=["training", "parallel", "probe", "eval", "overhead"])
+    parser.add_argument("--regimes", nargs="+", default=["finetune", "scratch"], choices=["finetune", "scratch"])
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
+    parser.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), help="training variants to run")
+    parser.add_argument("--separate", action="store_true",
+                        help="training: each measurement in its own process (needed for torch.compile's cost)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 25, 50], help="probe: sizes")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="probe: seeds")
+    parser.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1, 10, 100], help="probe: C grid")
+    args = parser.parse_args()
+    if args.lever == "training":
+        training_table(args.regimes, args.steps, args.repeats, args.variants, args.separate)
+    elif args.lever == "parallel":
+        for regime in args.regimes:
+            parallel_table(regime, args.steps, args.repeats)
+    elif args.lever == "probe":
+        probe_table(args.sizes, args.seeds, args.C)
+    elif args.lever == "overhead":
+        overhead_table()
+    else:
+        for regime in args.regimes:
+            for threads in (2, 1):
+                r = _result(_child([regime, "0", f"--threads={threads}", "--eval=1"]))
+                print(f"{regime} {threads} thread(s): validation pass (200 images) {r['eval_seconds']:.3f} s "
+                      f"= {r['eval_seconds'] / r['step_seconds']:.1f} training steps of 32")
+
+
+if __name__ == "__main__":
+    main()
