@@ -39,8 +39,8 @@ TRAINING_VARIANTS = {
 
 def _data(resolution: int = 32):
     from pretraining_gap import datasets
-    return datasets.prepare({"source": "sklearn_digits", "resolution": resolution, "val_per_class": 20,
-                             "test_per_class": 50, "split_seed": 0})
+    return datasets.prepare("digits", {"source": "sklearn_digits", "resolution": resolution, "val_per_class": 20,
+                                       "test_per_class": 50, "split_seed": 0}, sizes=[50])
 
 
 def _model(regime: str, num_classes: int = 10):
@@ -66,7 +66,7 @@ def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fus
         x = x.contiguous()
     y = torch.from_numpy(data.labels[:500])
     model = model.to(memory_format=torch.channels_last) if channels_last else model
-    training.set_train_mode(model, frozen_batchnorm=regime == "finetune")
+    training.set_train_mode(model, training.batchnorms(model) if regime == "finetune" else ())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, **({"fused": True} if fused else {}))
     generator = torch.Generator().manual_seed(0)
     compile_seconds = 0.0
