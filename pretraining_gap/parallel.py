@@ -18,6 +18,14 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def workers(device_type: str) -> int:
+    """Worker processes for a group's cells: $PRETRAINING_GAP_WORKERS if set, else one per core on a CPU (each
+    single-threaded) and one on a GPU (the cells share the device)."""
+    if os.environ.get("PRETRAINING_GAP_WORKERS"):
+        return int(os.environ["PRETRAINING_GAP_WORKERS"])
+    return available_cores() if device_type == "cpu" else 1
+
+
 def _single_thread() -> None:
     import torch
 

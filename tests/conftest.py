@@ -16,9 +16,10 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One thread, here and in every subprocess: the tiny test models gain nothing from a second one, and OpenMP
-# threads that spin-wait run them 20x slower when the machine is shared. No DVC usage reports from tests.
-os.environ.update(OMP_NUM_THREADS="1", DVC_NO_ANALYTICS="1")
+# One thread and one process, here and in every subprocess: the tiny test models gain nothing from a second
+# thread or worker (starting a worker costs more than their cells), and OpenMP threads that spin-wait run them
+# 20x slower when the machine is shared. No DVC usage reports from tests. tests/test_speed.py runs workers.
+os.environ.update(OMP_NUM_THREADS="1", PRETRAINING_GAP_WORKERS="1", DVC_NO_ANALYTICS="1")
 torch.set_num_threads(1)
 
 
