@@ -27,9 +27,13 @@ def workers(device_type: str) -> int:
 
 
 def _single_thread() -> None:
+    """One thread for torch and for the BLAS under numpy / scikit-learn: two workers already fill two cores, and
+    more threads than cores spin-wait on each other (the linear probe ran 4x slower that way)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int) -> Iterator[tuple[Job, dict]]:

@@ -93,6 +93,7 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
             log.info("kept %s (%s earlier, same config and code)", cell.run_name, result["status"])
             kept.append((cell, result))
     log.info("%s · %s · %s: %d cells to train, %d kept", dataset, backbone, regime, len(jobs), len(kept))
+    jobs.sort(key=lambda job: -job[0].examples_per_class)  # the longest first, so no core idles through the last
     trained = ((job[0], result, True) for job, result in parallel.run(_train_job, jobs, parallel.workers(training.DEVICE.type)))
     done, unlogged = [], []
     for cell, result, new in tqdm(itertools.chain(((c, r, False) for c, r in kept), trained),

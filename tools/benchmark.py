@@ -57,7 +57,7 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
 
 
 def step_flops_per_image(params: dict, regime: str, batch: int = 32) -> float:
-    """FLOPs of one training step (forward + backward; `linear`: through the frozen backbone) per image."""
+    """FLOPs of one training step (forward + backward; `linear`, `frozen`: through the frozen backbone) per image."""
     import timm
     import torch
     import torch.nn.functional as F
@@ -65,7 +65,7 @@ def step_flops_per_image(params: dict, regime: str, batch: int = 32) -> float:
 
     res = params["datasets"][params["study"]["datasets"][0]]["resolution"]
     model = timm.create_model(params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=10)
-    if regime == "linear":
+    if regime in ("linear", "frozen"):  # the head's own FLOPs are negligible next to the backbone's
         for p in model.parameters():
             p.requires_grad = False
         for p in model.get_classifier().parameters():
@@ -123,23 +123,29 @@ def run_project(params: dict, work: Path) -> tuple[float, list[dict]]:
 def export_pngs(params: dict, root: Path) -> float:
     """The dataset as PNG files at its source resolution, with the project's fixed split (the user's one-off)."""
     from plain_way import export
-    from pretraining_gap import datasets
 
     start = time.perf_counter()
-    cfg = params["datasets"][params["study"]["datasets"][0]]
-    images, labels, names = datasets.SOURCES[cfg["source"]]()
-    split = datasets.stratified_split(labels, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0))
-    export(images, labels, split, names, root)
+    export(*_listed_split(params), root)
     return time.perf_counter() - start
+
+
+def _listed_split(params: dict):
+    """The first dataset's catalogue and the project's fixed pool / validation / test split of it."""
+    from pretraining_gap import datasets
+
+    name = params["study"]["datasets"][0]
+    cfg = params["datasets"][name]
+    listed = datasets.catalogue(name, cfg)
+    return listed, datasets.assign_split(listed.labels, listed.official, cfg["val_per_class"], cfg["test_per_class"],
+                                         cfg.get("split_seed", 0))
 
 
 def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
     """One fresh process per cell, in the study's order; the same nested subsets as the project."""
     from pretraining_gap import datasets, subsets
 
-    cfg = params["datasets"][params["study"]["datasets"][0]]
-    _, labels, _ = datasets.SOURCES[cfg["source"]]()
-    split = datasets.stratified_split(labels, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0))
+    listed, split = _listed_split(params)
+    labels = listed.labels
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     results, wall = [], 0.0
     for regime in params["study"]["regimes"]:
@@ -192,8 +198,8 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
         for name, cells in (("plain", plain), ("project", project)):
             cells = [c for c in cells if c["regime"] == regime]
             seconds = sum(c["train_seconds"] for c in cells)
-            if name == "project" and regime == "linear":
-                print(f"{regime:9}{name:>9}{seconds:9.1f}{'(probe on cached features)':>30}")
+            if name == "project" and regime in ("linear", "frozen"):
+                print(f"{regime:9}{name:>9}{seconds:9.1f}{'(head on cached features)':>30}")
                 continue
             images = sum(c["steps"] * c["batch_size"] for c in cells)
             gflops = images * flops[regime] / seconds / 1e9
@@ -206,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
-    parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "finetune"],
+    parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "frozen", "finetune"],
                         help="regimes (default: params.yaml's)")
     parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
     args = parser.parse_args()

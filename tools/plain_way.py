@@ -4,7 +4,8 @@ Images are PNG files in an ImageFolder layout (`export` writes them once, at the
 cell is a fresh process that imports torch and timm, builds the model, and trains from a torchvision ImageFolder
 through PIL transforms (Resize to the study resolution, RandomAffine translation, ToTensor, Normalize) and a
 shuffling DataLoader with 2 workers that decodes every image every epoch. `linear` trains a linear head by gradient
-on the frozen backbone, running the backbone every step (no cached features). Budget, optimiser, schedule,
+on the frozen backbone, and `frozen` the dense head of params.yaml, running the backbone every step (no cached
+features; one learning rate, the middle of the grid, where the project tries every value of the grid). Budget, optimiser, schedule,
 evaluations and early stopping are the project's, read from params.yaml.
 
   python tools/plain_way.py cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
@@ -26,15 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LINEAR_LR = 0.01  # a linear head's usual AdamW learning rate; the project's probe needs none (it is convex)
 
 
-def export(images: np.ndarray, labels: np.ndarray, split: np.ndarray, class_names: list[str], out: Path) -> None:
-    """PNG files out/{pool,val,test}/<class>/<index>.png, the index being the image's row in the prepared data."""
-    from PIL import Image
-
+def export(listed, split: np.ndarray, out: Path) -> None:
+    """PNG files out/{pool,val,test}/<class>/<index>.png of a dataset catalogue, the index being the image's row."""
     for part, code in (("pool", 0), ("val", 1), ("test", 2)):
-        for c in class_names:
+        for c in listed.class_names:
             (out / part / c).mkdir(parents=True, exist_ok=True)
         for i in np.flatnonzero(split == code):
-            Image.fromarray(images[i]).save(out / part / class_names[labels[i]] / f"{i:05d}.png")
+            listed.read(int(i)).save(out / part / listed.class_names[listed.labels[i]] / f"{i:05d}.png")
 
 
 def _loaders(root: Path, train_files: set[str], resolution: int, mean, std, shift: float, batch: int):
@@ -87,15 +86,19 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
         model = timm.create_model(study_backbone["model"], num_classes=num_classes)
     else:
         model = backbones.create(study_backbone, num_classes, pretrained=True, seed=seed)
-    if regime == "linear":
+    if regime in ("linear", "frozen"):
         for p in model.parameters():
             p.requires_grad = False
-        for p in model.get_classifier().parameters():
-            p.requires_grad = True
-        groups = [{"params": list(model.get_classifier().parameters()), "lr": LINEAR_LR}]
+        if regime == "frozen":
+            widths = [model.num_features, *reg["hidden"]]
+            model.classifier = nn.Sequential(*[m for a, b in zip(widths, widths[1:])
+                                               for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg["dropout"]))],
+                                             nn.Linear(widths[-1], num_classes))
+        lr = LINEAR_LR if regime == "linear" else reg["lr"][len(reg["lr"]) // 2]
+        groups = [{"params": list(model.get_classifier().parameters()), "lr": lr}]
     else:
         groups = [{"params": list(model.parameters()), "lr": reg["lr"]}]
-    frozen_bn = regime == "linear" or reg.get("batchnorm") == "frozen"
+    frozen_bn = regime in ("linear", "frozen") or reg.get("batchnorm") == "frozen"
     plan = budget(size * num_classes, cfg, reg.get("budget_multiplier", 1.0))
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train, val, test, n = _loaders(root, train_files, resolution, mean, std, cfg["augment_shift"], plan.batch_size)
@@ -145,7 +148,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     cell = sub.add_parser("cell", help="train one cell the plain way and write its result JSON")
     cell.add_argument("root", type=Path, help="ImageFolder root with pool/ val/ test/")
-    cell.add_argument("regime", choices=["scratch", "linear", "finetune"])
+    cell.add_argument("regime", choices=["scratch", "linear", "frozen", "finetune"])
     cell.add_argument("size", type=int, help="examples per class")
     cell.add_argument("seed", type=int)
     cell.add_argument("--params", type=Path, required=True)
