@@ -83,8 +83,8 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
         regimes.check_depth(params, backbone)
     results.remove_partial(out)
     logged = tracker.logged_fingerprints(dataset, backbone, regime)
-    kept, jobs = [], []
-    for cell in study_params.cells(params, dataset, backbone, regime):
+    grid, kept, jobs = study_params.cells(params, dataset, backbone, regime), [], []
+    for cell in grid:
         fingerprint = results.fingerprint(cell_config(params, cell, digest))
         result = results.current(results.path(out, cell), fingerprint)
         if result is None:
@@ -95,7 +95,7 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
     log.info("%s · %s · %s: %d cells to train, %d kept", dataset, backbone, regime, len(jobs), len(kept))
     jobs.sort(key=lambda job: -job[0].examples_per_class)  # the longest first, so no core idles through the last
     trained = ((job[0], result, True) for job, result in parallel.run(_train_job, jobs, parallel.workers(training.DEVICE.type)))
-    done, unlogged = [], []
+    done, unlogged = {}, []
     for cell, result, new in tqdm(itertools.chain(((c, r, False) for c, r in kept), trained),
                                   total=len(kept) + len(jobs), desc=f"{dataset} · {backbone} · {regime}", unit="cell"):
         file = results.path(out, cell)
@@ -111,9 +111,9 @@ def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared
             except TrackingError as error:
                 log.error("%s: result kept in %s but not logged to MLflow: %s", cell.run_name, file, error)
                 unlogged.append(cell)
-        done.append(result)
+        done[cell] = result
     if unlogged:
         raise TrackingError(f"{len(unlogged)} cells trained and kept in {out} but not logged to MLflow "
                             f"({tracker.uri}). Fix the store, then run `dvc repro` again: it logs them without "
                             "retraining")
-    return done
+    return [done[cell] for cell in grid]
