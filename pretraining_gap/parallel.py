@@ -6,6 +6,7 @@ cells side by side train more images per second than one cell with two threads (
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,11 +27,13 @@ def workers(device_type: str) -> int:
     return available_cores() if device_type == "cpu" else 1
 
 
-def _single_thread() -> None:
+def _single_thread(log_level: int) -> None:
     """One thread for torch and for the BLAS under numpy / scikit-learn: two workers already fill two cores, and
-    more threads than cores spin-wait on each other (the linear probe ran 4x slower that way)."""
+    more threads than cores spin-wait on each other (the linear probe ran 4x slower that way). Logs as the parent."""
     import torch
     from threadpoolctl import threadpool_limits
+
+    logging.basicConfig(level=log_level, format="%(name)s: %(message)s")
 
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -47,7 +50,8 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int) -> Iterator[tu
             yield job, fn(job)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_single_thread) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_single_thread,
+                             initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         futures = {pool.submit(fn, job): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result()

@@ -41,6 +41,7 @@ def cell_config(params: dict, cell: Cell, data_digest: str) -> dict:
 def train_cell(cell: Cell, params: dict, data: Prepared, subsets_file: Path, features: np.ndarray | None,
                fingerprint: str) -> dict:
     """One cell's result; a run whose loss stops being finite is a failed result, not the end of the study."""
+    log.info("training %s", cell.run_name)
     train_idx = subsets.subset(subsets.load(subsets_file, cell.seed), cell.examples_per_class)
     started = time.time()
     try:
