@@ -89,6 +89,8 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
     if regime in ("linear", "frozen"):
         for p in model.parameters():
             p.requires_grad = False
+        for p in model.get_classifier().parameters():
+            p.requires_grad = True
         if regime == "frozen":
             widths = [model.num_features, *reg["hidden"]]
             model.classifier = nn.Sequential(*[m for a, b in zip(widths, widths[1:])
