@@ -18,7 +18,16 @@ def broken(edit):
 
 def test_the_shipped_params_are_valid():
     params.validate(DEFAULT)
-    assert len(params.cells(DEFAULT)) == 3 * 6 * 3
+    assert len(params.cells(DEFAULT)) == 4 * 6 * 3  # regimes x sizes x seeds
+
+
+def test_depth_cells_come_once_per_k():
+    p = broken(lambda p: p["study"].update(regimes=["finetune", "depth"]))
+    params.validate(p)
+    depths = [cell.depth for cell in params.cells(p)]
+    assert depths.count(None) == 6 * 3
+    assert sorted({d for d in depths if d is not None}) == DEFAULT["regimes"]["depth"]["k"]
+    assert len(depths) == 6 * 3 * (1 + len(DEFAULT["regimes"]["depth"]["k"]))
 
 
 @pytest.mark.parametrize("edit, key", [
