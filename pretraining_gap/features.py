@@ -12,7 +12,7 @@ from . import backbones, training
 @torch.no_grad()
 def extract(backbone_cfg: dict, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Pooled pre-classifier features (N, D) of the pretrained backbone, in eval mode."""
-    model = backbones.create(backbone_cfg, num_classes=0, pretrained=True, seed=0).eval().to(training.DEVICE)
+    model = training.to_device(backbones.create(backbone_cfg, num_classes=0, pretrained=True, seed=0).eval())
     mean, std = backbones.normalisation(model)
     chunks = [model(training.to_input(images[i:i + batch_size], mean, std).to(training.DEVICE)).float().cpu()
               for i in tqdm(range(0, len(images), batch_size), desc="features", unit="batch")]

@@ -232,6 +232,15 @@ def linear(cell, params, data, train_idx, features):
             "best_val_accuracy": max(scores), "train_seconds": seconds, "C": best.C}, best
 
 
+def steps_at_most(cell: Cell, params: dict, n_train: int) -> int:
+    """Roughly the cell's work: its backbone training steps over the lr grid, 0 on cached features (the order in
+    which cells go to the workers; chain-thaw's early-stopped phases are counted as one budget)."""
+    if cell.regime in FEATURE_REGIMES:
+        return 0
+    cfg = params["regimes"][cell.regime]
+    return training.budget(n_train, params["training"], cfg.get("budget_multiplier", 1)).steps * len(_grid(cfg))
+
+
 # Each runner: (cell, params, prepared data, training indices, cached features) -> (result dict, trained model).
 RUNNERS = {"scratch": scratch, "linear": linear, "frozen": frozen, "finetune": finetune, "chainthaw": chainthaw,
            "depth": depth}

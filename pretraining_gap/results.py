@@ -17,17 +17,17 @@ from .params import Cell
 
 _TMP = ".tmp"  # suffix of a result file being written
 # Library files whose code decides a cell's result: a change to any of them redoes the cells.
-_CODE = ("backbones.py", "datasets.py", "features.py", "layer_groups.py", "regimes.py", "subsets.py", "training.py")
+_CODE = ("backbones.py", "convolutions.py", "datasets.py", "features.py", "layer_groups.py", "regimes.py", "subsets.py", "training.py")
 
 
 def group_dir(root: Path, cell: Cell) -> Path:
-    """The folder of one train group (dataset × backbone × regime): one DVC output."""
-    return Path(root) / cell.dataset / cell.backbone / cell.regime
+    """The folder of one dataset × backbone, all regimes: one train stage's DVC output."""
+    return Path(root) / cell.dataset / cell.backbone
 
 
 def path(group: Path, cell: Cell) -> Path:
     depth = "" if cell.depth is None else f"k{cell.depth}_"
-    return Path(group) / f"{depth}{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
+    return Path(group) / cell.regime / f"{depth}{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
 
 
 def fingerprint(config: dict) -> str:
@@ -49,7 +49,7 @@ def write(file: Path, result: dict) -> None:
 
 def remove_partial(group: Path) -> None:
     """Delete temporary files a killed process left behind, so they never reach DVC's cache."""
-    for tmp in Path(group).glob(f"*{_TMP}"):
+    for tmp in Path(group).glob(f"*/*{_TMP}"):
         tmp.unlink()
 
 

@@ -1,4 +1,4 @@
-"""Running the grid: one train group (dataset × backbone × regime) over every size and seed, resumable."""
+"""Running the grid: one train stage (dataset × backbone) over every regime, size and seed, resumable."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def train_cell(cell: Cell, params: dict, data: Prepared, subsets_file: Path, fea
 
 
 @lru_cache(maxsize=1)
-def _inputs(prepared: Path, features: Path | None) -> tuple[Prepared, np.ndarray | None]:
-    """A group's data, loaded once per process (each worker loads its own copy)."""
-    return Prepared.load(prepared), (np.load(features) if features else None)
+def _inputs(prepared: Path, features: Path) -> tuple[Prepared, np.ndarray]:
+    """The stage's data, loaded once per process (each worker loads its own copy)."""
+    return Prepared.load(prepared), np.load(features)
 
 
 def _train_job(job: tuple) -> dict:
@@ -67,38 +67,39 @@ def _train_job(job: tuple) -> dict:
     return train_cell(cell, params, data, subsets_file, feats, fingerprint)
 
 
-def train_group(params: dict, dataset: str, backbone: str, regime: str, prepared: Path, subsets_file: Path,
-                features: Path | None, out: Path, tracker) -> list[dict]:
-    """Train every cell of the group that has no current result in `out`; log each to MLflow once.
+def train(params: dict, dataset: str, backbone: str, prepared: Path, subsets_file: Path, features: Path, out: Path,
+          tracker) -> list[dict]:
+    """Train every cell of dataset × backbone (each regime, size and seed) without a current result in `out`; log
+    each to MLflow once.
 
-    On a CPU the cells train side by side, one single-threaded worker per core: at 32 px two 1-thread cells train
-    1.3-1.6x the images per second of one 2-thread cell (tools/speed_levers.py parallel). Each result is written
-    and logged as soon as it arrives. A cell whose MLflow logging fails keeps its result file; the group still
-    trains the rest, then raises TrackingError so that the stage fails and the next run logs the missing runs
+    One process and one pool of workers for all regimes: on a CPU the cells train side by side, one
+    single-threaded worker per core (at 32 px two 1-thread cells train 1.3-1.6x the images per second of one
+    2-thread cell, tools/speed_levers.py parallel), the longest first so that no core idles through the last.
+    Each result is written and logged as soon as it arrives. A cell whose MLflow logging fails keeps its result
+    file; the rest still train, then TrackingError makes the stage fail, and the next run logs the missing runs
     without retraining.
     """
-    data, _ = _inputs(prepared, None)
+    data, _ = _inputs(prepared, features)
     digest = data.digest()
-    feats_file = features if regime in regimes.FEATURE_REGIMES else None
-    if regime == "depth":
+    if "depth" in params["study"]["regimes"]:
         regimes.check_depth(params, backbone)
     results.remove_partial(out)
-    logged = tracker.logged_fingerprints(dataset, backbone, regime)
-    grid, kept, jobs = study_params.cells(params, dataset, backbone, regime), [], []
+    logged = tracker.logged_fingerprints(dataset, backbone)
+    grid, kept, jobs = study_params.cells(params, dataset, backbone), [], []
     for cell in grid:
         fingerprint = results.fingerprint(cell_config(params, cell, digest))
         result = results.current(results.path(out, cell), fingerprint)
         if result is None:
-            jobs.append((cell, params, prepared, subsets_file, feats_file, fingerprint))
+            jobs.append((cell, params, prepared, subsets_file, features, fingerprint))
         else:
             log.info("kept %s (%s earlier, same config and code)", cell.run_name, result["status"])
             kept.append((cell, result))
-    log.info("%s · %s · %s: %d cells to train, %d kept", dataset, backbone, regime, len(jobs), len(kept))
-    jobs.sort(key=lambda job: -job[0].examples_per_class)  # the longest first, so no core idles through the last
+    log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(jobs), len(kept))
+    jobs.sort(key=lambda job: -regimes.steps_at_most(job[0], params, job[0].examples_per_class * len(data.class_names)))
     trained = ((job[0], result, True) for job, result in parallel.run(_train_job, jobs, parallel.workers(training.DEVICE.type)))
     done, unlogged = {}, []
     for cell, result, new in tqdm(itertools.chain(((c, r, False) for c, r in kept), trained),
-                                  total=len(kept) + len(jobs), desc=f"{dataset} · {backbone} · {regime}", unit="cell"):
+                                  total=len(kept) + len(jobs), desc=f"{dataset} · {backbone}", unit="cell"):
         file = results.path(out, cell)
         if new:
             results.write(file, result)

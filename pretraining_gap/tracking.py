@@ -109,10 +109,10 @@ class Tracker:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
 
-    def logged_fingerprints(self, dataset: str, backbone: str, regime: str) -> dict[str, str]:
-        """Cell key to the fingerprint of its run, for the cells of one train group."""
+    def logged_fingerprints(self, dataset: str, backbone: str) -> dict[str, str]:
+        """Cell key to the fingerprint of its run, for the cells of one dataset × backbone."""
         with _store(self.uri, "read"):
-            runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone, "regime": regime})
+            runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone})
         # a run left RUNNING by a killed process is incomplete: it does not count, and logging replaces it
         return {run.data.tags["cell"]: run.data.tags.get("fingerprint") for run in runs
                 if run.info.status in ("FINISHED", "FAILED")}

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import convolutions
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -58,6 +60,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
+def to_device(model: nn.Module) -> nn.Module:
+    """The model on DEVICE, channels-last (faster convolutions), its small-map convolutions in their exact cheaper
+    forms (convolutions.py)."""
+    return convolutions.shortcut(model.to(DEVICE, memory_format=torch.channels_last))
+
+
 def set_train_mode(model: nn.Module, eval_modules: tuple[nn.Module, ...] = ()) -> None:
     """Train mode, except `eval_modules` (frozen batch norm keeps its statistics: tiny batches estimate them badly)."""
     model.train()
@@ -98,10 +106,11 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     training are evaluated too (step 0), so training that only makes things worse is undone.
     Raises Diverged when the training loss stops being finite.
     """
-    model.to(DEVICE, memory_format=torch.channels_last)
+    to_device(model)
     x, y = train
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg["weight_decay"])
+    # fused: one kernel for all parameters, not a dozen per tensor (1.1x a step at 32 px)
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg["weight_decay"], fused=True)
     warmup = max(1, plan.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))

@@ -1,4 +1,4 @@
-"""Failure isolation, determinism and tracking trouble, on one train group run in-process with a real MLflow."""
+"""Failure isolation, determinism and tracking trouble, on the train stage run in-process with a real MLflow."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import tiny_params, tiny_weights
-from pretraining_gap import datasets, results, study, subsets, tracking
+from pretraining_gap import datasets, features, results, study, subsets, tracking
 from pretraining_gap.params import Cell
 
 
@@ -31,7 +31,9 @@ def workspace(tmp_path_factory) -> dict:
     orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
                  for seed in params["study"]["seeds"]}
     subsets.save(base / "subsets.json", orderings)
-    return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json"}
+    np.save(base / "features.npy", features.extract(params["backbones"]["tiny"], data.images))
+    return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json",
+            "features": base / "features.npy"}
 
 
 @contextmanager
@@ -47,11 +49,11 @@ def store_uri(store: Path):
             os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def train(workspace: dict, params: dict, out: Path, store: Path, regime: str = "scratch") -> list[dict]:
+def train(workspace: dict, params: dict, out: Path, store: Path, tracker_class=tracking.Tracker) -> list[dict]:
     with store_uri(store):
-        tracker = tracking.Tracker(params["study"]["name"])
-        return study.train_group(params, "digits", "tiny", regime, workspace["prepared"], workspace["subsets"],
-                                 None, out, tracker)
+        tracker = tracker_class(params["study"]["name"])
+        return study.train(params, "digits", "tiny", workspace["prepared"], workspace["subsets"],
+                           workspace["features"], out, tracker)
 
 
 def cell_runs(store: Path) -> list:
@@ -70,13 +72,14 @@ def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace,
     params["regimes"]["scratch"]["lr"] = 1e6  # the tiny model's loss becomes NaN within a few steps
     out = tmp_path / "cells"
     store = tmp_path / "mlflow.db"
-    failed = train(workspace, params, out / "scratch", store, "scratch")
-    finished = train(workspace, params, out / "finetune", store, "finetune")
+    done = train(workspace, params, out, store)
+    assert [r["regime"] for r in done] == ["scratch"] * 2 + ["finetune"] * 2
+    failed, finished = done[:2], done[2:]
 
     assert [r["status"] for r in failed] == ["failed", "failed"]
     for result in failed:
         assert "test_accuracy" not in result and "training loss became nan" in result["reason"].lower()
-        assert json.loads(results.path(out / "scratch", Cell("digits", "tiny", "scratch", result["examples_per_class"], 1)
+        assert json.loads(results.path(out, Cell("digits", "tiny", "scratch", result["examples_per_class"], 1)
                                        ).read_text()) == result
     assert [r["status"] for r in finished] == ["finished", "finished"]
     assert all(0 <= r["test_accuracy"] <= 1 for r in finished)
@@ -90,13 +93,13 @@ def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace,
 
     # same config and code: the failure is kept (it would fail the same way), nothing retrains or re-logs
     before = snapshot(out / "scratch")
-    assert train(workspace, params, out / "scratch", store, "scratch") == failed
+    assert train(workspace, params, out, store) == done
     assert snapshot(out / "scratch") == before
     assert {r.info.run_id for r in cell_runs(store)} == {r.info.run_id for r in runs.values()}
 
     # a changed learning rate retries the failed cells
     params["regimes"]["scratch"]["lr"] = 0.01
-    assert [r["status"] for r in train(workspace, params, out / "scratch", store, "scratch")] == ["finished"] * 2
+    assert [r["status"] for r in train(workspace, params, out, store)] == ["finished"] * 4
     statuses = sorted((r.data.tags["regime"], r.info.status) for r in cell_runs(store))
     assert statuses == [("finetune", "FINISHED")] * 2 + [("scratch", "FINISHED")] * 2
 
@@ -161,18 +164,15 @@ def test_results_outlive_a_store_that_breaks_mid_study_and_the_next_run_logs_the
                 store.write_text("")
             return super().log_cell(*args)
 
-    with store_uri(store / "mlflow.db"):
-        tracker = StoreBreaksDuringTraining("pretraining-gap")
-        with pytest.raises(tracking.TrackingError, match="2 cells trained and kept .* not logged to MLflow"):
-            study.train_group(workspace["params"], "digits", "tiny", "scratch", workspace["prepared"],
-                              workspace["subsets"], None, out, tracker)
-    kept = snapshot(out)
+    with pytest.raises(tracking.TrackingError, match="2 cells trained and kept .* not logged to MLflow"):
+        train(workspace, workspace["params"], out, store / "mlflow.db", StoreBreaksDuringTraining)
+    kept = snapshot(out / "scratch")
     assert len(kept) == 2 and all(json.loads(text)["status"] == "finished" for text, _ in kept.values())
 
     store.unlink()
     (tmp_path / "away").rename(store)
     train(workspace, workspace["params"], out, store / "mlflow.db")
-    assert snapshot(out) == kept  # nothing retrained
+    assert snapshot(out / "scratch") == kept  # nothing retrained
     runs = cell_runs(store / "mlflow.db")
     assert sorted(r.data.tags["examples_per_class"] for r in runs) == ["1", "3"]
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -188,10 +188,10 @@ def test_leftovers_of_a_killed_process_are_replaced(workspace, tmp_path):
     stuck = complete["digits/tiny/scratch/1/1"]
     client.delete_run(stuck.info.run_id)  # as if the process died between creating the run and finishing it
     client.create_run(stuck.info.experiment_id, tags=stuck.data.tags, run_name=stuck.info.run_name)
-    (out / "tmpkilled.tmp").write_text('{"half": ')
+    (out / "scratch" / "tmpkilled.tmp").write_text('{"half": ')
 
     train(workspace, workspace["params"], out, store)
     runs = cell_runs(store)
     assert sorted(r.data.tags["cell"] for r in runs) == sorted(complete)
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.rglob("*.tmp"))

@@ -4,6 +4,8 @@ Variants are interleaved and repeated and the table gives the median of the repe
 all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run with nothing else heavy on the machine for absolute figures; the ratios are what to read.
 
   python tools/speed_levers.py training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
+  python tools/speed_levers.py training --variants "1 thread" "1 thread, fused AdamW" \
+      "1 thread, shortcut convolutions" "1 thread, shortcut convolutions, fused AdamW" --batch 10   # as workers train
   python tools/speed_levers.py training --separate --variants "torch.compile (inductor)"   # compile time + gain
   python tools/speed_levers.py parallel --repeats 3      # two 1-thread processes vs one 2-thread process
   python tools/speed_levers.py probe                     # linear probe: today's fits vs warm-started along C
@@ -28,12 +30,15 @@ sys.path.insert(0, str(ROOT))
 
 # name: keyword arguments of measure_steps
 TRAINING_VARIANTS = {
-    "today (2 threads, channels_last, batch 32)": dict(threads=2, channels_last=1),
+    "2 threads, channels_last (the first baseline)": dict(threads=2, channels_last=1),
     "contiguous (NCHW) memory": dict(threads=2, channels_last=0),
     "1 thread": dict(threads=1, channels_last=1),
     "fused AdamW": dict(threads=2, channels_last=1, fused=1),
     "bf16 autocast (AMX)": dict(threads=2, channels_last=1, bf16=1),
     "torch.compile (inductor)": dict(threads=2, channels_last=1, compile=1),
+    "1 thread, fused AdamW": dict(threads=1, channels_last=1, fused=1),
+    "1 thread, shortcut convolutions": dict(threads=1, channels_last=1, shortcut=1),
+    "1 thread, shortcut convolutions, fused AdamW": dict(threads=1, channels_last=1, shortcut=1, fused=1),
 }
 
 
@@ -50,16 +55,16 @@ def _model(regime: str, num_classes: int = 10):
 
 
 def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fused: int = 0, bf16: int = 0,
-                  batch: int = 32, compile: int = 0, data=None) -> dict:
+                  batch: int = 32, compile: int = 0, shortcut: int = 0, data=None) -> dict:
     """Images/s of `steps` training steps (after 5 warm-up steps), as the study's fit() does them."""
     import torch
     import torch.nn.functional as F
 
-    from pretraining_gap import backbones, training
+    from pretraining_gap import backbones, convolutions, training
 
     torch.set_num_threads(threads)
     data = data or _data()
-    model = _model(regime)
+    model = convolutions.shortcut(_model(regime)) if shortcut else _model(regime)
     mean, std = backbones.normalisation(model)
     x = training.to_input(data.images[:500], mean, std)
     if not channels_last:
@@ -128,16 +133,19 @@ def _args(regime: str, steps: int, variant: dict) -> list[str]:
     return [regime, str(steps), *[f"--{k}={v}" for k, v in variant.items()]]
 
 
-def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool) -> None:
+def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool,
+                   batch: int) -> None:
     """Variants interleaved, in this process (a fresh model each) or, with `separate`, one process each."""
     rows = {(r, v): [] for r in regimes for v in variants}
     data = None if separate else _data()
     for _ in range(repeats):
         for regime in regimes:
             for name in variants:
-                rows[regime, name].append(_result(_child(_args(regime, steps, TRAINING_VARIANTS[name]))) if separate
-                                          else measure_steps(regime, steps, data=data, **TRAINING_VARIANTS[name]))
-    print(f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, {steps} steps, median of {repeats}")
+                variant = {**TRAINING_VARIANTS[name], "batch": batch}
+                rows[regime, name].append(_result(_child(_args(regime, steps, variant))) if separate
+                                          else measure_steps(regime, steps, data=data, **variant))
+    print(f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, batch {batch}, {steps} steps, "
+          f"median of {repeats}")
     print("img/CPU-s: images per second of this process's CPU time (all its threads), steadier than wall time "
           "on a shared machine")
     print(f"{'regime':9} {'variant':44} {'img/s':>7} {'vs today':>8} {'img/CPU-s':>9} {'vs today':>8} {'compile s':>9}")
@@ -246,7 +254,7 @@ def main() -> None:
         child = argparse.ArgumentParser()
         child.add_argument("regime")
         child.add_argument("steps", type=int)
-        for key in ("threads", "channels_last", "fused", "bf16", "batch", "compile", "eval"):
+        for key in ("threads", "channels_last", "fused", "bf16", "batch", "compile", "shortcut", "eval"):
             child.add_argument(f"--{key}", type=int, default=argparse.SUPPRESS)
         a = vars(child.parse_args(sys.argv[2:]))
         result = measure_eval(a["regime"], a["threads"]) if a.pop("eval", 0) else measure_steps(**a)
@@ -256,6 +264,8 @@ def main() -> None:
     parser.add_argument("lever", choices=["training", "parallel", "probe", "eval", "overhead"])
     parser.add_argument("--regimes", nargs="+", default=["finetune", "scratch"], choices=["finetune", "scratch"])
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
+    parser.add_argument("--batch", type=int, default=32, help="training: images per step (the study's subsets of "
+                        "1/class train at 10)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
     parser.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), help="training variants to run")
     parser.add_argument("--separate", action="store_true",
@@ -265,7 +275,7 @@ def main() -> None:
     parser.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1, 10, 100], help="probe: C grid")
     args = parser.parse_args()
     if args.lever == "training":
-        training_table(args.regimes, args.steps, args.repeats, args.variants, args.separate)
+        training_table(args.regimes, args.steps, args.repeats, args.variants, args.separate, args.batch)
     elif args.lever == "parallel":
         for regime in args.regimes:
             parallel_table(regime, args.steps, args.repeats)
