@@ -4,9 +4,9 @@ At 32 px EfficientNet's last stages see 2x2 and 1x1 maps. A 5x5 depthwise kernel
 multiplies 24 of its 25 taps by padding zeros, and torch's CPU kernels for such shapes are slow (a 1x1 depthwise
 convolution is one multiply per channel; a 1x1 pointwise convolution is a matrix product). `shortcut` makes a
 model compute the same function and the same gradients with the taps that can meet real input only, and its
-pointwise convolutions as matrix products: a training step of EfficientNet-Lite0 at 32 px ran 1.5-1.8x faster
-(tools/speed_levers.py convolutions). Taps that only ever meet padding get a zero gradient either way; larger
-maps keep every tap, so nothing changes for them.
+pointwise convolutions as matrix products: one-thread training steps of EfficientNet-Lite0 at 32 px ran 1.2-1.6x
+as many images per second (tools/speed_levers.py training, README Performance). Taps that only ever meet padding
+get a zero gradient either way; larger maps keep every tap, so nothing changes for them.
 """
 
 from __future__ import annotations
