@@ -39,17 +39,33 @@ def _single_thread(log_level: int) -> None:
     threadpool_limits(1)
 
 
+def _context():
+    """Workers fork from a server process that imported the job's modules once (POSIX), else are spawned. Never
+    forked from the caller: a fork of a process that has started OpenMP threads can hang."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def start_server(workers: int, module: str) -> None:
+    """Start the server workers fork from now, importing `module` (torch, timm: ~4 s), so that its start-up
+    overlaps the caller's own set-up; without it each worker imports them itself when its first job arrives."""
+    if workers > 1 and _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.set_forkserver_preload([module])
+        forkserver.ensure_running()
+
+
 def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int) -> Iterator[tuple[Job, dict]]:
     """(job, fn(job)) as each finishes; `fn` must be a module-level function (it is pickled to the workers).
 
-    With one worker or one job, runs here, in order, with torch's own thread count. Workers are spawned, not
-    forked: a fork of a process that has started OpenMP threads can hang.
+    With one worker or one job, runs here, in order, with torch's own thread count.
     """
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield job, fn(job)
         return
-    context = multiprocessing.get_context("spawn")
+    context = _context()
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_single_thread,
                              initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         futures = {pool.submit(fn, job): job for job in jobs}

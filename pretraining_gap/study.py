@@ -67,6 +67,11 @@ def _train_job(job: tuple) -> dict:
     return train_cell(cell, params, data, subsets_file, feats, fingerprint)
 
 
+def start_workers() -> None:
+    """Start the workers' process server now, so that its imports overlap the caller's MLflow set-up."""
+    parallel.start_server(parallel.workers(training.DEVICE.type), __name__)
+
+
 def train(params: dict, dataset: str, backbone: str, prepared: Path, subsets_file: Path, features: Path, out: Path,
           tracker) -> list[dict]:
     """Train every cell of dataset × backbone (each regime, size and seed) without a current result in `out`; log

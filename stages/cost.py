@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml (its resolution)")
     parser.add_argument("backbone", help="name of a block under 'backbones:' in params.yaml")
     parser.add_argument("--prepared", type=Path, required=True, help="the prepared dataset (.npz), for its classes")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of timed training, then of inference")
+    parser.add_argument("--seconds", type=float, default=1.5, help="seconds of timed training, then of inference")
     parser.add_argument("--out", type=Path, required=True, help="the .json file to write")
     args = parser.parse_args()
     p = params.load()

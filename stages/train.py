@@ -16,6 +16,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of per-cell result files, one sub-folder per regime")
     args = parser.parse_args()
     p = params.load()
+    study.start_workers()
     tracker = tracking.Tracker(p["study"]["name"])
     study.train(p, args.dataset, args.backbone, args.prepared, args.subsets, args.features, args.out, tracker)
 

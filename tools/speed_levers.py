@@ -10,7 +10,7 @@ all of them alike; processes that must not share state (torch.compile, parallel 
   python tools/speed_levers.py parallel --repeats 3      # two 1-thread processes vs one 2-thread process
   python tools/speed_levers.py probe                     # linear probe: today's fits vs warm-started along C
   python tools/speed_levers.py eval                      # cost of one validation pass vs one training step
-  python tools/speed_levers.py overhead                  # DVC + process start-up: the grid with 1-step training
+  python tools/speed_levers.py overhead                  # DVC's own time + process start-ups, 1-step training
 """
 
 from __future__ import annotations
@@ -219,8 +219,14 @@ def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
 
 
 def overhead_table() -> None:
-    """`dvc repro` of the default grid with training cut to one step and the probe to one C: what remains is DVC,
-    process start-ups, imports, model building, MLflow logging, features and aggregation."""
+    """DVC's own time and the stages' process start-ups, from `dvc repro` of the default grid with training cut to
+    one step and the probe to one C: the same stages, processes and order as the study, only shorter cells.
+
+    DVC's own time = the `dvc repro` wall - its stage commands' walls (each timed by /usr/bin/time, added to the
+    commands of the copy's dvc.yaml). A stage's start-up = the wall of `python stages/<stage>.py --help`
+    (interpreter and imports); train adds the start of the workers' server (its imports of torch and timm; they
+    overlap the stage's MLflow set-up, so counting them in full is an upper bound).
+    """
     import tempfile
 
     import yaml
@@ -228,25 +234,43 @@ def overhead_table() -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     from benchmark import _env, make_repo
 
+    from pretraining_gap import parallel
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["training"].update(min_steps=1, max_steps=1, evaluations=1)
     params["regimes"]["linear"]["C"] = [1]
     with tempfile.TemporaryDirectory() as work:
         repo = make_repo(params, Path(work) / "repo")
+        times = Path(work) / "times.txt"
+        pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+        for stage in pipeline["stages"].values():
+            stage["cmd"] = f"/usr/bin/time -a -o {times} -f '%e %C' {stage['cmd']}"
+        (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
         start = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=repo, env=_env(), check=True, capture_output=True)
         wall = time.perf_counter() - start
-        cells = [json.loads(f.read_text()) for f in (repo / "results" / "cells").rglob("*.json")]
-    imports = []
-    for _ in range(3):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import pretraining_gap.study, pretraining_gap.tracking, mlflow, timm"],
-                       env=_env(), check=True)
-        imports.append(time.perf_counter() - start)
-    print(f"\ndvc repro, default grid ({len(cells)} cells), training 1 step / probe 1 C: {wall:.1f} s wall, "
-          f"of which cell training {sum(c['train_seconds'] for c in cells):.1f} s")
-    print(f"one stage's process start-up + imports (torch, timm, mlflow, the library): "
-          f"{statistics.median(imports):.1f} s (median of 3)")
+        commands = [(float(line.split()[0]), line.split()[2]) for line in times.read_text().splitlines()]
+    startups = {}
+    for _, script in commands:
+        if script not in startups:
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env=_env(), check=True,
+                               capture_output=True)
+                runs.append(time.perf_counter() - started)
+            startups[script] = statistics.median(runs)
+    started = time.perf_counter()
+    parallel.start_server(2, "pretraining_gap.study")
+    list(parallel.run(abs, [1, 2], workers=2))
+    server = time.perf_counter() - started
+    dvc_own = wall - sum(seconds for seconds, _ in commands)
+    startup = sum(startups[script] for _, script in commands) + server
+    print(f"\ndvc repro, default grid, training cut to 1 step: {wall:.1f} s wall, {len(commands)} stage commands")
+    for script, seconds in startups.items():
+        print(f"  {script:24} start-up {seconds:4.1f} s x {sum(s == script for _, s in commands)}")
+    print(f"  workers' server start  {server:4.1f} s")
+    print(f"DVC's own time {dvc_own:.1f} s + process start-ups {startup:.1f} s = {dvc_own + startup:.1f} s")
 
 
 def main() -> None:
