@@ -11,7 +11,7 @@ sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.u
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
 
-  python tools/benchmark.py                                  # the default study grid (long: ~1 h)
+  python tools/benchmark.py --plain-jobs 2                   # the default study grid (long: over an hour here)
   python tools/benchmark.py --sizes 1 5 --seeds 1            # a quick check
 """
 
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -128,14 +129,15 @@ def _listed_split(params: dict):
                                          cfg.get("split_seed", 0))
 
 
-def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
-    """One fresh process per cell, in the study's order; the same nested subsets as the project."""
+def run_plain(params: dict, work: Path, root: Path, jobs: int) -> tuple[float, list[dict]]:
+    """One fresh process per cell, `jobs` of them at a time, in the study's order; the same nested subsets as the
+    project. The wall time is the whole run's, first start to last finish."""
     from pretraining_gap import datasets, subsets
 
     listed, split = _listed_split(params)
     labels = listed.labels
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    results, wall = [], 0.0
+    cells = []
     for regime in params["study"]["regimes"]:
         for seed in params["study"]["seeds"]:
             orderings = subsets.class_orderings(labels, datasets.Prepared(None, labels, split, []).part(datasets.POOL),
@@ -143,16 +145,22 @@ def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
             for size in params["study"]["sizes"]:
                 files = work / f"train_{seed}_{size}.json"
                 files.write_text(json.dumps([f"{i:05d}.png" for i in subsets.subset(orderings, size)]))
-                out = work / f"plain_{regime}_{size}_{seed}.json"
-                start = time.perf_counter()
-                subprocess.run([sys.executable, str(ROOT / "tools" / "plain_way.py"), "cell", str(root), regime,
-                                str(size), str(seed), "--params", str(work / "params.yaml"), "--train-files",
-                                str(files), "--out", str(out)], env=_env(), check=True, stderr=subprocess.DEVNULL)
-                wall += time.perf_counter() - start
-                results.append(json.loads(out.read_text()))
-                print(f"  plain {regime} {size}/class seed {seed}: {results[-1]['test_accuracy']:.3f} "
-                      f"in {results[-1]['train_seconds']:.1f} s", flush=True)
-    return wall, results
+                cells.append((regime, size, seed, files))
+
+    def run_cell(regime, size, seed, files) -> dict:
+        out = work / f"plain_{regime}_{size}_{seed}.json"
+        subprocess.run([sys.executable, str(ROOT / "tools" / "plain_way.py"), "cell", str(root), regime, str(size),
+                        str(seed), "--params", str(work / "params.yaml"), "--train-files", str(files), "--out",
+                        str(out)], env=_env(), check=True, stderr=subprocess.DEVNULL)
+        result = json.loads(out.read_text())
+        print(f"  plain {regime} {size}/class seed {seed}: {result['test_accuracy']:.3f} "
+              f"in {result['train_seconds']:.1f} s", flush=True)
+        return result
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(lambda cell: run_cell(*cell), cells))
+    return time.perf_counter() - start, results
 
 
 def _mean(values) -> str:
@@ -163,9 +171,9 @@ def _mean(values) -> str:
     return f"{statistics.mean(values):.3f}±{sd:.3f}"
 
 
-def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
+def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops, jobs) -> None:
     print(f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
-          f"{params['study']['seeds']} ({len(project)} cells)")
+          f"{params['study']['seeds']} ({len(project)} cells); the plain way ran {jobs} cell(s) at a time")
     print(f"{'':34}{'plain way':>12}{'project':>12}")
     print(f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x")
     print(f"{'  + PNG export (once), s':34}{export_s:12.1f}")
@@ -202,6 +210,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
     parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "frozen", "finetune"],
                         help="regimes (default: params.yaml's)")
+    parser.add_argument("--plain-jobs", type=int, default=1,
+                        help="plain-way cells run at a time, each its own process (2: one per core, as the project "
+                             "uses both; a faster baseline than one at a time)")
     parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
     args = parser.parse_args()
     params = grid_params(args)
@@ -215,10 +226,10 @@ def main() -> None:
     print("project (dvc repro) ...", flush=True)
     project_wall, project = run_project(params, work)
     print(f"project: {project_wall:.1f} s; plain way ...", flush=True)
-    plain_wall, plain = run_plain(params, work, work / "png")
+    plain_wall, plain = run_plain(params, work, work / "png", args.plain_jobs)
     print(f"plain way: {plain_wall:.1f} s", flush=True)
     mm_after = matmul_gflops()
-    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops)
+    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops, args.plain_jobs)
     if not args.keep:
         shutil.rmtree(work)
 
