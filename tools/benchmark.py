@@ -2,7 +2,7 @@
 
 The plain way (tools/plain_way.py): PNG files in an ImageFolder layout, written once (timed separately); then per
 cell a new Python process with timm, torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding
-every image every epoch; `linear` trains a linear head by gradient through the frozen backbone. The project: a
+every image every epoch (workers kept across epochs); `linear` trains a linear head by gradient through the frozen backbone. The project: a
 temporary copy of this repository (git + DVC), params.yaml narrowed to the grid, timed `dvc repro` from empty:
 prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
 
@@ -11,7 +11,7 @@ sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.u
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
 
-  python tools/benchmark.py --plain-jobs 2                   # the default study grid (long: over an hour here)
+  python tools/benchmark.py                                  # the default study grid (long: ~1 h here)
   python tools/benchmark.py --sizes 1 5 --seeds 1            # a quick check
 """
 
@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -129,9 +128,9 @@ def _listed_split(params: dict):
                                          cfg.get("split_seed", 0))
 
 
-def run_plain(params: dict, work: Path, root: Path, jobs: int) -> tuple[float, list[dict]]:
-    """One fresh process per cell, `jobs` of them at a time, in the study's order; the same nested subsets as the
-    project. The wall time is the whole run's, first start to last finish."""
+def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
+    """One fresh process per cell, one at a time, in the study's order; the same nested subsets as the project.
+    (Two cells side by side, each with torch's 2 threads, ran slower than one after the other.)"""
     from pretraining_gap import datasets, subsets
 
     listed, split = _listed_split(params)
@@ -158,8 +157,7 @@ def run_plain(params: dict, work: Path, root: Path, jobs: int) -> tuple[float, l
         return result
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(lambda cell: run_cell(*cell), cells))
+    results = [run_cell(*cell) for cell in cells]
     return time.perf_counter() - start, results
 
 
@@ -171,9 +169,9 @@ def _mean(values) -> str:
     return f"{statistics.mean(values):.3f}±{sd:.3f}"
 
 
-def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops, jobs) -> None:
+def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
     print(f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
-          f"{params['study']['seeds']} ({len(project)} cells); the plain way ran {jobs} cell(s) at a time")
+          f"{params['study']['seeds']} ({len(project)} cells)")
     print(f"{'':34}{'plain way':>12}{'project':>12}")
     print(f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x")
     print(f"{'  + PNG export (once), s':34}{export_s:12.1f}")
@@ -210,9 +208,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
     parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "frozen", "finetune"],
                         help="regimes (default: params.yaml's)")
-    parser.add_argument("--plain-jobs", type=int, default=1,
-                        help="plain-way cells run at a time, each its own process (2: one per core, as the project "
-                             "uses both; a faster baseline than one at a time)")
     parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
     args = parser.parse_args()
     params = grid_params(args)
@@ -226,10 +221,10 @@ def main() -> None:
     print("project (dvc repro) ...", flush=True)
     project_wall, project = run_project(params, work)
     print(f"project: {project_wall:.1f} s; plain way ...", flush=True)
-    plain_wall, plain = run_plain(params, work, work / "png", args.plain_jobs)
+    plain_wall, plain = run_plain(params, work, work / "png")
     print(f"plain way: {plain_wall:.1f} s", flush=True)
     mm_after = matmul_gflops()
-    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops, args.plain_jobs)
+    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops)
     if not args.keep:
         shutil.rmtree(work)
 
