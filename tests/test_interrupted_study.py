@@ -26,7 +26,7 @@ def prepared_repo(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("interrupted")
     params = tiny_params(tiny_weights(base / "tiny.safetensors"))
     params["study"].update(regimes=["scratch"])
-    params["training"].update(min_steps=120, max_steps=120)  # 2-3 s a cell: slow enough to kill mid-study
+    params["training"].update(min_steps=300, max_steps=300)  # 3-4 s a cell: slow enough to kill mid-study
     repo = make_study_repo(base / "repo", params)
     run(["dvc", "repro", "--glob", "features@*"], repo)
     return repo

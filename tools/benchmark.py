@@ -11,7 +11,7 @@ sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.u
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
 
-  python tools/benchmark.py                                  # the default study grid (long: ~1 h here)
+  python tools/benchmark.py                                  # the default study grid (48 min here)
   python tools/benchmark.py --sizes 1 5 --seeds 1            # a quick check
 """
 
