@@ -26,7 +26,7 @@ def prepared_repo(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("interrupted")
     params = tiny_params(tiny_weights(base / "tiny.safetensors"))
     params["study"].update(regimes=["scratch"])
-    params["training"].update(min_steps=300, max_steps=300)  # 3-4 s a cell: slow enough to kill mid-study
+    params["training"].update(min_steps=300, max_steps=300)  # about 4 s a cell: slow enough to kill mid-study
     repo = make_study_repo(base / "repo", params)
     run(["dvc", "repro", "--glob", "features@*"], repo)
     return repo
@@ -39,8 +39,10 @@ def snapshot(group: Path) -> dict[str, tuple[str, int]]:
 def kill_during_training(repo: Path, sig: signal.Signals, log: Path) -> None:
     """Start `dvc repro`, wait for its first finished cell, then send `sig` to DVC and its stage process."""
     with log.open("w") as out:
+        # Ctrl-C's default action, as in a terminal: a runner started in the background (`cmd &`) ignores
+        # SIGINT, and its children would inherit that
         study = subprocess.Popen(["dvc", "repro"], cwd=repo, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not any((repo / GROUP).glob("*.json")):
