@@ -6,13 +6,15 @@ import logging
 import sys
 from typing import Callable
 
-from .params import ParamsError
-from .tracking import TrackingError
+from .grid import ParamsError
 
 
 def run(main: Callable[[], None]) -> None:
+    from .execution import StudyError
+    from .tracking import TrackingError
+
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         main()
-    except (ParamsError, TrackingError) as error:
+    except (ParamsError, TrackingError, StudyError) as error:
         sys.exit(f"error: {error}")

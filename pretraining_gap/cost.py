@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import backbones, training
+from .config import Backbone
+from .training import backbones, loop
 
 
 def gflops_per_image(model: torch.nn.Module, resolution: int) -> float:
@@ -28,16 +29,17 @@ def _images_per_second(step, batch_size: int, seconds: float) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def measure(backbone_cfg: dict, num_classes: int, resolution: int, batch_size: int, seconds: float) -> dict:
+def measure(backbone_cfg: Backbone, num_classes: int, resolution: int, batch_size: int, seconds: float,
+            device: torch.device) -> dict:
     """Cost of one backbone with a `num_classes` head; weights do not change the cost, so a random init is used."""
     model = backbones.create(backbone_cfg, num_classes, pretrained=False, seed=0)
     result = {"parameters": sum(p.numel() for p in model.parameters()),
               "gflops_per_image": gflops_per_image(model, resolution), "resolution": resolution,
-              "batch_size": batch_size, "device": str(training.DEVICE)}
-    training.to_device(model)
-    x = torch.randn(batch_size, 3, resolution, resolution, device=training.DEVICE)
-    y = torch.randint(num_classes, (batch_size,), device=training.DEVICE)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as training.fit
+              "batch_size": batch_size, "device": str(device)}
+    loop.to_device(model, device)
+    x = torch.randn(batch_size, 3, resolution, resolution, device=device)
+    y = torch.randint(num_classes, (batch_size,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as loop.fit
 
     def train_step() -> None:  # every layer trained, as fine-tuning and scratch do
         optimizer.zero_grad()

@@ -1,49 +1,98 @@
-"""Cell result files: the source of truth for a cell, written atomically, keyed by a fingerprint.
+"""A cell's result: one typed definition of its fields, used by the regimes, the result files, MLflow logging and
+the aggregate's columns; and the result files themselves, written atomically.
 
 A result's `status` is "finished" (it has test_accuracy) or "failed" (it has `reason` instead). Either is kept
-while its fingerprint holds: a failed cell fails again the same way with the same config and code, so it is
+while its fingerprint holds: a failed cell fails again the same way with the same inputs and code, so it is
 retried only when one of them changes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from .params import Cell
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .grid import Cell
 
 _TMP = ".tmp"  # suffix of a result file being written
-# Library files whose code decides a cell's result: a change to any of them redoes the cells.
-_CODE = ("backbones.py", "convolutions.py", "datasets.py", "features.py", "layer_groups.py", "regimes.py", "subsets.py", "training.py")
 
 
-def group_dir(root: Path, cell: Cell) -> Path:
-    """The folder of one dataset × backbone, all regimes: one train stage's DVC output."""
-    return Path(root) / cell.dataset / cell.backbone
+class Outcome(BaseModel):
+    """What a regime's training of one cell gives: test metrics, what was chosen on validation, how it trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test_accuracy: float | None = None  # fraction of the test split classified right
+    test_loss: float | None = None  # mean cross-entropy on the test split, nats
+    best_val_accuracy: float | None = None  # of the kept weights (or the chosen probe)
+    train_seconds: float | None = None  # wall time of every training the cell ran (its whole grid)
+    images_per_second: float | None = None  # training images per second of the kept run
+    steps: int | None = None  # optimisation steps the kept run took
+    best_step: int | None = None  # the step whose weights were kept
+    budget_steps: int | None = None  # the kept run's step budget
+    batch_size: int | None = None
+    lr: float | None = None  # chosen on validation
+    C: float | None = None  # the linear probe's chosen inverse regularisation strength
+    val_accuracy_by_lr: dict[str, float] | None = None  # every value tried: validation accuracy
+    history: dict[str, list] | None = None  # per evaluation: step, train_loss, val_accuracy, val_loss (, phase)
+    transferability: dict[str, float] | None = None  # per pretrained layer group (fine-tuned cells)
+
+
+class CellResult(Outcome):
+    """One cell's result file: which cell, its outcome, whether it finished, and the fingerprint it was made with."""
+
+    dataset: str
+    backbone: str
+    regime: str
+    examples_per_class: int
+    seed: int
+    depth: int | None = None
+    status: Literal["finished", "failed"]
+    reason: str | None = None  # why it failed
+    traceback: str | None = None  # where it failed, for an unexpected error
+    fingerprint: str
+    started_ms: int
+    finished_ms: int
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.dataset, self.backbone, self.regime, self.examples_per_class, self.seed, self.depth)
+
+    @classmethod
+    def of(cls, cell: Cell, **fields) -> CellResult:
+        return cls(
+            dataset=cell.dataset,
+            backbone=cell.backbone,
+            regime=cell.regime,
+            examples_per_class=cell.examples_per_class,
+            seed=cell.seed,
+            depth=cell.depth,
+            **fields,
+        )
+
+
+# the aggregate's table, one column per field: which cell and how it ended first, then its outcome
+COLUMNS = [*(f for f in CellResult.model_fields if f not in Outcome.model_fields), *Outcome.model_fields]
 
 
 def path(group: Path, cell: Cell) -> Path:
+    """The cell's result file inside its dataset x backbone folder (one train stage's DVC output)."""
     depth = "" if cell.depth is None else f"k{cell.depth}_"
     return Path(group) / cell.regime / f"{depth}{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
 
 
-def fingerprint(config: dict) -> str:
-    """Hash of everything a cell's result depends on: its resolved config and the library code."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    here = Path(__file__).parent
-    for name in _CODE:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+def group_dir(root: Path, cell: Cell) -> Path:
+    return Path(root) / cell.dataset / cell.backbone
 
 
-def write(file: Path, result: dict) -> None:
+def write(file: Path, result: CellResult) -> None:
     """Write-then-rename, so a killed process never leaves a half-written result."""
     file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=_TMP, delete=False) as tmp:
-        json.dump(result, tmp, indent=1)
+        tmp.write(result.model_dump_json(indent=1, exclude_none=True))
     os.replace(tmp.name, file)
 
 
@@ -53,11 +102,18 @@ def remove_partial(group: Path) -> None:
         tmp.unlink()
 
 
-def read(file: Path) -> dict | None:
-    return json.loads(file.read_text()) if file.exists() else None
+def read(file: Path) -> CellResult | None:
+    """The stored result, or None when there is none (or it was written by an incompatible version)."""
+    if not file.exists():
+        return None
+    try:
+        return CellResult.model_validate_json(file.read_text())
+    except ValidationError:
+        return None  # made by an older layout: it is retrained like a missing one
 
 
-def current(file: Path, expected_fingerprint: str) -> dict | None:
-    """The stored result (finished or failed) if it was made with the same config and code, else None."""
+def current(file: Path, fingerprint: str) -> CellResult | None:
+    """The stored result if it was made with the same inputs and code, else None. A failure with a traceback
+    (an unexpected error, not a diverging run) is never current: the next run retries it."""
     result = read(file)
-    return result if result and result.get("fingerprint") == expected_fingerprint else None
+    return result if result and result.fingerprint == fingerprint and not result.traceback else None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .params import Cell
+from .grid import Cell
+from .results import CellResult
 
 
 class TrackingError(RuntimeError):
@@ -125,7 +126,7 @@ class Tracker:
         tags = {**tags, "DVC_STAGE": os.environ.get("DVC_STAGE", ""), "mlflow.source.git.commit": self.commit or ""}
         return self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags, run_name=name).info.run_id
 
-    def log_cell(self, cell: Cell, result: dict, config: dict, result_file: Path) -> str:
+    def log_cell(self, cell: Cell, result: CellResult, config: dict, result_file: Path) -> str:
         """One run for the cell: params, per-evaluation curves with step=, final metrics, result file.
 
         A failed cell's run ends FAILED with its reason in the `failure` tag.
@@ -133,38 +134,41 @@ class Tracker:
         with _store(self.uri, "write"):
             return self._log_cell(cell, result, config, result_file)
 
-    def _log_cell(self, cell: Cell, result: dict, config: dict, result_file: Path) -> str:
+    def _log_cell(self, cell: Cell, result: CellResult, config: dict, result_file: Path) -> str:
         from mlflow.entities import Metric, Param
 
         self._replace({"kind": "cell", "cell": cell.key})
         tags = {"kind": "cell", "cell": cell.key, "dataset": cell.dataset, "backbone": cell.backbone,
                 "regime": cell.regime, "examples_per_class": str(cell.examples_per_class), "seed": str(cell.seed),
-                "fingerprint": result["fingerprint"]}
+                "fingerprint": result.fingerprint}
         if cell.depth is not None:
             tags["depth"] = str(cell.depth)
-        phases = list(dict.fromkeys(result.get("history", {}).get("phase", [])))
+        history = result.history or {}
+        phases = list(dict.fromkeys(history.get("phase", [])))
         if phases:  # chain-thaw: the phase order, and a `phase` metric (its index) at every evaluation
             tags["phases"] = " → ".join(phases)
-        if result["status"] == "failed":
-            tags["failure"] = result["reason"]
-        run_id = self._create(cell.run_name, tags, result["started_ms"])
+        if result.status == "failed":
+            tags["failure"] = result.reason
+        run_id = self._create(cell.run_name, tags, result.started_ms)
         now = int(time.time() * 1000)
-        history = result.get("history", {})
         metrics = [Metric(key, float(value), now, step)
                    for key in ("train_loss", "val_accuracy", "val_loss") if key in history
                    for step, value in zip(history["step"], history[key])]
         metrics += [Metric("phase", phases.index(p), now, step) for step, p in zip(history.get("step", []),
                                                                               history.get("phase", []))]
-        metrics += [Metric(key, float(result[key]), now, 0) for key in FINAL_METRICS if result.get(key) is not None]
+        metrics += [Metric(key, float(getattr(result, key)), now, 0) for key in FINAL_METRICS
+                    if getattr(result, key) is not None]
         metrics += [Metric(f"transferability.{group}", t, now, 0)
-                    for group, t in result.get("transferability", {}).items()]
+                    for group, t in (result.transferability or {}).items()]
         params = [Param(k, v) for k, v in _flatten(config).items()]
         for i in range(0, len(metrics), 1000):  # MLflow's batch limits: 1000 metrics, 100 params
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
         for i in range(0, len(params), 100):
             self.client.log_batch(run_id, params=params[i:i + 100])
         self.client.log_artifact(run_id, str(result_file))
-        self.client.set_terminated(run_id, result["status"].upper(), result["finished_ms"])
+        if result.traceback:
+            self.client.log_text(run_id, result.traceback, "traceback.txt")
+        self.client.set_terminated(run_id, result.status.upper(), result.finished_ms)
         return run_id
 
     def log_summary(self, name: str, metrics: dict[str, float], artifacts: list[Path]) -> str:

@@ -1,10 +1,13 @@
-"""DVC stage aggregate: cell results to the tidy table, analysis tables, DVC metrics and plots, PNG figures."""
+"""DVC stage aggregate: cell results to the tidy table, analysis tables, DVC metrics and plots, PNG figures.
+
+Reads params.yaml: study, regimes.depth.k (the grid whose cells it reads).
+"""
 
 import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import aggregate, cli, params
+from pretraining_gap import cli, config
 
 log = logging.getLogger("aggregate")
 
@@ -20,7 +23,10 @@ def main() -> None:
     parser.add_argument("--costs", type=Path, default=Path("results/costs"),
                         help="folder of backbone cost records <dataset>/<backbone>.json (optional)")
     args = parser.parse_args()
-    out = aggregate.run(params.load(), args.cells, args.table, args.tables, args.curves, args.metrics, args.plots,
+    params = config.load()
+    from pretraining_gap.analysis import aggregate
+
+    out = aggregate.run(params, args.cells, args.table, args.tables, args.curves, args.metrics, args.plots,
                         args.costs)
     for cell, why in out.metrics["incomplete"].items():
         log.warning("left out of the means: %s (%s)", cell, why)

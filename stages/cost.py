@@ -1,4 +1,7 @@
-"""DVC stage cost: parameters, FLOPs per image and measured images/s of one backbone at one dataset's resolution."""
+"""DVC stage cost: parameters, FLOPs per image and measured images/s of one backbone at one dataset's resolution.
+
+Reads params.yaml: datasets.<dataset>.resolution, backbones.<backbone>.model, training.batch_size.
+"""
 
 import argparse
 import json
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretraining_gap import cli, cost, params
+from pretraining_gap import cli, config
 
 log = logging.getLogger("cost")
 
@@ -20,11 +23,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="seconds of timed training, then of inference")
     parser.add_argument("--out", type=Path, required=True, help="the .json file to write")
     args = parser.parse_args()
-    p = params.load()
+    params = config.load()
+    from pretraining_gap import cost
+    from pretraining_gap.training import device
+
     with np.load(args.prepared) as f:  # reads only this member, not the images
         num_classes = len(f["class_names"])
-    result = cost.measure(p["backbones"][args.backbone], num_classes, p["datasets"][args.dataset]["resolution"],
-                          p["training"]["batch_size"], args.seconds)
+    result = cost.measure(params.backbones[args.backbone], num_classes, params.datasets[args.dataset].resolution,
+                          params.training.batch_size, args.seconds, device.choose())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": args.dataset, "backbone": args.backbone, **result}, indent=1))
     log.info("%s at %d px: %.2f M parameters, %.3f GFLOPs/image, %.0f train / %.0f inference images/s -> %s",

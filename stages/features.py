@@ -1,4 +1,7 @@
-"""DVC stage features: frozen pretrained backbone features of every prepared image, for the frozen regimes."""
+"""DVC stage features: frozen pretrained backbone features of every prepared image, for the feature regimes.
+
+Reads params.yaml: backbones.<backbone>.
+"""
 
 import argparse
 import logging
@@ -6,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pretraining_gap import backbones, cli, datasets, features, params
+from pretraining_gap import cli, config
+from pretraining_gap.data.prepared import Prepared
 
 log = logging.getLogger("features")
 
@@ -17,9 +21,11 @@ def main() -> None:
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="the .npy file of features (images x dimensions)")
     args = parser.parse_args()
-    cfg = params.load()["backbones"][args.backbone]
-    backbones.check(args.backbone, cfg)  # runs before any training stage of this backbone (train depends on it)
-    feats = features.extract(cfg, datasets.Prepared.load(args.prepared).images)
+    cfg = config.load().backbones[args.backbone]
+    from pretraining_gap.training import backbones, device, features
+
+    backbones.check(args.backbone, cfg)
+    feats = features.extract(cfg, Prepared.load(args.prepared).images, device.choose())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, feats)
     log.info("%s: %d x %d features -> %s", args.backbone, *feats.shape, args.out)

@@ -1,10 +1,16 @@
-"""DVC stage prepare: decode a dataset once, resize it to the study resolution, fix its pool/val/test split."""
+"""DVC stage prepare: decode a dataset once, resize it to the study resolution, fix its pool/val/test split.
+
+Reads params.yaml: study.backbones, study.sizes, backbones.<each>, datasets.<dataset>. As the study's first stage
+it also checks every backbone's weights, so a bad backbone fails here, before any training.
+"""
 
 import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import backbones, cli, datasets, params
+from pretraining_gap import cli, config
+from pretraining_gap.data import datasets
+from pretraining_gap.data.prepared import POOL, TEST, VAL
 
 log = logging.getLogger("prepare")
 
@@ -14,16 +20,17 @@ def main() -> None:
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     args = parser.parse_args()
-    p = params.load()
-    for name in p["study"]["backbones"]:  # the study's first stage: a bad backbone fails here, not hours later
-        backbones.check(name, p["backbones"][name])
-    cfg = p["datasets"][args.dataset]
-    prepared = datasets.prepare(args.dataset, cfg, p["study"]["sizes"])
+    params = config.load()
+    from pretraining_gap.training import backbones
+
+    for name in params.study.backbones:
+        backbones.check(name, params.backbones[name])
+    cfg = params.datasets[args.dataset]
+    prepared = datasets.prepare(args.dataset, cfg, params.study.sizes)
     prepared.save(args.out)
-    counts = {name: len(prepared.part(code)) for name, code in
-              (("pool", datasets.POOL), ("val", datasets.VAL), ("test", datasets.TEST))}
+    counts = {name: len(prepared.part(code)) for name, code in (("pool", POOL), ("val", VAL), ("test", TEST))}
     log.info("%s: %d classes, %s images at %d px -> %s", args.dataset, len(prepared.class_names), counts,
-             cfg["resolution"], args.out)
+             cfg.resolution, args.out)
 
 
 if __name__ == "__main__":

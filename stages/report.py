@@ -6,7 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, params, report, tracking
+from pretraining_gap import cli, config, tracking
+from pretraining_gap.analysis import report
 
 log = logging.getLogger("report")
 
@@ -30,14 +31,14 @@ def main() -> None:
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
     args = parser.parse_args()
-    p = params.load()
-    tracker = tracking.Tracker(p["study"]["name"])
+    p = config.load()
+    tracker = tracking.Tracker(p.study.name)
     summary, figures = json.loads(args.metrics.read_text()), sorted(args.plots.glob("*.png"))
     page = report.build(report.read_tables(args.tables), summary["incomplete"], figures, p, tracker.commit)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     tables = sorted(args.tables.glob("*.csv"))
-    tracker.log_summary(f"{p['study']['name']} · summary", numbers(summary),
+    tracker.log_summary(f"{p.study.name} · summary", numbers(summary),
                         [args.out, args.table, args.metrics, *tables, *figures])
     log.info("report -> %s (%d figures); headline:\n%s", args.out, len(figures),
              "\n".join(report.headlines(*(report.read_tables(args.tables)[k] for k in ("gap", "crossover")))))

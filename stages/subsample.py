@@ -1,10 +1,15 @@
-"""DVC stage subsample: per seed, a seeded ordering of each class's pool; size k takes the first k (nested)."""
+"""DVC stage subsample: per seed, a seeded ordering of each class's pool; size k takes the first k (nested).
+
+Reads params.yaml: study.seeds, study.sizes, datasets.<dataset>.
+"""
 
 import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, datasets, params, subsets
+from pretraining_gap import cli, config
+from pretraining_gap.data import datasets, subsets
+from pretraining_gap.data.prepared import POOL, Prepared
 
 log = logging.getLogger("subsample")
 
@@ -14,14 +19,14 @@ def main() -> None:
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="the .json file of per-seed class orderings")
     args = parser.parse_args()
-    p = params.load()
-    study, name = p["study"], args.prepared.stem
-    data = datasets.Prepared.load(args.prepared)
+    params = config.load()
+    study, name = params.study, args.prepared.stem
+    data = Prepared.load(args.prepared)
     # prepare checked the sizes too, but it does not rerun when only study.sizes grows
-    datasets.check_class_sizes(name, p["datasets"][name], data.labels, data.split, data.class_names, study["sizes"])
-    orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed) for seed in study["seeds"]}
+    datasets.check_class_sizes(name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes)
+    orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in study.seeds}
     subsets.save(args.out, orderings)
-    log.info("seeds %s, sizes %s examples per class -> %s", study["seeds"], study["sizes"], args.out)
+    log.info("seeds %s, sizes %s examples per class -> %s", study.seeds, study.sizes, args.out)
 
 
 if __name__ == "__main__":

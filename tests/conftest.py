@@ -40,8 +40,11 @@ def tiny_params(weights: Path) -> dict:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`cmd` in `cwd` with this interpreter's tools first on PATH; a study repository's stages import its own copy
+    of the package (as an editable install in that folder would), so editing the copy changes what runs."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(cwd)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

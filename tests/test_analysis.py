@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from pretraining_gap import aggregate, benefits, report, results
-from pretraining_gap.params import cells as grid_cells
+from pretraining_gap import config, results
+from pretraining_gap.analysis import aggregate, benefits, report
 
 
 def test_steps_to_90pct_of_best_odds_not_of_best_accuracy():
@@ -44,10 +44,10 @@ def test_benefits_compare_each_arm_with_scratch_per_size():
 @pytest.fixture
 def study(tmp_path):
     """A 3 regimes × 2 sizes × 2 seeds grid of hand-written result files: one failed, one missing."""
-    params = tiny_params(Path("unused.safetensors"))
+    params = config.Params.model_validate(tiny_params(Path("unused.safetensors")))
     root = tmp_path / "cells"
     accuracy = {"scratch": 0.3, "linear": 0.6, "finetune": 0.7}
-    for c in grid_cells(params):
+    for c in params.cells():
         if (c.regime, c.examples_per_class, c.seed) == ("linear", 3, 2):
             continue  # missing: never written
         history = {"step": [4, 8], "val_accuracy": [0.1 + c.seed / 10, accuracy[c.regime]]}
@@ -58,7 +58,8 @@ def study(tmp_path):
         if (c.regime, c.examples_per_class, c.seed) == ("finetune", 1, 2):
             result = {**cell(c.regime, 1, 2, None), "status": "failed", "reason": "loss became NaN at step 3"}
             del result["test_accuracy"]
-        results.write(results.path(results.group_dir(root, c), c), result)
+        result = {"fingerprint": "hand-made", "started_ms": 0, "finished_ms": 1, "status": "finished", **result}
+        results.write(results.path(results.group_dir(root, c), c), results.CellResult(**result))
     costs = tmp_path / "costs" / "digits"
     costs.mkdir(parents=True)
     (costs / "tiny.json").write_text(json.dumps({"parameters": 1e5, "gflops_per_image": 0.01, "resolution": 16,

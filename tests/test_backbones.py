@@ -14,8 +14,9 @@ from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 
 from conftest import tiny_weights
-from pretraining_gap import backbones
-from pretraining_gap.params import ParamsError
+from pretraining_gap.config import Backbone
+from pretraining_gap.grid import ParamsError
+from pretraining_gap.training import backbones
 
 BUILDINGS = {"palace", "monastery", "church", "castle", "bell cote", "stupa", "mosque", "boathouse"}
 # flower.jpg is a pompon dahlia, a class ImageNet lacks: Lite0 calls it a daisy, Lite1 and Lite2 a honeycomb
@@ -49,12 +50,12 @@ def imagenet_top3(model: torch.nn.Module, name: str, resolution: int, crop: floa
 
 @pytest.fixture(scope="module")
 def lite0():
-    return backbones.create({"model": "tf_efficientnet_lite0", "weights": "package"}, 1000, pretrained=True, seed=0)
+    return backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=True, seed=0)
 
 
 @pytest.mark.parametrize("model_name", sorted(backbones.PACKAGED))
 def test_mapping_covers_every_key_exactly(model_name):
-    model = backbones.create({"model": model_name, "weights": "package"}, 1000, pretrained=False, seed=0)
+    model = backbones.create(Backbone(model=model_name, weights="package"), 1000, pretrained=False, seed=0)
     packaged = torch.load(backbones.packaged_weights_path(model_name), map_location="cpu")
     renamed = backbones.packaged_to_timm(packaged, model)
     assert set(renamed) == set(model.state_dict())
@@ -68,12 +69,12 @@ def test_china_is_a_building_and_flower_a_daisy(lite0):
 
 def test_random_init_does_not_know_imagenet():
     """The control: without the mapping's weights the same test fails, so it measures the load."""
-    scratch = backbones.create({"model": "tf_efficientnet_lite0", "weights": "package"}, 1000, pretrained=False, seed=0)
+    scratch = backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=False, seed=0)
     assert "daisy" not in imagenet_top3(scratch, "flower.jpg", 224)
 
 
 def test_new_head_has_the_target_classes_and_keeps_the_backbone():
-    model = backbones.create({"model": "tf_efficientnet_lite0", "weights": "package"}, 10, pretrained=True, seed=0)
+    model = backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 10, pretrained=True, seed=0)
     packaged = torch.load(backbones.packaged_weights_path("tf_efficientnet_lite0"), map_location="cpu")
     assert model.get_classifier().out_features == 10
     assert torch.equal(model.conv_stem.weight, packaged["_conv_stem.weight"])
@@ -82,44 +83,44 @@ def test_new_head_has_the_target_classes_and_keeps_the_backbone():
 @pytest.mark.parametrize("model_name", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
 def test_lite1_and_lite2_know_imagenet_at_their_own_resolution(model_name):
     """Each at the input size and crop of its pretrained config (Lite1: 240 px / 0.882, Lite2: 260 px / 0.89)."""
-    model = backbones.create({"model": model_name, "weights": "package"}, 1000, pretrained=True, seed=0)
+    model = backbones.create(Backbone(model=model_name, weights="package"), 1000, pretrained=True, seed=0)
     resolution, crop = model.pretrained_cfg["input_size"][-1], model.pretrained_cfg["crop_pct"]
     assert BUILDINGS & set(imagenet_top3(model, "china.jpg", resolution, crop))
     assert FLOWER & set(imagenet_top3(model, "flower.jpg", resolution, crop))
     assert CLOTHES & set(imagenet_top3(model, "grace_hopper.jpg", resolution, crop))
-    scratch = backbones.create({"model": model_name, "weights": "package"}, 1000, pretrained=False, seed=0)
+    scratch = backbones.create(Backbone(model=model_name, weights="package"), 1000, pretrained=False, seed=0)
     assert not FLOWER & set(imagenet_top3(scratch, "flower.jpg", resolution, crop))
 
 
 def test_an_unknown_timm_model_suggests_close_names():
     with pytest.raises(ParamsError, match=r"timm has no model 'tf_efficientnet_lite7'.*did you mean.*"
                                           r"tf_efficientnet_lite[0-4]") as error:
-        backbones.check("small", {"model": "tf_efficientnet_lite7", "weights": "package"})
+        backbones.check("small", Backbone(model="tf_efficientnet_lite7", weights="package"))
     assert error.value.key == "backbones.small.model"
 
 
 def test_package_weights_exist_only_for_lite0_to_lite2():
     with pytest.raises(ParamsError, match=r"no packaged weights for resnet18.*Fix:") as error:
-        backbones.check("r18", {"model": "resnet18", "weights": "package"})
+        backbones.check("r18", Backbone(model="resnet18", weights="package"))
     assert error.value.key == "backbones.r18.weights"
-    backbones.check("lite2", {"model": "tf_efficientnet_lite2", "weights": "package"})
+    backbones.check("lite2", Backbone(model="tf_efficientnet_lite2", weights="package"))
 
 
 def test_a_weights_file_for_another_architecture_names_the_mismatching_keys(tmp_path):
     weights = tiny_weights(tmp_path / "tiny.safetensors")
-    backbones.check("tiny", {"model": "test_efficientnet", "weights": str(weights)})
+    backbones.check("tiny", Backbone(model="test_efficientnet", weights=str(weights)))
     with pytest.raises(ParamsError, match=r"does not fit tf_efficientnet_lite0: missing \d+ \(.*\), unexpected "
                                           r"\d+.*other shape \d+") as error:
-        backbones.check("mine", {"model": "tf_efficientnet_lite0", "weights": str(weights)})
+        backbones.check("mine", Backbone(model="tf_efficientnet_lite0", weights=str(weights)))
     assert error.value.key == "backbones.mine.weights"
 
 
 def test_a_missing_or_unreadable_weights_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match=r"weights file .*absent\.pth not found"):
-        backbones.check("mine", {"model": "test_efficientnet", "weights": str(tmp_path / "absent.pth")})
+        backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "absent.pth")))
     (tmp_path / "broken.safetensors").write_bytes(b"not a state dict")
     with pytest.raises(ParamsError, match=r"cannot read .*broken\.safetensors") as error:
-        backbones.check("mine", {"model": "test_efficientnet", "weights": str(tmp_path / "broken.safetensors")})
+        backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "broken.safetensors")))
     assert error.value.key == "backbones.mine.weights"
 
 
@@ -128,14 +129,14 @@ def test_a_file_missing_one_layer_fails_with_that_layer(tmp_path):
     del state["conv_head.weight"]
     save_file(state, str(tmp_path / "partial.safetensors"))
     with pytest.raises(ParamsError, match=r"missing 1 \(conv_head\.weight\), unexpected 0 \(\), other shape 0"):
-        backbones.check("mine", {"model": "test_efficientnet", "weights": str(tmp_path / "partial.safetensors")})
+        backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "partial.safetensors")))
 
 
 def test_hub_names_are_checked_offline_against_timm_pretrained_tags():
-    backbones.check("r50", {"model": "resnet50.a1_in1k", "weights": "hub"})  # checks the name; downloads nothing
-    backbones.check("lite", {"model": "tf_efficientnet_lite0", "weights": "hub"})
+    backbones.check("r50", Backbone(model="resnet50.a1_in1k", weights="hub"))  # checks the name; downloads nothing
+    backbones.check("lite", Backbone(model="tf_efficientnet_lite0", weights="hub"))
     with pytest.raises(ParamsError, match=r"no hub weights for resnet50.zz_in1k.*resnet50\.a1_in1k") as error:
-        backbones.check("r50", {"model": "resnet50.zz_in1k", "weights": "hub"})
+        backbones.check("r50", Backbone(model="resnet50.zz_in1k", weights="hub"))
     assert error.value.key == "backbones.r50.weights"
 
 
@@ -143,7 +144,7 @@ def test_a_checkpoint_with_another_head_loads_its_body(tmp_path):
     torch.manual_seed(0)
     body = timm.create_model("test_efficientnet", num_classes=21)
     save_file(body.state_dict(), str(tmp_path / "21.safetensors"))
-    cfg = {"model": "test_efficientnet", "weights": str(tmp_path / "21.safetensors")}
+    cfg = Backbone(model="test_efficientnet", weights=str(tmp_path / "21.safetensors"))
     backbones.check("mine", cfg)
     model = backbones.create(cfg, 5, pretrained=True, seed=0)
     assert model.get_classifier().out_features == 5

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 
-from pretraining_gap import convolutions
+from pretraining_gap.training import convolutions
 
 
 @pytest.mark.parametrize("size, kernel, stride, before, after, expected", [

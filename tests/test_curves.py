@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pretraining_gap import curves
+from pretraining_gap.analysis import curves
 
 T_975_2DOF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (printed tables)
 

@@ -10,10 +10,13 @@ import pytest
 import yaml
 from PIL import Image
 
+from pydantic import TypeAdapter
+
 from conftest import make_study_repo, run, tiny_params, tiny_weights
-from pretraining_gap import datasets, params
-from pretraining_gap.datasets import POOL, TEST, VAL
-from pretraining_gap.params import ParamsError
+from pretraining_gap import config
+from pretraining_gap.data import datasets
+from pretraining_gap.data.prepared import POOL, TEST, UNUSED, VAL, Prepared
+from pretraining_gap.grid import ParamsError
 
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}
 
@@ -37,9 +40,18 @@ def image_folder(root: Path, counts: dict[str, int]) -> Path:
     return root
 
 
-def folder_cfg(path: Path | str, **extra) -> dict:
+def folder_block(path: Path | str, **extra) -> dict:
+    """A dataset block as params.yaml holds it."""
     return {"source": "imagefolder", "path": str(path), "resolution": 12, "val_per_class": 2, "test_per_class": 3,
             "split_seed": 0, **extra}
+
+
+def typed(block: dict) -> config.Dataset:
+    return TypeAdapter(config.Dataset).validate_python(block)
+
+
+def folder_cfg(path: Path | str, **extra) -> config.Dataset:
+    return typed(folder_block(path, **extra))
 
 
 def test_an_image_folder_is_decoded_once_split_per_class_and_squared(tmp_path):
@@ -96,13 +108,13 @@ def test_torchvision_dtd_keeps_its_official_train_val_test(tmp_path):
                                       "test": {"cat": 5, "dog": 5}})
     cfg = {"source": "torchvision", "name": "DTD", "root": str(root), "resolution": 8,
            "val_per_class": 2, "test_per_class": 4}
-    listed = datasets.catalogue("textures", cfg)
-    data = datasets.prepare("textures", cfg, sizes=[5])
+    listed = datasets.catalogue("textures", typed(cfg))
+    data = datasets.prepare("textures", typed(cfg), sizes=[5])
     assert data.class_names == ["cat", "dog"]
     assert np.bincount(data.labels[data.split == POOL]).tolist() == [6, 5]  # all of official train, nothing else
     assert np.bincount(data.labels[data.split == VAL]).tolist() == [2, 2]
     assert np.bincount(data.labels[data.split == TEST]).tolist() == [4, 4]
-    chosen = np.flatnonzero(datasets.assign_split(listed.labels, listed.official, 2, 4, seed=0) != datasets.UNUSED)
+    chosen = np.flatnonzero(datasets.assign_split(listed.labels, listed.official, 2, 4, seed=0) != UNUSED)
     names = [listed.names[i] for i in chosen]
     for code, part in ((POOL, "train"), (VAL, "val"), (TEST, "test")):
         assert all(f"_{part}_" in n for n, s in zip(names, data.split) if s == code)
@@ -124,7 +136,7 @@ def test_torchvision_pets_carve_validation_from_trainval(tmp_path):
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
     cfg = {"source": "torchvision", "name": "OxfordIIITPet", "root": str(tmp_path / "tv"), "resolution": 8,
            "val_per_class": 2, "test_per_class": 3}
-    data = datasets.prepare("pets", cfg, sizes=[5])
+    data = datasets.prepare("pets", typed(cfg), sizes=[5])
     assert data.class_names == ["Abyssinian", "Beagle"]
     assert [np.bincount(data.labels[data.split == code]).tolist() for code in (POOL, VAL, TEST)] == \
         [[5, 5], [2, 2], [3, 3]]
@@ -173,17 +185,17 @@ def test_torchvision_unknown_name_and_missing_files(tmp_path):
     cfg = {"source": "torchvision", "name": "Flowers103", "root": str(tmp_path), "resolution": 8,
            "val_per_class": 1, "test_per_class": 1}
     with pytest.raises(ParamsError, match=r"no dataset 'Flowers103'.*Flowers102") as error:
-        datasets.prepare("flowers", cfg, sizes=[1])
+        datasets.prepare("flowers", typed(cfg), sizes=[1])
     assert error.value.key == "datasets.flowers.name"
     with pytest.raises(ParamsError, match=r"Flowers102 not found under .*download: true") as error:
-        datasets.prepare("flowers", {**cfg, "name": "Flowers102"}, sizes=[1])
+        datasets.prepare("flowers", typed({**cfg, "name": "Flowers102"}), sizes=[1])
     assert error.value.key == "datasets.flowers.root"
 
 
 def test_subsample_checks_sizes_on_the_prepared_file_too():
     labels = np.repeat(np.arange(2), [10, 6])
     split = np.where(np.arange(16) % 4 == 0, TEST, POOL)
-    cfg = {"val_per_class": 0, "test_per_class": 1}
+    cfg = config.SklearnDigits.model_construct(val_per_class=0, test_per_class=1)
     datasets.check_class_sizes("d", cfg, labels, split, ["a", "b"], [5])  # b: 6 images, 1 test
     with pytest.raises(ParamsError, match=r"6 examples per class asked, but class 'b' has only 5.*at most 5"):
         datasets.check_class_sizes("d", cfg, labels, split, ["a", "b"], [1, 6])
@@ -194,14 +206,14 @@ def test_image_folder_study_runs_end_to_end_with_dvc(tmp_path):
     p = tiny_params(tiny_weights(tmp_path / "tiny.safetensors"))
     repo_root = tmp_path / "repo"
     p["study"].update(datasets=["pets"], regimes=["linear"], sizes=[2], seeds=[1])
-    p["datasets"] = {"pets": folder_cfg("images", resolution=16)}  # relative to the study's root
+    p["datasets"] = {"pets": folder_block("images", resolution=16)}  # relative to the study's root
     repo = make_study_repo(repo_root, p)
     image_folder(repo / "images", {"cat": 9, "dog": 8, "owl": 8})
     run(["dvc", "repro"], repo)
     cells = list((repo / "results/cells/pets/tiny").rglob("*.json"))
     assert len(cells) == 1
     assert all(0 <= json.loads(c.read_text())["test_accuracy"] <= 1 for c in cells)
-    prepared = datasets.Prepared.load(repo / "data/prepared/pets.npz")
+    prepared = Prepared.load(repo / "data/prepared/pets.npz")
     assert prepared.images.shape == (25, 16, 16, 3)
     cost = json.loads((repo / "results/costs/pets/tiny.json").read_text())
     assert cost["resolution"] == 16 and cost["parameters"] > 0
@@ -209,6 +221,6 @@ def test_image_folder_study_runs_end_to_end_with_dvc(tmp_path):
 
 def test_the_shipped_params_and_an_image_folder_block_validate(tmp_path):
     p = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    p["datasets"]["pets"] = folder_cfg(image_folder(tmp_path / "pets", {"cat": 8}))
+    p["datasets"]["pets"] = folder_block(image_folder(tmp_path / "pets", {"cat": 8}))
     p["study"]["datasets"] = ["digits", "pets"]
-    params.validate(p)
+    assert isinstance(config.validate(p).datasets["pets"], config.ImageFolder)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
+import timm
+import torch
 import yaml
 from mlflow import MlflowClient
 from PIL import Image
+from safetensors.torch import save_file
 
 from conftest import make_study_repo, run, tiny_params, tiny_weights
 
@@ -69,7 +73,7 @@ def test_one_named_mlflow_run_per_cell_with_params_and_curves(tiny_study):
     run_ = next(r for r in runs if r.info.run_name == "digits · tiny · finetune · 3/class · seed 2")
     assert run_.data.tags["regime"] == "finetune" and run_.data.tags["examples_per_class"] == "3"
     assert run_.data.tags["DVC_STAGE"] == "train@digits-tiny"
-    assert run_.data.params["regime.lr"] == "0.001"
+    assert run_.data.params["regime.lr"] == "[0.001]"
     assert run_.data.params["examples_per_class"] == "3"
     assert 0 <= run_.data.metrics["test_accuracy"] <= 1
     history = client.get_metric_history(run_.info.run_id, "val_accuracy")
@@ -109,3 +113,31 @@ def test_rerun_trains_nothing_and_new_size_or_setting_trains_only_its_cells(tmp_
     assert "training digits · tiny · linear · 2/class · seed 1" in changed.stderr
     assert "training digits · tiny · scratch" not in changed.stderr
     assert first.read_text() == before
+
+
+def trained_cells(output: str) -> set[str]:
+    return set(re.findall(r"training digits · tiny · (\w+) · 1/class · seed 1", output))
+
+
+def test_a_cells_identity_sees_weights_content_and_training_code_but_not_analysis_code(tmp_path):
+    """Derived, not listed: a weights file replaced at the same path retrains the pretrained cells; an edit of an
+    analysis module retrains nothing; an edit of a training module retrains every cell."""
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    params = tiny_params(weights)
+    params["study"].update(regimes=["scratch", "finetune"], sizes=[1], seeds=[1])
+    repo = make_study_repo(tmp_path / "repo", params)
+    assert trained_cells(run(["dvc", "repro"], repo).stderr) == {"scratch", "finetune"}
+
+    torch.manual_seed(1)  # other values at the same path: params.yaml does not change, so DVC is told to rerun
+    save_file(timm.create_model("test_efficientnet").state_dict(), str(weights))
+    replaced = run(["dvc", "repro", "--force", "--glob", "train@*"], repo)
+    assert trained_cells(replaced.stderr) == {"finetune"}
+
+    plots = repo / "pretraining_gap/analysis/plots.py"
+    plots.write_text(plots.read_text() + "\n# an analysis-only edit\n")
+    edited = run(["dvc", "repro"], repo)
+    assert "Running stage 'aggregate'" in edited.stdout and "Running stage 'train" not in edited.stdout
+
+    loop = repo / "pretraining_gap/training/loop.py"
+    loop.write_text(loop.read_text() + "\n# a training edit\n")
+    assert trained_cells(run(["dvc", "repro"], repo).stderr) == {"scratch", "finetune"}

@@ -7,24 +7,38 @@ import copy
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, tiny_params, tiny_weights
-from pretraining_gap import backbones, features, layer_groups, regimes
-from pretraining_gap.datasets import POOL, Prepared, assign_split
-from pretraining_gap.params import Cell, ParamsError, load
+from pretraining_gap import config
+from pretraining_gap.data.datasets import assign_split
+from pretraining_gap.data.prepared import POOL, Prepared
+from pretraining_gap.grid import Cell, ParamsError
+from pretraining_gap.training import backbones, features, layer_groups, regimes
+
+CPU = torch.device("cpu")
 
 CLASSES, PER_CLASS = 3, 25
 
 
+def typed(p: dict) -> config.Params:
+    return config.Params.model_validate(p)
+
+
 @pytest.fixture(scope="module")
-def params(tmp_path_factory):
+def raw_params(tmp_path_factory) -> dict:
     p = tiny_params(tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors"))
-    p["regimes"] = copy.deepcopy(load(ROOT / "params.yaml")["regimes"])
+    p["regimes"] = yaml.safe_load((ROOT / "params.yaml").read_text())["regimes"]
     p["regimes"]["depth"].update(k=[2], transferred="frozen")
     p["regimes"]["chainthaw"].update(phase_budget=0.5)
     p["regimes"]["scratch"].update(budget_multiplier=1)  # beating chance needs no longer schedule here
     p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=4, batch_size=15)
     return p
+
+
+@pytest.fixture(scope="module")
+def params(raw_params) -> config.Params:
+    return typed(raw_params)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +54,12 @@ def data() -> Prepared:
 
 @pytest.fixture(scope="module")
 def feats(params, data):
-    return features.extract(params["backbones"]["tiny"], data.images)
+    return features.extract(params.backbones["tiny"], data.images, CPU)
 
 
 def run(regime, params, data, feats, depth=None):
     cell = Cell("colours", "tiny", regime, 10, 1, depth)
-    return regimes.RUNNERS[regime](cell, params, data, data.part(POOL), feats)
+    return regimes.RUNNERS[regime](regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU))
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +75,19 @@ def trained(params, data, feats):
     return get
 
 
-@pytest.mark.parametrize("regime", regimes.RUNNERS)
+@pytest.mark.parametrize("regime", config.REGIMES)
 def test_every_regime_beats_chance_clearly(regime, trained):
     result, _ = trained(regime)
-    assert result["test_accuracy"] >= 0.8, result["test_accuracy"]  # chance is 1/3
+    assert result.test_accuracy >= 0.8, result.test_accuracy  # chance is 1/3
 
 
-def test_frozen_regimes_never_run_the_backbone(params, data, feats):
+def test_frozen_regimes_never_run_the_backbone(raw_params, data, feats):
     """With an architecture that cannot even be built, the feature regimes still train: they only read features."""
-    broken = copy.deepcopy(params)
+    broken = copy.deepcopy(raw_params)
     broken["backbones"]["tiny"]["model"] = "no_such_architecture"
-    for regime in regimes.FEATURE_REGIMES:
-        result, _ = run(regime, broken, data, feats)
-        assert result["test_accuracy"] >= 0.8
+    for regime in (name for name, cfg in config.REGIMES.items() if cfg.on_features):
+        result, _ = run(regime, typed(broken), data, feats)
+        assert result.test_accuracy >= 0.8
 
 
 def states(model):
@@ -81,7 +95,7 @@ def states(model):
 
 
 def pretrained(params):
-    return states(backbones.create(params["backbones"]["tiny"], CLASSES, pretrained=True, seed=1))
+    return states(backbones.create(params.backbones["tiny"], CLASSES, pretrained=True, seed=1))
 
 
 def test_finetune_trains_every_weight_and_keeps_batchnorm_statistics(params, trained):
@@ -94,7 +108,7 @@ def test_finetune_trains_every_weight_and_keeps_batchnorm_statistics(params, tra
     for name in after:
         if name.endswith(("running_mean", "running_var")):
             assert torch.equal(before[name], after[name]), name  # batchnorm: frozen
-    assert set(result["transferability"]) == {name for name, _ in layer_groups.groups(model)[:-1]}
+    assert set(result.transferability) == {name for name, _ in layer_groups.groups(model)[:-1]}
 
 
 def test_depth_keeps_the_first_k_groups_bit_identical_when_frozen(params, trained):
@@ -112,7 +126,7 @@ def test_depth_keeps_the_first_k_groups_bit_identical_when_frozen(params, traine
 
 
 def test_scratch_starts_from_the_seeded_random_init(params, trained):
-    random = states(backbones.create(params["backbones"]["tiny"], CLASSES, pretrained=False, seed=1))
+    random = states(backbones.create(params.backbones["tiny"], CLASSES, pretrained=False, seed=1))
     _, model = trained("scratch")
     changed = [not torch.equal(random[n], v) for n, v in states(model).items() if n.endswith("weight")]
     assert all(changed)
@@ -120,7 +134,7 @@ def test_scratch_starts_from_the_seeded_random_init(params, trained):
 
 def test_chainthaw_phases_run_in_order_and_each_starts_from_the_previous_best(trained):
     result, model = trained("chainthaw")
-    history = result["history"]
+    history = result.history
     phases = list(dict.fromkeys(history["phase"]))
     groups = [name for name, _ in layer_groups.groups(model)[:-1]]
     assert phases == ["new layers", *groups, "all layers"]
@@ -131,21 +145,25 @@ def test_chainthaw_phases_run_in_order_and_each_starts_from_the_previous_best(tr
         assert start == pytest.approx(min(losses), abs=1e-6)  # the best weights were reloaded
 
 
-def test_learning_rate_grid_is_chosen_on_validation(params, data, feats):
-    grid = copy.deepcopy(params)
+def test_learning_rate_grid_is_chosen_on_validation(raw_params, data, feats):
+    grid = copy.deepcopy(raw_params)
     grid["regimes"]["frozen"]["lr"] = [1e-6, 1e-2]
-    result, _ = run("frozen", grid, data, feats)
-    scores = result["val_accuracy_by_lr"]
+    result, _ = run("frozen", typed(grid), data, feats)
+    scores = result.val_accuracy_by_lr
     assert set(scores) == {"1e-06", "0.01"}
-    assert result["lr"] == max([1e-6, 1e-2], key=lambda lr: scores[f"{lr:g}"])
-    assert result["best_val_accuracy"] == max(scores.values())
+    assert result.lr == max([1e-6, 1e-2], key=lambda lr: scores[f"{lr:g}"])
+    assert result.best_val_accuracy == max(scores.values())
 
 
-def test_depth_larger_than_the_backbone_fails_before_training(params):
-    too_deep = copy.deepcopy(params)
+def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
+    too_deep = copy.deepcopy(raw_params)
     too_deep["regimes"]["depth"]["k"] = [2, 40]
     with pytest.raises(ParamsError, match="regimes.depth.k.*between 1 and"):
-        regimes.check_depth(too_deep, "tiny")
+        regimes.check_depth(typed(too_deep), "tiny")
+
+
+def test_every_regime_of_the_schema_has_a_runner():
+    assert set(regimes.RUNNERS) == set(config.REGIMES)
 
 
 def test_transferability_on_hand_made_tensors():

@@ -16,8 +16,11 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import tiny_params, tiny_weights
-from pretraining_gap import datasets, features, results, study, subsets, tracking
-from pretraining_gap.params import Cell
+from pretraining_gap import config, execution, planning, results, tracking
+from pretraining_gap.data import datasets, subsets
+from pretraining_gap.data.prepared import POOL, Prepared
+from pretraining_gap.grid import Cell
+from pretraining_gap.training import features
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +29,12 @@ def workspace(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("workspace")
     params = tiny_params(tiny_weights(base / "tiny.safetensors"))
     params["study"].update(regimes=["scratch"], sizes=[1, 3], seeds=[1])
-    data = datasets.prepare("digits", params["datasets"]["digits"], params["study"]["sizes"])
+    typed = config.validate(params)
+    data = datasets.prepare("digits", typed.datasets["digits"], typed.study.sizes)
     data.save(base / "digits.npz")
-    orderings = {seed: subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
-                 for seed in params["study"]["seeds"]}
+    orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in typed.study.seeds}
     subsets.save(base / "subsets.json", orderings)
-    np.save(base / "features.npy", features.extract(params["backbones"]["tiny"], data.images))
+    np.save(base / "features.npy", features.extract(typed.backbones["tiny"], data.images, torch.device("cpu")))
     return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json",
             "features": base / "features.npy"}
 
@@ -49,11 +52,14 @@ def store_uri(store: Path):
             os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def train(workspace: dict, params: dict, out: Path, store: Path, tracker_class=tracking.Tracker) -> list[dict]:
+def train(workspace: dict, raw: dict, out: Path, store: Path, tracker_class=tracking.Tracker) -> list[dict]:
+    """The train stage in-process: plan, then run, against the store at `store`; the results as dicts."""
+    params = config.validate(raw)
+    paths = workspace["prepared"], workspace["subsets"], workspace["features"]
     with store_uri(store):
-        tracker = tracker_class(params["study"]["name"])
-        return study.train(params, "digits", "tiny", workspace["prepared"], workspace["subsets"],
-                           workspace["features"], out, tracker)
+        tracker = tracker_class(params.study.name)
+        plan = planning.plan(params, "digits", "tiny", planning.Inputs.load(params, "tiny", *paths), out)
+        return [r.model_dump(exclude_none=True) for r in execution.run(plan, params, *paths, out, tracker)]
 
 
 def cell_runs(store: Path) -> list:
@@ -109,11 +115,11 @@ TIMING = ("train_seconds", "images_per_second", "started_ms", "finished_ms")
 
 def test_the_same_cell_trained_twice_gives_bit_identical_results(workspace):
     """CPU kernels are deterministic here; the cell seeds its own generators, so global RNG use does not matter."""
-    data = datasets.Prepared.load(workspace["prepared"])
-    cell = Cell("digits", "tiny", "finetune", 3, 1)
-    first = study.train_cell(cell, workspace["params"], data, workspace["subsets"], None, "same")
+    job = execution.Job(Cell("digits", "tiny", "finetune", 3, 1), config.validate(workspace["params"]),
+                        workspace["prepared"], workspace["subsets"], workspace["features"], "same")
+    first = execution.train_cell(job).model_dump()
     np.random.seed(123), torch.manual_seed(123), torch.rand(1000), np.random.rand(1000)
-    second = study.train_cell(cell, workspace["params"], data, workspace["subsets"], None, "same")
+    second = execution.train_cell(job).model_dump()
     assert first["status"] == "finished" and len(first["history"]["train_loss"]) >= 2
     assert {k: v for k, v in first.items() if k not in TIMING} == {k: v for k, v in second.items() if k not in TIMING}
 
@@ -121,9 +127,10 @@ def test_the_same_cell_trained_twice_gives_bit_identical_results(workspace):
 ORDERING = """
 import json, sys
 import numpy as np
-from pretraining_gap import datasets, subsets
-data = datasets.Prepared.load(sys.argv[1])
-orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), int(sys.argv[2]))
+from pretraining_gap.data import subsets
+from pretraining_gap.data.prepared import POOL, Prepared
+data = Prepared.load(sys.argv[1])
+orderings = subsets.class_orderings(data.labels, data.part(POOL), int(sys.argv[2]))
 print(json.dumps({c: o.tolist() for c, o in orderings.items()}))
 """
 
@@ -137,12 +144,12 @@ def subset_orderings(prepared: Path, seed: int, hash_seed: str) -> dict:
 
 def test_subsets_depend_on_the_seed_only(workspace):
     """Same seed: same orderings in this process and in fresh ones with other hash seeds; another seed differs."""
-    data = datasets.Prepared.load(workspace["prepared"])
+    data = Prepared.load(workspace["prepared"])
     np.random.seed(7)
-    here = {str(c): o.tolist() for c, o in subsets.class_orderings(data.labels, data.part(datasets.POOL), 1).items()}
+    here = {str(c): o.tolist() for c, o in subsets.class_orderings(data.labels, data.part(POOL), 1).items()}
     assert here == subset_orderings(workspace["prepared"], 1, "1") == subset_orderings(workspace["prepared"], 1, "2")
     assert here != subset_orderings(workspace["prepared"], 2, "1")
-    assert sorted(sum(here.values(), [])) == sorted(data.part(datasets.POOL).tolist())
+    assert sorted(sum(here.values(), [])) == sorted(data.part(POOL).tolist())
 
 
 def test_a_store_that_cannot_be_written_stops_the_study_before_training(workspace, tmp_path):

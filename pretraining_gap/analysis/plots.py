@@ -11,9 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLOURS = {"scratch": "tab:grey", "linear": "tab:blue", "frozen": "tab:green", "finetune": "tab:orange",
-           "chainthaw": "tab:red", "depth": "tab:purple"}
-MARKERS = {"scratch": "o", "linear": "s", "frozen": "^", "finetune": "D", "chainthaw": "v", "depth": "P"}
+from ..config import REGIMES  # noqa: E402
+
+COLOURS = {name: regime.colour for name, regime in REGIMES.items()}
+MARKERS = {name: regime.marker for name, regime in REGIMES.items()}
 
 
 def _colour(arm: str) -> str | None:

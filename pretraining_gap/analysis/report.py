@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..config import Params
+
 TOOLS = ("torch", "timm", "numpy", "pandas", "scikit-learn", "scipy", "dvc", "mlflow", "matplotlib")
 STYLE = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}"
@@ -80,10 +82,10 @@ def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}"
 
 
-def build(tables: dict[str, pd.DataFrame], incomplete: dict[str, str], figures: list[Path], params: dict,
+def build(tables: dict[str, pd.DataFrame], incomplete: dict[str, str], figures: list[Path], params: Params,
           commit: str | None) -> str:
     """The report as one HTML string."""
-    gap, name = tables["gap"], params["study"]["name"]
+    gap, name = tables["gap"], params.study.name
     parts = [f"<h1>{html.escape(name)}: how much is ImageNet pretraining worth?</h1>",
              "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in headlines(gap, tables["crossover"])) + "</ul>"
              if len(gap) else "<p>No pretrained regime has a scratch partner yet: no gap to report.</p>",
@@ -104,7 +106,7 @@ def build(tables: dict[str, pd.DataFrame], incomplete: dict[str, str], figures: 
              _section("Figures", "\n".join(_figure(f) for f in figures)),
              _section("Settings", f"<p>git commit: <code>{html.escape(commit or 'unknown')}</code></p>"
                       + "<p>" + ", ".join(f"{k} {v}" for k, v in tool_versions().items()) + "</p>"
-                      + f"<pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>")]
+                      + f"<pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>")]
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from conftest import make_study_repo, run, tiny_params
-from pretraining_gap import params
+from pretraining_gap import config
+from pretraining_gap.grid import ParamsError
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
@@ -17,14 +18,12 @@ def broken(edit):
 
 
 def test_the_shipped_params_are_valid():
-    params.validate(DEFAULT)
-    assert len(params.cells(DEFAULT)) == 4 * 6 * 3  # regimes x sizes x seeds
+    assert len(config.validate(DEFAULT).cells()) == 4 * 6 * 3  # regimes x sizes x seeds
 
 
 def test_depth_cells_come_once_per_k():
-    p = broken(lambda p: p["study"].update(regimes=["finetune", "depth"]))
-    params.validate(p)
-    depths = [cell.depth for cell in params.cells(p)]
+    p = config.validate(broken(lambda p: p["study"].update(regimes=["finetune", "depth"])))
+    depths = [cell.depth for cell in p.cells()]
     assert depths.count(None) == 6 * 3
     assert sorted({d for d in depths if d is not None}) == DEFAULT["regimes"]["depth"]["k"]
     assert len(depths) == 6 * 3 * (1 + len(DEFAULT["regimes"]["depth"]["k"]))
@@ -51,10 +50,16 @@ def test_depth_cells_come_once_per_k():
     (lambda p: p["training"].pop("patience"), "training.patience"),
     (lambda p: p["regimes"]["scratch"].update(budget_multiplier=0.5), "regimes.scratch.budget_multiplier"),
     (lambda p: p["regimes"]["finetune"].update(lr="fast"), "regimes.finetune.lr"),
+    (lambda p: p["regimes"]["finetune"].update(batchnorm="fixed"), "regimes.finetune.batchnorm"),
+    (lambda p: p["training"].update(batch_size=1), "training.batch_size"),
+    (lambda p: p["training"].update(min_steps=500), "training.min_steps"),
+    (lambda p: p["training"].update(epochs=1.5), "training.epochs"),
+    (lambda p: p["study"].update(seeds=[1, 2, 1]), "study.seeds"),
+    (lambda p: p.update(study=None), "study"),
 ])
 def test_a_bad_value_names_its_key_and_the_fix(edit, key):
-    with pytest.raises(params.ParamsError, match="Fix:") as error:
-        params.validate(broken(edit))
+    with pytest.raises(ParamsError, match="Fix:") as error:
+        config.validate(broken(edit))
     assert error.value.key == key
 
 
@@ -68,26 +73,26 @@ def test_a_bad_value_names_its_key_and_the_fix(edit, key):
      "did you mean 'weights'?"),
 ])
 def test_an_unknown_key_is_named_with_the_closest_known_one(edit, key, suggestion):
-    with pytest.raises(params.ParamsError, match="unknown key") as error:
-        params.validate(broken(edit))
+    with pytest.raises(ParamsError, match="unknown key") as error:
+        config.validate(broken(edit))
     assert error.value.key == key and suggestion in str(error.value)
 
 
 def test_a_block_given_as_a_value_is_rejected():
-    with pytest.raises(params.ParamsError, match="expected a block") as error:
-        params.validate(broken(lambda p: p["regimes"].update(scratch=None)))
+    with pytest.raises(ParamsError, match="expected a block") as error:
+        config.validate(broken(lambda p: p["regimes"].update(scratch=None)))
     assert error.value.key == "regimes.scratch"
 
 
 @pytest.mark.parametrize("lr", [0.001, [0.0003, 0.001, 0.003]])
 def test_a_learning_rate_is_a_number_or_a_grid(lr):
-    params.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
+    config.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
 
 
 @pytest.mark.parametrize("lr", [[], [0.001, -1], 0, [True]])
 def test_a_bad_learning_rate_grid_names_its_key(lr):
-    with pytest.raises(params.ParamsError) as error:
-        params.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
+    with pytest.raises(ParamsError) as error:
+        config.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
     assert error.value.key == "regimes.finetune.lr"
 
 
@@ -107,5 +112,45 @@ def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_pat
 
 
 def test_a_torchvision_block_that_may_download_needs_no_folder_yet():
-    params.validate(broken(lambda p: p["datasets"]["digits"].update(
+    config.validate(broken(lambda p: p["datasets"]["digits"].update(
         source="torchvision", name="Flowers102", root="data/not-yet-there", download=True)))
+
+
+@pytest.mark.parametrize("name, suggestion", [("flowers.v2", "flowers_v2"), ("my flowers", "my_flowers")])
+def test_a_name_dvc_cannot_address_is_refused_with_a_rename(name, suggestion):
+    def edit(p):
+        p["datasets"][name] = p["datasets"].pop("digits")
+        p["study"]["datasets"] = [name]
+
+    with pytest.raises(ParamsError, match=f"cannot address.*Fix: rename it to '{suggestion}'") as error:
+        config.validate(broken(edit))
+    assert error.value.key == f"datasets.{name}"
+
+
+def test_seed_0_is_a_seed():
+    assert [c.seed for c in config.validate(broken(lambda p: p["study"].update(seeds=[0]))).cells()][:1] == [0]
+
+
+def test_a_batch_too_small_for_batch_norm_says_why():
+    with pytest.raises(ParamsError, match="batch norm needs 2"):
+        config.validate(broken(lambda p: p["training"].update(batch_size=1)))
+
+
+def test_every_problem_is_listed_one_per_line():
+    def edit(p):
+        p["training"]["epochs"] = "many"
+        p["regimes"]["scratch"]["lr"] = -1
+
+    with pytest.raises(ParamsError) as error:
+        config.validate(broken(edit))
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2 and all(line.startswith("params.yaml: ") and "Fix:" in line for line in lines)
+    assert {key for key, _, _ in error.value.problems} == {"training.epochs", "regimes.scratch.lr"}
+
+
+def test_the_library_receives_typed_blocks():
+    p = config.validate(DEFAULT)
+    assert isinstance(p.regimes.finetune, config.Finetune) and p.regimes.finetune.lr == [0.001]
+    assert isinstance(p.datasets["digits"], config.SklearnDigits)
+    assert set(config.REGIMES) >= {"scratch", "linear", "frozen", "finetune", "chainthaw", "depth"}
+    assert not config.REGIMES["scratch"].pretrained and config.REGIMES["linear"].on_features

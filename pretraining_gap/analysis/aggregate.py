@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import benefits, curves, plots, results
-from .params import cells as grid_cells
+from .. import results
+from ..config import Params
+from . import benefits, curves, plots
 
-COLUMNS = ["dataset", "backbone", "regime", "depth", "arm", "examples_per_class", "seed", "status", "reason",
-           "test_accuracy", "test_loss", "best_val_accuracy", "lr", "train_seconds", "images_per_second", "steps",
-           "best_step", "budget_steps", "batch_size", "C", "fingerprint"]
+# cells.csv: every scalar field of a cell result, with the arm beside the regime (per-evaluation histories and
+# per-layer values stay in the result files)
+COLUMNS = ["arm", *(c for c in results.COLUMNS if c not in ("history", "transferability", "val_accuracy_by_lr",
+                                                           "traceback"))]
 
 
 @dataclass
@@ -29,22 +31,20 @@ class Aggregated:
         return self.cells[self.cells.status == "finished"]
 
 
-def load_cells(params: dict, root: Path) -> pd.DataFrame:
-    """One row per cell of the current grid (cells outside it, an old size say, are left out). A cell without a
-    result file gets status "missing", one without a status is "finished"; failed and missing cells are kept so
-    they are reported, and left out of every mean."""
+def load_cells(params: Params, root: Path) -> pd.DataFrame:
+    """One row per cell of the current grid (cells outside it, an old size say, are left out), one column per
+    result field. A cell without a result file gets status "missing"; failed and missing cells are kept so they
+    are reported, and left out of every mean."""
     rows = []
-    for cell in grid_cells(params):
+    for cell in params.cells():
         result = results.read(results.path(results.group_dir(root, cell), cell))
         if result is None:
-            result = {"dataset": cell.dataset, "backbone": cell.backbone, "regime": cell.regime,
-                      "depth": cell.depth, "examples_per_class": cell.examples_per_class,
-                      "seed": cell.seed, "status": "missing", "reason": "no result file (run `dvc repro`)"}
-        rows.append({"status": "finished", **result})
-    table = pd.DataFrame(rows)
-    for column in ("depth", "test_accuracy", "reason", "history", "transferability"):
-        if column not in table:
-            table[column] = None
+            rows.append({"dataset": cell.dataset, "backbone": cell.backbone, "regime": cell.regime,
+                         "depth": cell.depth, "examples_per_class": cell.examples_per_class, "seed": cell.seed,
+                         "status": "missing", "reason": "no result file (run `dvc repro`)"})
+        else:
+            rows.append(result.model_dump())
+    table = pd.DataFrame(rows).reindex(columns=results.COLUMNS)
     table["depth"] = pd.to_numeric(table["depth"], errors="coerce")
     table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce")
     table["arm"] = curves.arm_names(table.regime, table.depth)
@@ -165,7 +165,7 @@ def draw(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], plots_dir: Path, 
     return figures
 
 
-def run(params: dict, cells_root: Path, table: Path, tables_dir: Path, curves_dir: Path, metrics: Path,
+def run(params: Params, cells_root: Path, table: Path, tables_dir: Path, curves_dir: Path, metrics: Path,
         plots_dir: Path, costs_dir: Path) -> Aggregated:
     cells = load_cells(params, cells_root)
     tables = analyse(cells)

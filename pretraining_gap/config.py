@@ -1,0 +1,418 @@
+"""params.yaml, typed once at the edge: a pydantic schema, and mistakes named by key with a fix that works.
+
+Every block is a model with `extra="forbid"` (a typo is an error, not a silently ignored key) and strict types
+(YAML's `yes` is not a number, "0.001" is not a float). A regime is defined here once, by its options block and
+its traits (pretrained or not, trained on cached features or not, its colour in the figures); the list of known
+regimes, the checks and the plots derive from `REGIMES`. What only the files can tell (class sizes, images,
+weights that fit) is checked by `prepare`, before any training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .grid import Cell, ParamsError, cells
+
+# A dataset or backbone name becomes part of DVC stage names (`train@digits-lite0`) and of dotted params keys
+# (`datasets.<name>`): dots and spaces would break both.
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+Positive = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+# A learning rate, or a list of them: each cell then trains once per value and keeps the one best on validation.
+LearningRates = Annotated[list[Annotated[float, Field(gt=0)]], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _unique(values: list, key: str) -> list:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise _Invalid(key, f"repeats {', '.join(repeated)}", "list each value once")
+    return values
+
+
+class Study(Block):
+    name: str = Field(description="the MLflow experiment's name", examples=["pretraining-gap"])
+    datasets: list[str] = Field(min_length=1, description="names of blocks under datasets:", examples=[["digits"]])
+    backbones: list[str] = Field(
+        min_length=1, description="names of blocks under backbones:", examples=[["efficientnet_lite0"]]
+    )
+    regimes: list[str] = Field(min_length=1, description="regimes to train", examples=[["scratch", "finetune"]])
+    sizes: list[Positive] = Field(
+        min_length=1, description="training examples per class", examples=[[1, 2, 5, 10, 25, 50]]
+    )
+    seeds: list[Seed] = Field(
+        min_length=1, description="independent repeats (subset draw, init, data order)", examples=[[1, 2, 3]]
+    )
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Study:
+        for key in ("datasets", "backbones", "regimes", "sizes", "seeds"):
+            _unique(getattr(self, key), f"study.{key}")
+        return self
+
+
+class DatasetBlock(Block):
+    resolution: Positive = Field(description="pixels (square); images are resized once, in prepare", examples=[32])
+    val_per_class: Positive = Field(description="validation images per class (choices, early stopping)", examples=[20])
+    test_per_class: Positive = Field(description="test images per class (the reported accuracy only)", examples=[50])
+    split_seed: Seed = Field(0, description="fixes the pool / validation / test split", examples=[0])
+
+
+class SklearnDigits(DatasetBlock):
+    source: Literal["sklearn_digits"]
+
+
+class ImageFolder(DatasetBlock):
+    source: Literal["imagefolder"]
+    path: Annotated[Path, Field(strict=False)] = Field(
+        description="a folder holding one sub-folder of images per class", examples=["data/raw/flowers17"]
+    )
+    test_path: Annotated[Path | None, Field(strict=False)] = Field(
+        None, description="a folder with the same class sub-folders: the test set", examples=["data/raw/test"]
+    )
+
+
+class Torchvision(DatasetBlock):
+    source: Literal["torchvision"]
+    name: str = Field(description="a torchvision.datasets class", examples=["Flowers102"])
+    root: Annotated[Path, Field(strict=False)] = Field(
+        description="the folder torchvision keeps the dataset in", examples=["data/raw/torchvision"]
+    )
+    download: bool = Field(False, description="let torchvision download it into root (a network)", examples=[True])
+
+
+Dataset = Annotated[Union[SklearnDigits, ImageFolder, Torchvision], Field(discriminator="source")]
+SOURCES = ("sklearn_digits", "imagefolder", "torchvision")
+
+
+class Backbone(Block):
+    model: str = Field(description="a timm architecture name", examples=["tf_efficientnet_lite0"])
+    weights: str = Field(
+        description="package (offline EfficientNet-Lite0/1/2), hub, or the path of a .safetensors / .pth file",
+        examples=["package"],
+    )
+
+    @property
+    def weights_file(self) -> Path | None:
+        return None if self.weights in ("package", "hub") else Path(self.weights)
+
+
+class Training(Block):
+    """Shared by the gradient-trained regimes."""
+
+    batch_size: int = Field(
+        ge=2, description="images per step (the whole subset when smaller); batch norm needs 2", examples=[32]
+    )
+    epochs: Positive = Field(description="budget: epochs over the subset", examples=[15])
+    min_steps: Positive = Field(description="optimisation steps at least", examples=[100])
+    max_steps: Positive = Field(description="optimisation steps at most", examples=[250])
+    evaluations: Positive = Field(description="validation passes per run", examples=[10])
+    patience: Positive = Field(description="validation passes without improvement before stopping", examples=[4])
+    weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
+    augment_shift: float = Field(ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1])
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> Training:
+        if self.min_steps > self.max_steps:
+            raise _Invalid(
+                "training.min_steps", f"{self.min_steps} is above max_steps {self.max_steps}", "lower min_steps"
+            )
+        return self
+
+
+class Regime(Block):
+    """A transfer regime's options, and its traits as class attributes."""
+
+    pretrained: ClassVar[bool] = True  # starts from ImageNet weights (its gap is measured against scratch)
+    on_features: ClassVar[bool] = False  # trains on features cached once per dataset x backbone
+    gradient: ClassVar[bool] = True  # trained by gradient steps with the shared `training:` block
+    colour: ClassVar[str]
+    marker: ClassVar[str]
+    summary: ClassVar[str]
+
+
+class Scratch(Regime):
+    pretrained: ClassVar[bool] = False
+    colour, marker, summary = "tab:grey", "o", "random init, every layer trained"
+    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.01])
+    budget_multiplier: float = Field(
+        ge=1, description="times the fine-tuning steps (He et al. 2019: scratch needs longer)", examples=[2]
+    )
+
+
+class Linear(Regime):
+    on_features: ClassVar[bool] = True
+    gradient: ClassVar[bool] = False
+    colour, marker, summary = "tab:blue", "s", "logistic regression on cached frozen features"
+    C: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="inverse L2 strengths, chosen on validation", examples=[[0.01, 0.1, 1, 10]]
+    )
+
+
+class Frozen(Regime):
+    on_features: ClassVar[bool] = True
+    colour, marker, summary = "tab:green", "^", "dense head on cached frozen features"
+    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[[0.0003, 0.001]])
+    hidden: list[Positive] = Field(description="hidden layer widths", examples=[[256, 256]])
+    dropout: float = Field(ge=0, lt=1, description="dropout fraction after each hidden layer", examples=[0.2])
+
+
+BatchNorm = Literal["frozen", "train"]
+
+
+class Finetune(Regime):
+    colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
+    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
+    backbone_lr_scale: float = Field(gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1])
+    batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
+
+
+class Chainthaw(Regime):
+    colour, marker, summary = "tab:red", "v", "new layers, each pretrained group alone, then all (Felbo et al.)"
+    lr: LearningRates = Field(description="AdamW peak learning rate(s), every phase", examples=[0.001])
+    batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
+    phase_budget: float = Field(gt=0, description="steps per phase, fraction of the fine-tuning budget", examples=[0.25])
+    phase_patience: Positive = Field(description="evaluations without a lower validation loss", examples=[3])
+
+
+class Depth(Regime):
+    colour, marker, summary = "tab:purple", "P", "first k layer groups pretrained, the rest re-initialised"
+    k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
+    transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
+    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.003])
+    batchnorm: BatchNorm = Field(description="for the kept groups; new groups train theirs", examples=["frozen"])
+
+    @model_validator(mode="after")
+    def _unique_k(self) -> Depth:
+        _unique(self.k, "regimes.depth.k")
+        return self
+
+
+class Regimes(Block):
+    """One options block per regime; a regime listed in study.regimes needs its block."""
+
+    scratch: Scratch | None = None
+    linear: Linear | None = None
+    frozen: Frozen | None = None
+    finetune: Finetune | None = None
+    chainthaw: Chainthaw | None = None
+    depth: Depth | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_not_empty(cls, raw: Any) -> Any:
+        for name, block in (raw.items() if isinstance(raw, dict) else ()):
+            if block is None:  # `scratch:` with nothing indented under it
+                raise _Invalid(f"regimes.{name}", "expected a block of keys, got nothing", "indent its keys under it")
+        return raw
+
+
+def _block_type(annotation: Any) -> type[Regime]:
+    return next(a for a in typing.get_args(annotation) if a is not type(None))
+
+
+REGIMES: dict[str, type[Regime]] = {
+    name: _block_type(field.annotation) for name, field in Regimes.model_fields.items()
+}
+
+
+class Params(Block):
+    study: Study = Field(description="the grid: datasets x backbones x regimes x sizes x seeds")
+    datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
+    backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
+    training: Training = Field(description="the step budget, early stopping and optimiser")
+    regimes: Regimes = Field(description="one block of options per regime")
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Params:
+        for group in ("datasets", "backbones"):
+            for name in getattr(self, group):
+                if not NAME.fullmatch(name):
+                    raise _Invalid(
+                        f"{group}.{name}",
+                        "a name DVC cannot address (stage names and dotted params keys)",
+                        f"rename it to {re.sub(r'[^A-Za-z0-9_-]+', '_', name).strip('_') or 'data'!r}",
+                    )
+        for group in ("datasets", "backbones", "regimes"):
+            defined = (
+                [r for r in REGIMES if getattr(self.regimes, r) is not None]
+                if group == "regimes"
+                else list(getattr(self, group))
+            )
+            for name in getattr(self.study, group):
+                if group == "regimes" and name not in REGIMES:
+                    raise _Invalid(f"study.regimes", f"unknown regime {name!r}", _closest(name, REGIMES, "use one of"))
+                if name not in defined:
+                    raise _Invalid(
+                        f"study.{group}",
+                        f"{name!r} has no block under '{group}:'",
+                        f"add '{group}.{name}:' or remove {name!r}; defined: {defined}",
+                    )
+        return self
+
+    def regime(self, name: str) -> Regime:
+        return getattr(self.regimes, name)
+
+    def cells(self, dataset: str | None = None, backbone: str | None = None) -> list[Cell]:
+        """The study grid, optionally narrowed to one dataset and backbone."""
+        study = self.study
+        return cells(
+            [d for d in study.datasets if dataset in (None, d)],
+            [b for b in study.backbones if backbone in (None, b)],
+            study.regimes,
+            study.sizes,
+            study.seeds,
+            self.regimes.depth.k if "depth" in study.regimes else (),
+        )
+
+    def check_files(self) -> None:
+        """The paths the study's datasets and backbones name exist (relative to params.yaml's folder)."""
+        for name in self.study.datasets:
+            block = self.datasets[name]
+            if isinstance(block, ImageFolder):
+                for key in ("path", "test_path"):
+                    folder = getattr(block, key)
+                    if folder is not None and not folder.is_dir():
+                        raise ParamsError(
+                            f"datasets.{name}.{key}",
+                            f"folder {folder} not found",
+                            "give the folder holding one sub-folder per class (relative to params.yaml)",
+                        )
+            if isinstance(block, Torchvision) and not block.download and not block.root.is_dir():
+                raise ParamsError(
+                    f"datasets.{name}.root",
+                    f"folder {block.root} not found",
+                    "set download: true to fetch the dataset there, or point root at an existing copy",
+                )
+        for name in self.study.backbones:
+            weights = self.backbones[name].weights_file
+            if weights is None:
+                continue
+            if weights.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+                raise ParamsError(
+                    f"backbones.{name}.weights",
+                    f"{str(weights)!r} is neither package, hub nor a weights file",
+                    "use package, hub, or the path of a .safetensors / .pth file",
+                )
+            if not weights.is_file():
+                raise ParamsError(
+                    f"backbones.{name}.weights",
+                    f"weights file {weights} not found",
+                    "give the path of an existing .safetensors / .pth file (relative to params.yaml)",
+                )
+
+
+class _Invalid(ValueError):
+    """A whole-file check's problem with its own key and fix (pydantic would file it under the root)."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        super().__init__(problem)
+        self.problem = (key, problem, fix)
+
+
+def _closest(name: str, known, lead: str = "known") -> str:
+    close = difflib.get_close_matches(str(name), sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}{lead} {sorted(known)}" if lead != "known" else f"{hint}known keys here: {sorted(known)}"
+
+
+def _unwrap(node: Any) -> Any:
+    while typing.get_origin(node) is Annotated:
+        node = typing.get_args(node)[0]
+    if typing.get_origin(node) in (Union, types.UnionType):
+        options = [a for a in typing.get_args(node) if a is not type(None)]
+        return options[0] if len(options) == 1 else tuple(options)
+    return node
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema model of the block at `loc` (a pydantic error location, source tags and list items included)."""
+    node: Any = Params
+    for part in loc:
+        if isinstance(node, tuple):  # a dataset block: its source tag picks the model
+            node = next((m for m in node if part in typing.get_args(m.model_fields["source"].annotation)), None)
+        elif isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = _unwrap(node.model_fields[part].annotation)
+        elif typing.get_origin(node) in (dict, list):
+            node = _unwrap(typing.get_args(node)[-1])
+        else:
+            return None
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _yaml(value: Any) -> str:
+    """A value as it is written in params.yaml: true, [1, 2], 0.001."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n").removesuffix("\n...")
+
+
+def _explain(error: dict) -> tuple[str, str, str]:
+    """(dotted key, problem, fix) of one pydantic error."""
+    if isinstance(error.get("ctx", {}).get("error"), _Invalid):
+        return error["ctx"]["error"].problem
+    loc, kind, given = tuple(error["loc"]), error["type"], error.get("input")
+    names = [p for p in loc if not isinstance(p, int) and p not in SOURCES]
+    items = [p for p in loc if isinstance(p, int)]
+    key = ".".join(map(str, names)) or "(top level)"
+    item = f"item {items[-1] + 1}: " if items else ""
+    parent = _model_at(tuple(p for p in loc if not isinstance(p, int))[:-1]) if names else None
+    field = parent.model_fields.get(names[-1]) if parent else None
+    about = f" ({field.description})" if field and field.description else ""
+    example = f"e.g. {_yaml(field.examples[0])}" if field and field.examples else "another value"
+    if kind == "extra_forbidden":
+        return key, "unknown key", _closest(names[-1], parent.model_fields if parent else {})
+    if kind == "missing" and field and field.examples:
+        return key, "missing", f"add {names[-1]}: {_yaml(field.examples[0])}{about}"
+    if kind == "missing":
+        return key, "missing", f"add the {names[-1]}: block{about}, as in the params.yaml of the repository"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return key, f"expected a block of keys, got {given!r}", "indent its keys under it"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        source = given.get("source") if isinstance(given, dict) else given
+        return f"{key}.source", f"unknown source {source!r}", f"use one of {list(SOURCES)}"
+    if kind == "literal_error":
+        return key, f"{item}unknown value {given!r}", f"use {error['ctx']['expected']}"
+    if kind == "value_error":
+        problem, _, fix = str(error["ctx"]["error"]).partition(": ")
+        return key, problem, fix or f"give {example}{about}"
+    if kind == "too_short":
+        return key, "empty", f"list at least one value, {example}{about}"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return key, f"{item}{message}, got {given!r}", f"give {example}{about}"
+
+
+def validate(raw: Any) -> Params:
+    """The typed params; ParamsError lists every problem, one line each, with its key and fix."""
+    if not isinstance(raw, dict):
+        raise ParamsError("(top level)", "not a mapping of blocks", "start from the params.yaml in the repository")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as error:
+        # an unknown key first: it often explains a missing one (`trainig:` for `training:`)
+        problems = [_explain(e) for e in sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")]
+        raise ParamsError(*problems[0], *problems[1:]) from None
+    params.check_files()
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(str(path), "not found", "run from the study's root folder, where params.yaml lives")
+    return validate(yaml.safe_load(path.read_text()))

@@ -1,0 +1,125 @@
+"""Running a train stage's plan: cells go to workers, results come back to the driver, which alone writes each
+result file and logs it to MLflow as soon as it arrives.
+
+A cell's error never ends the study: a diverging run is a failed result (kept: the same inputs fail the same
+way), and an unexpected error is a failed result with its traceback (retried by the next run). The stage fails
+at the end, naming those cells, when any failed unexpectedly or could not be logged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import parallel, results
+from .config import Params
+from .data import subsets
+from .data.prepared import Prepared
+from .grid import Cell
+from .planning import Plan
+from .results import CellResult
+from .tracking import TrackingError
+
+log = logging.getLogger(__name__)
+
+
+class StudyError(RuntimeError):
+    """Cells that could not give a result or could not be logged; their files say why."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to train, with the paths its worker reads (workers load the stage's data once each)."""
+
+    cell: Cell
+    params: Params
+    prepared: Path
+    subsets: Path
+    features: Path
+    fingerprint: str
+
+
+@lru_cache(maxsize=1)
+def _loaded(prepared: Path, features: Path) -> tuple[Prepared, np.ndarray]:
+    return Prepared.load(prepared), np.load(features)
+
+
+def train_cell(job: Job) -> CellResult:
+    """One cell's result; an error inside the cell becomes a failed result, never the end of the study."""
+    from .training import device, loop, regimes  # torch and timm, in the worker
+
+    cell = job.cell
+    log.info("training %s", cell.run_name)
+    started = time.time()
+    try:
+        data, features = _loaded(job.prepared, job.features)
+        train_idx = subsets.subset(subsets.load(job.subsets, cell.seed), cell.examples_per_class)
+        inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
+        outcome, _ = regimes.RUNNERS[cell.regime](inputs)
+        fields = {"status": "finished", **outcome.model_dump(exclude_none=True)}
+    except loop.Diverged as error:
+        fields = {"status": "failed", "reason": str(error)}
+    except Exception as error:  # noqa: BLE001 - any error of one cell is that cell's result
+        fields = {"status": "failed", "reason": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    return CellResult.of(cell, **fields, fingerprint=job.fingerprint, started_ms=int(started * 1000),
+                         finished_ms=int(time.time() * 1000))
+
+
+def workers() -> int:
+    from .training import device
+
+    return parallel.workers(device.choose().type)
+
+
+def start_workers() -> None:
+    """Start the workers' process server now, importing the training code (torch, timm: seconds) once, so that
+    its start-up overlaps the caller's MLflow set-up."""
+    parallel.start_server(workers(), "pretraining_gap.training.regimes")
+
+
+def run(plan: Plan, params: Params, prepared: Path, subsets_file: Path, features: Path, out: Path,
+        tracker) -> list[CellResult]:
+    """Train the plan's cells in a pool of workers; write and log each result as it arrives; log kept cells
+    whose MLflow run is missing or stale. Returns every cell's result, in grid order."""
+    results.remove_partial(out)
+    dataset, backbone = next(iter(plan.identities)).dataset, next(iter(plan.identities)).backbone
+    logged = tracker.logged_fingerprints(dataset, backbone)
+    jobs = [Job(cell, params, prepared, subsets_file, features, plan.fingerprint(cell)) for cell in plan.to_train]
+    trained = ((job.cell, result, True) for job, result in parallel.run(train_cell, jobs, workers()))
+    kept = ((cell, result, False) for cell, result in plan.kept)
+    done, unlogged, broken = {}, [], []
+    for cell, result, new in tqdm(itertools.chain(kept, trained), total=len(plan.kept) + len(jobs),
+                                  desc=f"{dataset} · {backbone}", unit="cell"):
+        file = results.path(out, cell)
+        if new:
+            results.write(file, result)
+        if result.status == "finished":
+            log.info("%s: test accuracy %.3f", cell.run_name, result.test_accuracy)
+        else:
+            log.warning("%s failed: %s", cell.run_name, result.reason)
+            if result.traceback:
+                broken.append(cell)
+        if logged.get(cell.key) != result.fingerprint:
+            try:
+                tracker.log_cell(cell, result, plan.identities[cell], file)
+            except TrackingError as error:  # the result file is kept all the same
+                log.error("%s: result kept in %s but not logged to MLflow: %s", cell.run_name, file, error)
+                unlogged.append(cell)
+        done[cell] = result
+    if broken:
+        raise StudyError(f"{len(broken)} cells failed with an unexpected error: "
+                         f"{', '.join(c.run_name for c in broken)}. Their result files in {out} and their MLflow runs "
+                         "hold the reason and traceback; the next `dvc repro` retries them")
+    if unlogged:
+        raise TrackingError(f"{len(unlogged)} cells trained and kept in {out} but not logged to MLflow "
+                            f"({tracker.uri}). Fix the store, then run `dvc repro` again: it logs them without "
+                            "retraining")
+    return [done[cell] for cell in plan.identities]

@@ -1,0 +1,279 @@
+"""Transfer regimes: what each starts from and what it trains, for one cell of the grid.
+
+scratch    random init, every layer trained (its own learning rate and a longer budget)
+linear     logistic regression on cached frozen features (Kornblith et al. 2019)
+frozen     dense layers on cached frozen features (the lecture's model 2)
+finetune   every layer trained from the pretrained weights
+chainthaw  new layers, then each pretrained layer group alone, first to last, then all (Felbo et al. 2017)
+depth      the first k layer groups pretrained, the rest re-initialised, then trained (Yosinski et al. 2014)
+
+Their options and traits are defined in `config.py` (`config.REGIMES`); here is how each trains.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+
+from ..config import Backbone, Chainthaw, Depth, Finetune, Frozen, Linear, Params, Regime, Scratch, Training
+from ..data.prepared import TEST, VAL, Prepared
+from ..grid import Cell, ParamsError
+from ..results import Outcome
+from . import backbones, layer_groups, loop
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """Everything one cell's training reads: its options, its data and the device to train on."""
+
+    cell: Cell
+    regime: Regime
+    training: Training
+    backbone: Backbone
+    data: Prepared
+    train_idx: np.ndarray  # indices into `data` of the cell's training subset
+    features: np.ndarray | None  # cached frozen features (N, D) of every prepared image, for feature regimes
+    device: torch.device
+
+    @classmethod
+    def of(cls, params: Params, cell: Cell, data: Prepared, train_idx: np.ndarray, features: np.ndarray | None,
+           device: torch.device) -> CellInputs:
+        return cls(cell, params.regime(cell.regime), params.training, params.backbones[cell.backbone], data,
+                   train_idx, features, device)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.class_names)
+
+
+# A builder makes a fresh model for one learning rate: (model, optimiser param groups, modules kept in eval mode).
+Builder = Callable[[float], tuple[nn.Module, list[dict], tuple[nn.Module, ...]]]
+Trainer = Callable[[nn.Module, list[dict], tuple[nn.Module, ...]], loop.Fit]
+
+
+@dataclass
+class _Data:
+    """A cell's model inputs: train / validation / test as (inputs, labels) tensors."""
+
+    train: loop.Tensors
+    val: loop.Tensors
+    test: loop.Tensors
+
+
+def _split(inputs: CellInputs, transform: Callable[[np.ndarray], torch.Tensor]) -> _Data:
+    data = inputs.data
+
+    def part(idx):
+        return transform(idx), torch.from_numpy(data.labels[idx])
+
+    return _Data(part(inputs.train_idx), part(data.part(VAL)), part(data.part(TEST)))
+
+
+def _image_split(inputs: CellInputs) -> _Data:
+    # The input statistics the architecture's weights expect; a randomly initialised copy carries them.
+    mean, std = backbones.normalisation(timm.create_model(inputs.backbone.model))
+    return _split(inputs, lambda idx: loop.to_input(inputs.data.images[idx], mean, std))
+
+
+def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -> tuple[Outcome, nn.Module]:
+    """Train once per learning rate of the regime's grid; keep the best on validation (accuracy, then loss)."""
+    best, scores, seconds = None, {}, 0.0
+    for lr in inputs.regime.lr:
+        model, groups, eval_modules = build(lr)
+        fit = train(model, groups, eval_modules)
+        scores[f"{lr:g}"], seconds = fit.best[0], seconds + fit.seconds
+        if best is None or (fit.best[0], -fit.best[1]) > (best[2].best[0], -best[2].best[1]):
+            best = (lr, model, fit)
+    lr, model, fit = best
+    test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
+    outcome = Outcome(test_accuracy=test_accuracy, test_loss=test_loss, best_val_accuracy=fit.best[0],
+                      train_seconds=seconds, images_per_second=fit.images_per_second, steps=fit.steps,
+                      best_step=fit.best_step, lr=lr, val_accuracy_by_lr=scores, history=fit.history)
+    return outcome, model
+
+
+def _gradient(inputs: CellInputs, split: _Data, build: Builder, multiplier: float = 1.0,
+              augment: bool = True) -> tuple[Outcome, nn.Module]:
+    """One `loop.fit` per learning rate, with the subset-size step budget times `multiplier`."""
+    plan = loop.budget(len(split.train[0]), inputs.training, multiplier)
+
+    def train(model, groups, eval_modules):
+        return loop.fit(model, groups, split.train, split.val, plan, inputs.training, inputs.cell.seed,
+                        inputs.device, augment=augment, eval_modules=eval_modules, desc=inputs.cell.run_name)
+
+    outcome, model = _best_lr(inputs, split, build, train)
+    return outcome.model_copy(update={"budget_steps": plan.steps, "batch_size": plan.batch_size}), model
+
+
+def _pretrained(inputs: CellInputs) -> nn.Module:
+    return backbones.create(inputs.backbone, inputs.num_classes, pretrained=True, seed=inputs.cell.seed)
+
+
+def _random(inputs: CellInputs) -> nn.Module:
+    return backbones.create(inputs.backbone, inputs.num_classes, pretrained=False, seed=inputs.cell.seed)
+
+
+def scratch(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
+    cfg: Scratch = inputs.regime
+
+    def build(lr):
+        model = _random(inputs)
+        return model, [{"params": list(model.parameters()), "lr": lr}], ()
+
+    return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
+
+
+def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
+    """All layers from the pretrained weights; the head's learning rate is `lr`, the backbone's `lr` x scale."""
+    cfg: Finetune = inputs.regime
+
+    def build(lr):
+        model = _pretrained(inputs)
+        head = set(model.get_classifier().parameters())
+        groups = [{"params": list(head), "lr": lr},
+                  {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale}]
+        return model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
+
+    outcome, model = _gradient(inputs, _image_split(inputs), build)
+    return outcome.model_copy(update={"transferability": _transferability(inputs, model)}), model
+
+
+def _transferability(inputs: CellInputs, finetuned: nn.Module) -> dict[str, float]:
+    """T per pretrained layer group, against the seeded random init and the pretrained weights."""
+    random, pretrained = _random(inputs).state_dict(), _pretrained(inputs).state_dict()
+    tuned = {k: v.detach().cpu() for k, v in finetuned.state_dict().items()}
+    return layer_groups.transferability(random, pretrained, tuned, layer_groups.groups(finetuned)[:-1])
+
+
+def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
+    """AnB (`transferred: frozen`) or AnB+ (`finetune`): keep the first k groups, re-initialise the rest."""
+    cfg: Depth = inputs.regime
+    frozen_transfer = cfg.transferred == "frozen"
+
+    def build(lr):
+        model = _pretrained(inputs)
+        groups = layer_groups.groups(model)[:-1]  # the classifier is new in every regime
+        kept = {name for _, names in groups[: inputs.cell.depth] for name in names}
+        kept_modules = {name.rsplit(".", 1)[0] for name in kept}
+        random = _random(inputs)
+        state = {k: v if k.rsplit(".", 1)[0] in kept_modules else random.state_dict()[k]
+                 for k, v in model.state_dict().items()}
+        model.load_state_dict(state)
+        for name, p in model.named_parameters():
+            p.requires_grad_(not (frozen_transfer and name in kept))
+        modules = dict(model.named_modules())
+        kept_bn = tuple(m for name, m in modules.items() if name in kept_modules and m in loop.batchnorms(model))
+        freeze_bn = frozen_transfer or cfg.batchnorm == "frozen"
+        return model, [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], \
+            kept_bn if freeze_bn else ()
+
+    return _gradient(inputs, _image_split(inputs), build)
+
+
+def check_depth(params: Params, backbone: str) -> None:
+    """Fail before training when a depth k exceeds the backbone's pretrained layer groups."""
+    available = len(layer_groups.groups(timm.create_model(params.backbones[backbone].model))) - 1
+    asked = max(params.regimes.depth.k)
+    if asked > available:
+        raise ParamsError("regimes.depth.k", f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
+                          f"keep k between 1 and {available} ({available} is the same as finetune)")
+
+
+def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
+    """New layers, then each pretrained group alone (first to last), then all layers.
+
+    Each phase stops early on validation loss and ends on its best weights, from which the next phase starts;
+    a phase that never beats its start leaves the weights as they were.
+    """
+    cfg: Chainthaw = inputs.regime
+    split = _image_split(inputs)
+    plan = loop.budget(len(inputs.train_idx), inputs.training, cfg.phase_budget)
+    phase_cfg = inputs.training.model_copy(update={"patience": cfg.phase_patience})
+
+    def build(lr):
+        model = _pretrained(inputs)
+        return model, [{"lr": lr}], loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
+
+    def train(model, groups, eval_modules):
+        named = dict(model.named_parameters())
+        *pretrained, (_, head) = layer_groups.groups(model)
+        phases = [("new layers", head), *pretrained, ("all layers", list(named))]
+        chain = loop.Fit()
+        chain.history["phase"] = []
+        for phase, names in phases:
+            for name, p in named.items():
+                p.requires_grad_(name in names)
+            fit = loop.fit(model, [{**groups[0], "params": [named[n] for n in names]}], split.train, split.val,
+                           plan, phase_cfg, inputs.cell.seed, inputs.device, eval_modules=eval_modules,
+                           monitor="loss", evaluate_start=True, desc=f"{inputs.cell.run_name} · {phase}")
+            for key, values in fit.history.items():
+                chain.history[key] += [chain.steps + v for v in values] if key == "step" else values
+            chain.history["phase"] += [phase] * len(fit.history["step"])
+            chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
+            chain.steps += fit.steps
+            chain.seconds += fit.seconds
+        chain.images_per_second = chain.steps * plan.batch_size / chain.seconds
+        return chain
+
+    outcome, model = _best_lr(inputs, split, build, train)
+    budget_steps = plan.steps * (len(layer_groups.groups(model)) + 1)
+    return outcome.model_copy(update={"budget_steps": budget_steps, "batch_size": plan.batch_size}), model
+
+
+def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
+    """Dense layers (`hidden` widths, ReLU, dropout) on cached frozen features; the backbone never runs here."""
+    cfg: Frozen = inputs.regime
+    x = torch.from_numpy(inputs.features).float()
+    # Centred and scaled by the training subset alone, so one learning-rate grid suits every backbone's features.
+    train_x = x[inputs.train_idx]
+    x = (x - train_x.mean(0)) / train_x.std().clamp_min(1e-12)
+    split = _split(inputs, lambda idx: x[idx])
+
+    def build(lr):
+        torch.manual_seed(inputs.cell.seed)
+        widths = [x.shape[1], *cfg.hidden]
+        layers = [m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))]
+        head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
+        return head, [{"params": list(head.parameters()), "lr": lr}], ()
+
+    return _gradient(inputs, split, build, augment=False)
+
+
+def linear(inputs: CellInputs) -> tuple[Outcome, object]:
+    """Logistic regression on cached frozen features; the regularisation C is chosen on validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    cfg: Linear = inputs.regime
+    features, labels, train = inputs.features, inputs.data.labels, inputs.train_idx
+    start = time.perf_counter()
+    val, test = inputs.data.part(VAL), inputs.data.part(TEST)
+    fits = [LogisticRegression(C=c, max_iter=2000).fit(features[train], labels[train]) for c in sorted(cfg.C)]
+    scores = [f.score(features[val], labels[val]) for f in fits]
+    best = fits[int(np.argmax(scores))]  # first of ties: the strongest regularisation
+    seconds = time.perf_counter() - start
+    return Outcome(test_accuracy=best.score(features[test], labels[test]),
+                   test_loss=log_loss(labels[test], best.predict_proba(features[test]), labels=best.classes_),
+                   best_val_accuracy=max(scores), train_seconds=seconds, C=best.C), best
+
+
+def work(cell: Cell, params: Params, n_train: int) -> int:
+    """Roughly the cell's work, for ordering the cells longest first: its backbone training steps over its lr
+    grid; 0 on cached features (chain-thaw's early-stopped phases are counted as one budget)."""
+    cfg = params.regime(cell.regime)
+    if cfg.on_features:
+        return 0
+    return loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps * len(cfg.lr)
+
+
+# Each runner trains one cell: CellInputs -> (its outcome, the trained model).
+RUNNERS: dict[str, Callable[[CellInputs], tuple[Outcome, object]]] = {
+    "scratch": scratch, "linear": linear, "frozen": frozen, "finetune": finetune, "chainthaw": chainthaw,
+    "depth": depth,
+}
