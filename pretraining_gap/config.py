@@ -49,11 +49,15 @@ def _unique(values: list, key: str) -> list:
 
 class Study(Block):
     name: str = Field(description="the MLflow experiment's name", examples=["pretraining-gap"])
-    datasets: list[str] = Field(min_length=1, description="names of blocks under datasets:", examples=[["digits"]])
+    datasets: list[str] = Field(
+        min_length=1, description="names of blocks under datasets:", examples=[["digits"]]
+    )
     backbones: list[str] = Field(
         min_length=1, description="names of blocks under backbones:", examples=[["efficientnet_lite0"]]
     )
-    regimes: list[str] = Field(min_length=1, description="regimes to train", examples=[["scratch", "finetune"]])
+    regimes: list[str] = Field(
+        min_length=1, description="regimes to train", examples=[["scratch", "finetune"]]
+    )
     sizes: list[Positive] = Field(
         min_length=1, description="training examples per class", examples=[[1, 2, 5, 10, 25, 50]]
     )
@@ -69,9 +73,15 @@ class Study(Block):
 
 
 class DatasetBlock(Block):
-    resolution: Positive = Field(description="pixels (square); images are resized once, in prepare", examples=[32])
-    val_per_class: Positive = Field(description="validation images per class (choices, early stopping)", examples=[20])
-    test_per_class: Positive = Field(description="test images per class (the reported accuracy only)", examples=[50])
+    resolution: Positive = Field(
+        description="pixels (square); images are resized once, in prepare", examples=[32]
+    )
+    val_per_class: Positive = Field(
+        description="validation images per class (choices, early stopping)", examples=[20]
+    )
+    test_per_class: Positive = Field(
+        description="test images per class (the reported accuracy only)", examples=[50]
+    )
     split_seed: Seed = Field(0, description="fixes the pool / validation / test split", examples=[0])
 
 
@@ -95,10 +105,12 @@ class Torchvision(DatasetBlock):
     root: Annotated[Path, Field(strict=False)] = Field(
         description="the folder torchvision keeps the dataset in", examples=["data/raw/torchvision"]
     )
-    download: bool = Field(False, description="let torchvision download it into root (a network)", examples=[True])
+    download: bool = Field(
+        False, description="let torchvision download it into root (a network)", examples=[True]
+    )
 
 
-Dataset = Annotated[Union[SklearnDigits, ImageFolder, Torchvision], Field(discriminator="source")]
+Dataset = Annotated[SklearnDigits | ImageFolder | Torchvision, Field(discriminator="source")]
 SOURCES = ("sklearn_digits", "imagefolder", "torchvision")
 
 
@@ -124,15 +136,21 @@ class Training(Block):
     min_steps: Positive = Field(description="optimisation steps at least", examples=[100])
     max_steps: Positive = Field(description="optimisation steps at most", examples=[250])
     evaluations: Positive = Field(description="validation passes per run", examples=[10])
-    patience: Positive = Field(description="validation passes without improvement before stopping", examples=[4])
+    patience: Positive = Field(
+        description="validation passes without improvement before stopping", examples=[4]
+    )
     weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
-    augment_shift: float = Field(ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1])
+    augment_shift: float = Field(
+        ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1]
+    )
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> Training:
         if self.min_steps > self.max_steps:
             raise _Invalid(
-                "training.min_steps", f"{self.min_steps} is above max_steps {self.max_steps}", "lower min_steps"
+                "training.min_steps",
+                f"{self.min_steps} is above max_steps {self.max_steps}",
+                "lower min_steps",
             )
         return self
 
@@ -180,15 +198,23 @@ BatchNorm = Literal["frozen", "train"]
 class Finetune(Regime):
     colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
-    backbone_lr_scale: float = Field(gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1])
+    backbone_lr_scale: float = Field(
+        gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1]
+    )
     batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
 
 
 class Chainthaw(Regime):
-    colour, marker, summary = "tab:red", "v", "new layers, each pretrained group alone, then all (Felbo et al.)"
+    colour, marker, summary = (
+        "tab:red",
+        "v",
+        "new layers, each pretrained group alone, then all (Felbo et al.)",
+    )
     lr: LearningRates = Field(description="AdamW peak learning rate(s), every phase", examples=[0.001])
     batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
-    phase_budget: float = Field(gt=0, description="steps per phase, fraction of the fine-tuning budget", examples=[0.25])
+    phase_budget: float = Field(
+        gt=0, description="steps per phase, fraction of the fine-tuning budget", examples=[0.25]
+    )
     phase_patience: Positive = Field(description="evaluations without a lower validation loss", examples=[3])
 
 
@@ -197,7 +223,9 @@ class Depth(Regime):
     k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
     transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.003])
-    batchnorm: BatchNorm = Field(description="for the kept groups; new groups train theirs", examples=["frozen"])
+    batchnorm: BatchNorm = Field(
+        description="for the kept groups; new groups train theirs", examples=["frozen"]
+    )
 
     @model_validator(mode="after")
     def _unique_k(self) -> Depth:
@@ -218,9 +246,11 @@ class Regimes(Block):
     @model_validator(mode="before")
     @classmethod
     def _blocks_not_empty(cls, raw: Any) -> Any:
-        for name, block in (raw.items() if isinstance(raw, dict) else ()):
+        for name, block in raw.items() if isinstance(raw, dict) else ():
             if block is None:  # `scratch:` with nothing indented under it
-                raise _Invalid(f"regimes.{name}", "expected a block of keys, got nothing", "indent its keys under it")
+                raise _Invalid(
+                    f"regimes.{name}", "expected a block of keys, got nothing", "indent its keys under it"
+                )
         return raw
 
 
@@ -258,7 +288,9 @@ class Params(Block):
             )
             for name in getattr(self.study, group):
                 if group == "regimes" and name not in REGIMES:
-                    raise _Invalid(f"study.regimes", f"unknown regime {name!r}", _closest(name, REGIMES, "use one of"))
+                    raise _Invalid(
+                        "study.regimes", f"unknown regime {name!r}", _closest(name, REGIMES, "use one of")
+                    )
                 if name not in defined:
                     raise _Invalid(
                         f"study.{group}",
@@ -347,7 +379,9 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     node: Any = Params
     for part in loc:
         if isinstance(node, tuple):  # a dataset block: its source tag picks the model
-            node = next((m for m in node if part in typing.get_args(m.model_fields["source"].annotation)), None)
+            node = next(
+                (m for m in node if part in typing.get_args(m.model_fields["source"].annotation)), None
+            )
         elif isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
             node = _unwrap(node.model_fields[part].annotation)
         elif typing.get_origin(node) in (dict, list):
@@ -400,7 +434,9 @@ def _explain(error: dict) -> tuple[str, str, str]:
 def validate(raw: Any) -> Params:
     """The typed params; ParamsError lists every problem, one line each, with its key and fix."""
     if not isinstance(raw, dict):
-        raise ParamsError("(top level)", "not a mapping of blocks", "start from the params.yaml in the repository")
+        raise ParamsError(
+            "(top level)", "not a mapping of blocks", "start from the params.yaml in the repository"
+        )
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:

@@ -29,13 +29,23 @@ def _images_per_second(step, batch_size: int, seconds: float) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def measure(backbone_cfg: Backbone, num_classes: int, resolution: int, batch_size: int, seconds: float,
-            device: torch.device) -> dict:
+def measure(
+    backbone_cfg: Backbone,
+    num_classes: int,
+    resolution: int,
+    batch_size: int,
+    seconds: float,
+    device: torch.device,
+) -> dict:
     """Cost of one backbone with a `num_classes` head; weights do not change the cost, so a random init is used."""
     model = backbones.create(backbone_cfg, num_classes, pretrained=False, seed=0)
-    result = {"parameters": sum(p.numel() for p in model.parameters()),
-              "gflops_per_image": gflops_per_image(model, resolution), "resolution": resolution,
-              "batch_size": batch_size, "device": str(device)}
+    result = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gflops_per_image": gflops_per_image(model, resolution),
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "device": str(device),
+    }
     loop.to_device(model, device)
     x = torch.randn(batch_size, 3, resolution, resolution, device=device)
     y = torch.randint(num_classes, (batch_size,), device=device)

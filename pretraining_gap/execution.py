@@ -68,9 +68,18 @@ def train_cell(job: Job) -> CellResult:
     except loop.Diverged as error:
         fields = {"status": "failed", "reason": str(error)}
     except Exception as error:  # noqa: BLE001 - any error of one cell is that cell's result
-        fields = {"status": "failed", "reason": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
-    return CellResult.of(cell, **fields, fingerprint=job.fingerprint, started_ms=int(started * 1000),
-                         finished_ms=int(time.time() * 1000))
+        fields = {
+            "status": "failed",
+            "reason": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
+    return CellResult.of(
+        cell,
+        **fields,
+        fingerprint=job.fingerprint,
+        started_ms=int(started * 1000),
+        finished_ms=int(time.time() * 1000),
+    )
 
 
 def workers() -> int:
@@ -85,19 +94,26 @@ def start_workers() -> None:
     parallel.start_server(workers(), "pretraining_gap.training.regimes")
 
 
-def run(plan: Plan, params: Params, prepared: Path, subsets_file: Path, features: Path, out: Path,
-        tracker) -> list[CellResult]:
+def run(
+    plan: Plan, params: Params, prepared: Path, subsets_file: Path, features: Path, out: Path, tracker
+) -> list[CellResult]:
     """Train the plan's cells in a pool of workers; write and log each result as it arrives; log kept cells
     whose MLflow run is missing or stale. Returns every cell's result, in grid order."""
     results.remove_partial(out)
     dataset, backbone = next(iter(plan.identities)).dataset, next(iter(plan.identities)).backbone
     logged = tracker.logged_fingerprints(dataset, backbone)
-    jobs = [Job(cell, params, prepared, subsets_file, features, plan.fingerprint(cell)) for cell in plan.to_train]
+    jobs = [
+        Job(cell, params, prepared, subsets_file, features, plan.fingerprint(cell)) for cell in plan.to_train
+    ]
     trained = ((job.cell, result, True) for job, result in parallel.run(train_cell, jobs, workers()))
     kept = ((cell, result, False) for cell, result in plan.kept)
     done, unlogged, broken = {}, [], []
-    for cell, result, new in tqdm(itertools.chain(kept, trained), total=len(plan.kept) + len(jobs),
-                                  desc=f"{dataset} · {backbone}", unit="cell"):
+    for cell, result, new in tqdm(
+        itertools.chain(kept, trained),
+        total=len(plan.kept) + len(jobs),
+        desc=f"{dataset} · {backbone}",
+        unit="cell",
+    ):
         file = results.path(out, cell)
         if new:
             results.write(file, result)
@@ -115,11 +131,15 @@ def run(plan: Plan, params: Params, prepared: Path, subsets_file: Path, features
                 unlogged.append(cell)
         done[cell] = result
     if broken:
-        raise StudyError(f"{len(broken)} cells failed with an unexpected error: "
-                         f"{', '.join(c.run_name for c in broken)}. Their result files in {out} and their MLflow runs "
-                         "hold the reason and traceback; the next `dvc repro` retries them")
+        raise StudyError(
+            f"{len(broken)} cells failed with an unexpected error: "
+            f"{', '.join(c.run_name for c in broken)}. Their result files in {out} and their MLflow runs "
+            "hold the reason and traceback; the next `dvc repro` retries them"
+        )
     if unlogged:
-        raise TrackingError(f"{len(unlogged)} cells trained and kept in {out} but not logged to MLflow "
-                            f"({tracker.uri}). Fix the store, then run `dvc repro` again: it logs them without "
-                            "retraining")
+        raise TrackingError(
+            f"{len(unlogged)} cells trained and kept in {out} but not logged to MLflow "
+            f"({tracker.uri}). Fix the store, then run `dvc repro` again: it logs them without "
+            "retraining"
+        )
     return [done[cell] for cell in plan.identities]

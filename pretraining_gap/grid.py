@@ -6,8 +6,8 @@ A leaf module: it imports nothing of the project, so every other module may impo
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 class ParamsError(ValueError):
@@ -59,6 +59,8 @@ def cells(
     """Every cell of the grid, in a stable order: dataset, backbone, regime, seed, size (and depth k for `depth`)."""
     return [
         Cell(dataset, backbone, regime, size, seed, k)
-        for dataset, backbone, regime, seed, size in itertools.product(datasets, backbones, regimes, seeds, sizes)
+        for dataset, backbone, regime, seed, size in itertools.product(
+            datasets, backbones, regimes, seeds, sizes
+        )
         for k in (depths if regime == "depth" else [None])
     ]

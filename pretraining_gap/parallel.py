@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 Job = TypeVar("Job")
 
@@ -66,8 +67,12 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int) -> Iterator[tu
             yield job, fn(job)
         return
     context = _context()
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_single_thread,
-                             initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
+    with ProcessPoolExecutor(
+        min(workers, len(jobs)),
+        mp_context=context,
+        initializer=_single_thread,
+        initargs=(logging.getLogger().getEffectiveLevel(),),
+    ) as pool:
         futures = {pool.submit(fn, job): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result()

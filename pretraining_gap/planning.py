@@ -59,13 +59,21 @@ class Inputs:
     weights_digest: str
 
     @classmethod
-    def load(cls, params: Params, backbone: str, prepared: Path, subsets_file: Path, features: Path) -> Inputs:
+    def load(
+        cls, params: Params, backbone: str, prepared: Path, subsets_file: Path, features: Path
+    ) -> Inputs:
         from .training import backbones  # torch and timm: only when a stage trains
 
         data, feats = Prepared.load(prepared), np.load(features)
         orderings = {seed: subsets.load(subsets_file, seed) for seed in params.study.seeds}
-        return cls(data, feats, orderings, data.digest(), digest(feats.tobytes()),
-                   backbones.weights_digest(params.backbones[backbone]))
+        return cls(
+            data,
+            feats,
+            orderings,
+            data.digest(),
+            digest(feats.tobytes()),
+            backbones.weights_digest(params.backbones[backbone]),
+        )
 
     def train_idx(self, cell: Cell) -> np.ndarray:
         return subsets.subset(self.orderings[cell.seed], cell.examples_per_class)

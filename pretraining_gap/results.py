@@ -37,7 +37,9 @@ class Outcome(BaseModel):
     lr: float | None = None  # chosen on validation
     C: float | None = None  # the linear probe's chosen inverse regularisation strength
     val_accuracy_by_lr: dict[str, float] | None = None  # every value tried: validation accuracy
-    history: dict[str, list] | None = None  # per evaluation: step, train_loss, val_accuracy, val_loss (, phase)
+    history: dict[str, list] | None = (
+        None  # per evaluation: step, train_loss, val_accuracy, val_loss (, phase)
+    )
     transferability: dict[str, float] | None = None  # per pretrained layer group (fine-tuned cells)
 
 

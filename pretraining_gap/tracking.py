@@ -24,19 +24,28 @@ def _store(uri: str, doing: str):
     try:
         yield
     except Exception as error:  # noqa: BLE001 - any failure of the store means the same to the study
-        raise TrackingError(f"cannot {doing} the MLflow store {uri}: {error}. Fix: make it writable, or point "
-                            "MLFLOW_TRACKING_URI to a store you can write (unset, it is sqlite:///<repo>/mlflow.db)"
-                            ) from error
+        raise TrackingError(
+            f"cannot {doing} the MLflow store {uri}: {error}. Fix: make it writable, or point "
+            "MLFLOW_TRACKING_URI to a store you can write (unset, it is sqlite:///<repo>/mlflow.db)"
+        ) from error
 
 
-FINAL_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy", "train_seconds", "images_per_second", "steps",
-                 "lr", "C")
+FINAL_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "best_val_accuracy",
+    "train_seconds",
+    "images_per_second",
+    "steps",
+    "lr",
+    "C",
+)
 
 
 def study_root() -> Path:
     """The repository the study lives in, also when `dvc exp run --temp/--queue` runs it in .dvc/tmp/exps/…"""
     root = Path(os.environ.get("DVC_ROOT", ".")).resolve()
-    return Path(*root.parts[:root.parts.index(".dvc")]) if ".dvc" in root.parts else root
+    return Path(*root.parts[: root.parts.index(".dvc")]) if ".dvc" in root.parts else root
 
 
 def tracking_uri() -> str:
@@ -115,16 +124,25 @@ class Tracker:
         with _store(self.uri, "read"):
             runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone})
         # a run left RUNNING by a killed process is incomplete: it does not count, and logging replaces it
-        return {run.data.tags["cell"]: run.data.tags.get("fingerprint") for run in runs
-                if run.info.status in ("FINISHED", "FAILED")}
+        return {
+            run.data.tags["cell"]: run.data.tags.get("fingerprint")
+            for run in runs
+            if run.info.status in ("FINISHED", "FAILED")
+        }
 
     def _replace(self, tags: dict[str, str]) -> None:
         for run in self._runs(tags):
             self.client.delete_run(run.info.run_id)
 
     def _create(self, name: str, tags: dict, start_ms: int | None = None):
-        tags = {**tags, "DVC_STAGE": os.environ.get("DVC_STAGE", ""), "mlflow.source.git.commit": self.commit or ""}
-        return self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags, run_name=name).info.run_id
+        tags = {
+            **tags,
+            "DVC_STAGE": os.environ.get("DVC_STAGE", ""),
+            "mlflow.source.git.commit": self.commit or "",
+        }
+        return self.client.create_run(
+            self.experiment_id, start_time=start_ms, tags=tags, run_name=name
+        ).info.run_id
 
     def log_cell(self, cell: Cell, result: CellResult, config: dict, result_file: Path) -> str:
         """One run for the cell: params, per-evaluation curves with step=, final metrics, result file.
@@ -138,9 +156,16 @@ class Tracker:
         from mlflow.entities import Metric, Param
 
         self._replace({"kind": "cell", "cell": cell.key})
-        tags = {"kind": "cell", "cell": cell.key, "dataset": cell.dataset, "backbone": cell.backbone,
-                "regime": cell.regime, "examples_per_class": str(cell.examples_per_class), "seed": str(cell.seed),
-                "fingerprint": result.fingerprint}
+        tags = {
+            "kind": "cell",
+            "cell": cell.key,
+            "dataset": cell.dataset,
+            "backbone": cell.backbone,
+            "regime": cell.regime,
+            "examples_per_class": str(cell.examples_per_class),
+            "seed": str(cell.seed),
+            "fingerprint": result.fingerprint,
+        }
         if cell.depth is not None:
             tags["depth"] = str(cell.depth)
         history = result.history or {}
@@ -151,20 +176,30 @@ class Tracker:
             tags["failure"] = result.reason
         run_id = self._create(cell.run_name, tags, result.started_ms)
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, step)
-                   for key in ("train_loss", "val_accuracy", "val_loss") if key in history
-                   for step, value in zip(history["step"], history[key])]
-        metrics += [Metric("phase", phases.index(p), now, step) for step, p in zip(history.get("step", []),
-                                                                              history.get("phase", []))]
-        metrics += [Metric(key, float(getattr(result, key)), now, 0) for key in FINAL_METRICS
-                    if getattr(result, key) is not None]
-        metrics += [Metric(f"transferability.{group}", t, now, 0)
-                    for group, t in (result.transferability or {}).items()]
+        metrics = [
+            Metric(key, float(value), now, step)
+            for key in ("train_loss", "val_accuracy", "val_loss")
+            if key in history
+            for step, value in zip(history["step"], history[key])
+        ]
+        metrics += [
+            Metric("phase", phases.index(p), now, step)
+            for step, p in zip(history.get("step", []), history.get("phase", []))
+        ]
+        metrics += [
+            Metric(key, float(getattr(result, key)), now, 0)
+            for key in FINAL_METRICS
+            if getattr(result, key) is not None
+        ]
+        metrics += [
+            Metric(f"transferability.{group}", t, now, 0)
+            for group, t in (result.transferability or {}).items()
+        ]
         params = [Param(k, v) for k, v in _flatten(config).items()]
         for i in range(0, len(metrics), 1000):  # MLflow's batch limits: 1000 metrics, 100 params
-            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
         for i in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[i:i + 100])
+            self.client.log_batch(run_id, params=params[i : i + 100])
         self.client.log_artifact(run_id, str(result_file))
         if result.traceback:
             self.client.log_text(run_id, result.traceback, "traceback.txt")

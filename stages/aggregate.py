@@ -14,24 +14,43 @@ log = logging.getLogger("aggregate")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cells", type=Path, default=Path("results/cells"), help="folder of per-cell result files")
-    parser.add_argument("--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell")
-    parser.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)")
-    parser.add_argument("--curves", type=Path, default=Path("results/curves"), help="folder of CSVs for dvc plots")
+    parser.add_argument(
+        "--cells", type=Path, default=Path("results/cells"), help="folder of per-cell result files"
+    )
+    parser.add_argument(
+        "--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell"
+    )
+    parser.add_argument(
+        "--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)"
+    )
+    parser.add_argument(
+        "--curves", type=Path, default=Path("results/curves"), help="folder of CSVs for dvc plots"
+    )
     parser.add_argument("--metrics", type=Path, default=Path("metrics/summary.json"), help="DVC metrics file")
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
-    parser.add_argument("--costs", type=Path, default=Path("results/costs"),
-                        help="folder of backbone cost records <dataset>/<backbone>.json (optional)")
+    parser.add_argument(
+        "--costs",
+        type=Path,
+        default=Path("results/costs"),
+        help="folder of backbone cost records <dataset>/<backbone>.json (optional)",
+    )
     args = parser.parse_args()
     params = config.load()
     from pretraining_gap.analysis import aggregate
 
-    out = aggregate.run(params, args.cells, args.table, args.tables, args.curves, args.metrics, args.plots,
-                        args.costs)
+    out = aggregate.run(
+        params, args.cells, args.table, args.tables, args.curves, args.metrics, args.plots, args.costs
+    )
     for cell, why in out.metrics["incomplete"].items():
         log.warning("left out of the means: %s (%s)", cell, why)
-    log.info("%d of %d cells finished -> %s, %s, %d figures", len(out.finished), len(out.cells), args.table,
-             args.metrics, len(out.figures))
+    log.info(
+        "%d of %d cells finished -> %s, %s, %d figures",
+        len(out.finished),
+        len(out.cells),
+        args.table,
+        args.metrics,
+        len(out.figures),
+    )
 
 
 if __name__ == "__main__":

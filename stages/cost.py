@@ -19,8 +19,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml (its resolution)")
     parser.add_argument("backbone", help="name of a block under 'backbones:' in params.yaml")
-    parser.add_argument("--prepared", type=Path, required=True, help="the prepared dataset (.npz), for its classes")
-    parser.add_argument("--seconds", type=float, default=1.5, help="seconds of timed training, then of inference")
+    parser.add_argument(
+        "--prepared", type=Path, required=True, help="the prepared dataset (.npz), for its classes"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=1.5, help="seconds of timed training, then of inference"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the .json file to write")
     args = parser.parse_args()
     params = config.load()
@@ -29,13 +33,26 @@ def main() -> None:
 
     with np.load(args.prepared) as f:  # reads only this member, not the images
         num_classes = len(f["class_names"])
-    result = cost.measure(params.backbones[args.backbone], num_classes, params.datasets[args.dataset].resolution,
-                          params.training.batch_size, args.seconds, device.choose())
+    result = cost.measure(
+        params.backbones[args.backbone],
+        num_classes,
+        params.datasets[args.dataset].resolution,
+        params.training.batch_size,
+        args.seconds,
+        device.choose(),
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset": args.dataset, "backbone": args.backbone, **result}, indent=1))
-    log.info("%s at %d px: %.2f M parameters, %.3f GFLOPs/image, %.0f train / %.0f inference images/s -> %s",
-             args.backbone, result["resolution"], result["parameters"] / 1e6, result["gflops_per_image"],
-             result["train_images_per_second"], result["inference_images_per_second"], args.out)
+    log.info(
+        "%s at %d px: %.2f M parameters, %.3f GFLOPs/image, %.0f train / %.0f inference images/s -> %s",
+        args.backbone,
+        result["resolution"],
+        result["parameters"] / 1e6,
+        result["gflops_per_image"],
+        result["train_images_per_second"],
+        result["inference_images_per_second"],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("backbone", help="name of a block under 'backbones:' in params.yaml")
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
-    parser.add_argument("--out", type=Path, required=True, help="the .npy file of features (images x dimensions)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the .npy file of features (images x dimensions)"
+    )
     args = parser.parse_args()
     cfg = config.load().backbones[args.backbone]
     from pretraining_gap.training import backbones, device, features

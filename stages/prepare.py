@@ -29,8 +29,14 @@ def main() -> None:
     prepared = datasets.prepare(args.dataset, cfg, params.study.sizes)
     prepared.save(args.out)
     counts = {name: len(prepared.part(code)) for name, code in (("pool", POOL), ("val", VAL), ("test", TEST))}
-    log.info("%s: %d classes, %s images at %d px -> %s", args.dataset, len(prepared.class_names), counts,
-             cfg.resolution, args.out)
+    log.info(
+        "%s: %d classes, %s images at %d px -> %s",
+        args.dataset,
+        len(prepared.class_names),
+        counts,
+        cfg.resolution,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

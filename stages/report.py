@@ -25,8 +25,12 @@ def numbers(tree: dict, prefix: str = "") -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell")
-    parser.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)")
+    parser.add_argument(
+        "--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell"
+    )
+    parser.add_argument(
+        "--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)"
+    )
     parser.add_argument("--metrics", type=Path, default=Path("metrics/summary.json"), help="DVC metrics file")
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
@@ -38,10 +42,15 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     tables = sorted(args.tables.glob("*.csv"))
-    tracker.log_summary(f"{p.study.name} · summary", numbers(summary),
-                        [args.out, args.table, args.metrics, *tables, *figures])
-    log.info("report -> %s (%d figures); headline:\n%s", args.out, len(figures),
-             "\n".join(report.headlines(*(report.read_tables(args.tables)[k] for k in ("gap", "crossover")))))
+    tracker.log_summary(
+        f"{p.study.name} · summary", numbers(summary), [args.out, args.table, args.metrics, *tables, *figures]
+    )
+    log.info(
+        "report -> %s (%d figures); headline:\n%s",
+        args.out,
+        len(figures),
+        "\n".join(report.headlines(*(report.read_tables(args.tables)[k] for k in ("gap", "crossover")))),
+    )
 
 
 if __name__ == "__main__":

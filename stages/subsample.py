@@ -23,7 +23,9 @@ def main() -> None:
     study, name = params.study, args.prepared.stem
     data = Prepared.load(args.prepared)
     # prepare checked the sizes too, but it does not rerun when only study.sizes grows
-    datasets.check_class_sizes(name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes)
+    datasets.check_class_sizes(
+        name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes
+    )
     orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in study.seeds}
     subsets.save(args.out, orderings)
     log.info("seeds %s, sizes %s examples per class -> %s", study.seeds, study.sizes, args.out)

@@ -16,7 +16,9 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, required=True, help="the prepared dataset (.npz)")
     parser.add_argument("--subsets", type=Path, required=True, help="per-seed class orderings (.json)")
     parser.add_argument("--features", type=Path, required=True, help="cached backbone features (.npy)")
-    parser.add_argument("--out", type=Path, required=True, help="folder of result files, one sub-folder per regime")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder of result files, one sub-folder per regime"
+    )
     args = parser.parse_args()
     params = config.load()
     execution.start_workers()

@@ -32,20 +32,26 @@ def tiny_weights(path: Path) -> Path:
 
 def tiny_params(weights: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["study"].update(backbones=["tiny"], regimes=["scratch", "linear", "finetune"], sizes=[1, 3], seeds=[1, 2])
+    params["study"].update(
+        backbones=["tiny"], regimes=["scratch", "linear", "finetune"], sizes=[1, 3], seeds=[1, 2]
+    )
     params["datasets"]["digits"].update(resolution=16, val_per_class=5, test_per_class=10)
     params["backbones"] = {"tiny": {"model": "test_efficientnet", "weights": str(weights)}}
     params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """`cmd` in `cwd` with this interpreter's tools first on PATH; a study repository's stages import its own copy
-    of the package (as an editable install in that folder would), so editing the copy changes what runs."""
+def study_env(repo: Path) -> dict[str, str]:
+    """This interpreter's tools first on PATH, no MLFLOW_TRACKING_URI, and the study repository's own copy of the
+    package first on the import path (as an editable install in that folder would), so editing it changes what runs."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(cwd)
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    env["PYTHONPATH"] = str(repo)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=study_env(cwd), capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
@@ -56,8 +62,11 @@ def make_study_repo(path: Path, params: dict) -> Path:
     path.mkdir(parents=True)
     for name in ("dvc.yaml", "stages", "pretraining_gap"):
         src = ROOT / name
-        (shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-         if src.is_dir() else shutil.copy(src, path / name))
+        (
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, path / name)
+        )
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], path)
     run(["dvc", "init", "-q"], path)

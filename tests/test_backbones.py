@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import tiny_weights
 from PIL import Image
 from safetensors.torch import save_file
 from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 
-from conftest import tiny_weights
 from pretraining_gap.config import Backbone
 from pretraining_gap.grid import ParamsError
 from pretraining_gap.training import backbones
@@ -40,8 +40,9 @@ def imagenet_top3(model: torch.nn.Module, name: str, resolution: int, crop: floa
     left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
     image = image.crop((left, top, left + resolution, top + resolution))
     mean, std = backbones.normalisation(model)
-    x = (torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) \
-        / torch.tensor(std)[:, None, None]
+    x = (
+        torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]
+    ) / torch.tensor(std)[:, None, None]
     with torch.no_grad():
         top = model.eval()(x[None])[0].topk(3).indices
     info = ImageNetInfo()
@@ -50,7 +51,9 @@ def imagenet_top3(model: torch.nn.Module, name: str, resolution: int, crop: floa
 
 @pytest.fixture(scope="module")
 def lite0():
-    return backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=True, seed=0)
+    return backbones.create(
+        Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=True, seed=0
+    )
 
 
 @pytest.mark.parametrize("model_name", sorted(backbones.PACKAGED))
@@ -69,12 +72,16 @@ def test_china_is_a_building_and_flower_a_daisy(lite0):
 
 def test_random_init_does_not_know_imagenet():
     """The control: without the mapping's weights the same test fails, so it measures the load."""
-    scratch = backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=False, seed=0)
+    scratch = backbones.create(
+        Backbone(model="tf_efficientnet_lite0", weights="package"), 1000, pretrained=False, seed=0
+    )
     assert "daisy" not in imagenet_top3(scratch, "flower.jpg", 224)
 
 
 def test_new_head_has_the_target_classes_and_keeps_the_backbone():
-    model = backbones.create(Backbone(model="tf_efficientnet_lite0", weights="package"), 10, pretrained=True, seed=0)
+    model = backbones.create(
+        Backbone(model="tf_efficientnet_lite0", weights="package"), 10, pretrained=True, seed=0
+    )
     packaged = torch.load(backbones.packaged_weights_path("tf_efficientnet_lite0"), map_location="cpu")
     assert model.get_classifier().out_features == 10
     assert torch.equal(model.conv_stem.weight, packaged["_conv_stem.weight"])
@@ -93,8 +100,11 @@ def test_lite1_and_lite2_know_imagenet_at_their_own_resolution(model_name):
 
 
 def test_an_unknown_timm_model_suggests_close_names():
-    with pytest.raises(ParamsError, match=r"timm has no model 'tf_efficientnet_lite7'.*did you mean.*"
-                                          r"tf_efficientnet_lite[0-4]") as error:
+    with pytest.raises(
+        ParamsError,
+        match=r"timm has no model 'tf_efficientnet_lite7'.*did you mean.*"
+        r"tf_efficientnet_lite[0-4]",
+    ) as error:
         backbones.check("small", Backbone(model="tf_efficientnet_lite7", weights="package"))
     assert error.value.key == "backbones.small.model"
 
@@ -109,8 +119,11 @@ def test_package_weights_exist_only_for_lite0_to_lite2():
 def test_a_weights_file_for_another_architecture_names_the_mismatching_keys(tmp_path):
     weights = tiny_weights(tmp_path / "tiny.safetensors")
     backbones.check("tiny", Backbone(model="test_efficientnet", weights=str(weights)))
-    with pytest.raises(ParamsError, match=r"does not fit tf_efficientnet_lite0: missing \d+ \(.*\), unexpected "
-                                          r"\d+.*other shape \d+") as error:
+    with pytest.raises(
+        ParamsError,
+        match=r"does not fit tf_efficientnet_lite0: missing \d+ \(.*\), unexpected "
+        r"\d+.*other shape \d+",
+    ) as error:
         backbones.check("mine", Backbone(model="tf_efficientnet_lite0", weights=str(weights)))
     assert error.value.key == "backbones.mine.weights"
 
@@ -120,7 +133,9 @@ def test_a_missing_or_unreadable_weights_file_is_named(tmp_path):
         backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "absent.pth")))
     (tmp_path / "broken.safetensors").write_bytes(b"not a state dict")
     with pytest.raises(ParamsError, match=r"cannot read .*broken\.safetensors") as error:
-        backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "broken.safetensors")))
+        backbones.check(
+            "mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "broken.safetensors"))
+        )
     assert error.value.key == "backbones.mine.weights"
 
 
@@ -128,12 +143,18 @@ def test_a_file_missing_one_layer_fails_with_that_layer(tmp_path):
     state = timm.create_model("test_efficientnet").state_dict()
     del state["conv_head.weight"]
     save_file(state, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(ParamsError, match=r"missing 1 \(conv_head\.weight\), unexpected 0 \(\), other shape 0"):
-        backbones.check("mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "partial.safetensors")))
+    with pytest.raises(
+        ParamsError, match=r"missing 1 \(conv_head\.weight\), unexpected 0 \(\), other shape 0"
+    ):
+        backbones.check(
+            "mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "partial.safetensors"))
+        )
 
 
 def test_hub_names_are_checked_offline_against_timm_pretrained_tags():
-    backbones.check("r50", Backbone(model="resnet50.a1_in1k", weights="hub"))  # checks the name; downloads nothing
+    backbones.check(
+        "r50", Backbone(model="resnet50.a1_in1k", weights="hub")
+    )  # checks the name; downloads nothing
     backbones.check("lite", Backbone(model="tf_efficientnet_lite0", weights="hub"))
     with pytest.raises(ParamsError, match=r"no hub weights for resnet50.zz_in1k.*resnet50\.a1_in1k") as error:
         backbones.check("r50", Backbone(model="resnet50.zz_in1k", weights="hub"))

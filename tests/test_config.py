@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import make_study_repo, run, tiny_params
+
 from pretraining_gap import config
 from pretraining_gap.grid import ParamsError
 
@@ -29,49 +29,85 @@ def test_depth_cells_come_once_per_k():
     assert len(depths) == 6 * 3 * (1 + len(DEFAULT["regimes"]["depth"]["k"]))
 
 
-@pytest.mark.parametrize("edit, key", [
-    (lambda p: p["study"].update(regimes=["scratch", "transformer"]), "study.regimes"),
-    (lambda p: p["study"].update(datasets=["cifar"]), "study.datasets"),
-    (lambda p: p["study"].update(sizes=[1, 0]), "study.sizes"),
-    (lambda p: p["datasets"]["digits"].update(source="mnist"), "datasets.digits.source"),
-    (lambda p: p["datasets"]["digits"].update(split_seed=-1), "datasets.digits.split_seed"),
-    (lambda p: p["datasets"]["digits"].update(source="imagefolder"), "datasets.digits.path"),
-    (lambda p: p["datasets"]["digits"].update(source="imagefolder", path="no/such/folder"), "datasets.digits.path"),
-    (lambda p: p["datasets"]["digits"].update(source="imagefolder", path=".", test_path="no/such"),
-     "datasets.digits.test_path"),
-    (lambda p: p["datasets"]["digits"].update(source="torchvision", root="."), "datasets.digits.name"),
-    (lambda p: p["datasets"]["digits"].update(source="torchvision", name="DTD", root="no/such/folder"),
-     "datasets.digits.root"),
-    (lambda p: p["datasets"]["digits"].update(source="torchvision", name="DTD", root=".", download="yes"),
-     "datasets.digits.download"),
-    (lambda p: p["backbones"]["efficientnet_lite0"].update(weights="imagenet"), "backbones.efficientnet_lite0.weights"),
-    (lambda p: p["backbones"]["efficientnet_lite0"].update(weights="no/such.pth"),
-     "backbones.efficientnet_lite0.weights"),
-    (lambda p: p["training"].pop("patience"), "training.patience"),
-    (lambda p: p["regimes"]["scratch"].update(budget_multiplier=0.5), "regimes.scratch.budget_multiplier"),
-    (lambda p: p["regimes"]["finetune"].update(lr="fast"), "regimes.finetune.lr"),
-    (lambda p: p["regimes"]["finetune"].update(batchnorm="fixed"), "regimes.finetune.batchnorm"),
-    (lambda p: p["training"].update(batch_size=1), "training.batch_size"),
-    (lambda p: p["training"].update(min_steps=500), "training.min_steps"),
-    (lambda p: p["training"].update(epochs=1.5), "training.epochs"),
-    (lambda p: p["study"].update(seeds=[1, 2, 1]), "study.seeds"),
-    (lambda p: p.update(study=None), "study"),
-])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda p: p["study"].update(regimes=["scratch", "transformer"]), "study.regimes"),
+        (lambda p: p["study"].update(datasets=["cifar"]), "study.datasets"),
+        (lambda p: p["study"].update(sizes=[1, 0]), "study.sizes"),
+        (lambda p: p["datasets"]["digits"].update(source="mnist"), "datasets.digits.source"),
+        (lambda p: p["datasets"]["digits"].update(split_seed=-1), "datasets.digits.split_seed"),
+        (lambda p: p["datasets"]["digits"].update(source="imagefolder"), "datasets.digits.path"),
+        (
+            lambda p: p["datasets"]["digits"].update(source="imagefolder", path="no/such/folder"),
+            "datasets.digits.path",
+        ),
+        (
+            lambda p: p["datasets"]["digits"].update(source="imagefolder", path=".", test_path="no/such"),
+            "datasets.digits.test_path",
+        ),
+        (lambda p: p["datasets"]["digits"].update(source="torchvision", root="."), "datasets.digits.name"),
+        (
+            lambda p: p["datasets"]["digits"].update(source="torchvision", name="DTD", root="no/such/folder"),
+            "datasets.digits.root",
+        ),
+        (
+            lambda p: p["datasets"]["digits"].update(
+                source="torchvision", name="DTD", root=".", download="yes"
+            ),
+            "datasets.digits.download",
+        ),
+        (
+            lambda p: p["backbones"]["efficientnet_lite0"].update(weights="imagenet"),
+            "backbones.efficientnet_lite0.weights",
+        ),
+        (
+            lambda p: p["backbones"]["efficientnet_lite0"].update(weights="no/such.pth"),
+            "backbones.efficientnet_lite0.weights",
+        ),
+        (lambda p: p["training"].pop("patience"), "training.patience"),
+        (
+            lambda p: p["regimes"]["scratch"].update(budget_multiplier=0.5),
+            "regimes.scratch.budget_multiplier",
+        ),
+        (lambda p: p["regimes"]["finetune"].update(lr="fast"), "regimes.finetune.lr"),
+        (lambda p: p["regimes"]["finetune"].update(batchnorm="fixed"), "regimes.finetune.batchnorm"),
+        (lambda p: p["training"].update(batch_size=1), "training.batch_size"),
+        (lambda p: p["training"].update(min_steps=500), "training.min_steps"),
+        (lambda p: p["training"].update(epochs=1.5), "training.epochs"),
+        (lambda p: p["study"].update(seeds=[1, 2, 1]), "study.seeds"),
+        (lambda p: p.update(study=None), "study"),
+    ],
+)
 def test_a_bad_value_names_its_key_and_the_fix(edit, key):
     with pytest.raises(ParamsError, match="Fix:") as error:
         config.validate(broken(edit))
     assert error.value.key == key
 
 
-@pytest.mark.parametrize("edit, key, suggestion", [
-    (lambda p: p.update(trainig=p.pop("training")), "trainig", "did you mean 'training'?"),
-    (lambda p: p["regimes"]["finetune"].update(lr_=0.01), "regimes.finetune.lr_", "did you mean 'lr'?"),
-    (lambda p: p["datasets"]["digits"].update(resolutoin=32), "datasets.digits.resolutoin", "did you mean 'resolution'?"),
-    (lambda p: p["study"].update(seed=[1]), "study.seed", "did you mean 'seeds'?"),
-    (lambda p: p["regimes"].update(finetun=p["regimes"]["finetune"]), "regimes.finetun", "did you mean 'finetune'?"),
-    (lambda p: p["backbones"]["efficientnet_lite0"].update(wieghts="hub"), "backbones.efficientnet_lite0.wieghts",
-     "did you mean 'weights'?"),
-])
+@pytest.mark.parametrize(
+    "edit, key, suggestion",
+    [
+        (lambda p: p.update(trainig=p.pop("training")), "trainig", "did you mean 'training'?"),
+        (lambda p: p["regimes"]["finetune"].update(lr_=0.01), "regimes.finetune.lr_", "did you mean 'lr'?"),
+        (
+            lambda p: p["datasets"]["digits"].update(resolutoin=32),
+            "datasets.digits.resolutoin",
+            "did you mean 'resolution'?",
+        ),
+        (lambda p: p["study"].update(seed=[1]), "study.seed", "did you mean 'seeds'?"),
+        (
+            lambda p: p["regimes"].update(finetun=p["regimes"]["finetune"]),
+            "regimes.finetun",
+            "did you mean 'finetune'?",
+        ),
+        (
+            lambda p: p["backbones"]["efficientnet_lite0"].update(wieghts="hub"),
+            "backbones.efficientnet_lite0.wieghts",
+            "did you mean 'weights'?",
+        ),
+    ],
+)
 def test_an_unknown_key_is_named_with_the_closest_known_one(edit, key, suggestion):
     with pytest.raises(ParamsError, match="unknown key") as error:
         config.validate(broken(edit))
@@ -96,10 +132,19 @@ def test_a_bad_learning_rate_grid_names_its_key(lr):
     assert error.value.key == "regimes.finetune.lr"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p.update(trainig=p.pop("training")), "trainig: unknown key. Fix: did you mean 'training'?"),
-    (lambda p: p["regimes"]["finetune"].update(lr_=0.01), "regimes.finetune.lr_: unknown key. Fix: did you mean 'lr'?"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda p: p.update(trainig=p.pop("training")),
+            "trainig: unknown key. Fix: did you mean 'training'?",
+        ),
+        (
+            lambda p: p["regimes"]["finetune"].update(lr_=0.01),
+            "regimes.finetune.lr_: unknown key. Fix: did you mean 'lr'?",
+        ),
+    ],
+)
 def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_path, edit, message):
     p = tiny_params(tmp_path / "never-read.safetensors")
     edit(p)
@@ -112,8 +157,13 @@ def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_pat
 
 
 def test_a_torchvision_block_that_may_download_needs_no_folder_yet():
-    config.validate(broken(lambda p: p["datasets"]["digits"].update(
-        source="torchvision", name="Flowers102", root="data/not-yet-there", download=True)))
+    config.validate(
+        broken(
+            lambda p: p["datasets"]["digits"].update(
+                source="torchvision", name="Flowers102", root="data/not-yet-there", download=True
+            )
+        )
+    )
 
 
 @pytest.mark.parametrize("name, suggestion", [("flowers.v2", "flowers_v2"), ("my flowers", "my_flowers")])
@@ -128,7 +178,9 @@ def test_a_name_dvc_cannot_address_is_refused_with_a_rename(name, suggestion):
 
 
 def test_seed_0_is_a_seed():
-    assert [c.seed for c in config.validate(broken(lambda p: p["study"].update(seeds=[0]))).cells()][:1] == [0]
+    assert [c.seed for c in config.validate(broken(lambda p: p["study"].update(seeds=[0]))).cells()][:1] == [
+        0
+    ]
 
 
 def test_a_batch_too_small_for_batch_norm_says_why():

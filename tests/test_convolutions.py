@@ -11,26 +11,35 @@ from torch.profiler import profile
 from pretraining_gap.training import convolutions
 
 
-@pytest.mark.parametrize("size, kernel, stride, before, after, expected", [
-    (1, 5, 1, 2, 2, (2, 2, 0, 0)),    # a 1x1 map: only the centre tap
-    (2, 5, 1, 2, 2, (1, 3, 1, 1)),    # a 2x2 map: the centre 3x3
-    (2, 5, 2, 1, 2, (1, 2, 0, 0)),    # TF "same", stride 2, on 2 pixels: one output sees taps 1 and 2
-    (32, 5, 1, 2, 2, (0, 4, 2, 2)),   # a large map uses every tap
-])
+@pytest.mark.parametrize(
+    "size, kernel, stride, before, after, expected",
+    [
+        (1, 5, 1, 2, 2, (2, 2, 0, 0)),  # a 1x1 map: only the centre tap
+        (2, 5, 1, 2, 2, (1, 3, 1, 1)),  # a 2x2 map: the centre 3x3
+        (2, 5, 2, 1, 2, (1, 2, 0, 0)),  # TF "same", stride 2, on 2 pixels: one output sees taps 1 and 2
+        (32, 5, 1, 2, 2, (0, 4, 2, 2)),  # a large map uses every tap
+    ],
+)
 def test_used_taps(size, kernel, stride, before, after, expected):
     assert convolutions.used_taps(size, kernel, stride, before, after) == expected
 
 
 def _model():
     torch.manual_seed(0)
-    return timm.create_model("tf_efficientnet_lite0", num_classes=10).double().to(memory_format=torch.channels_last)
+    return (
+        timm.create_model("tf_efficientnet_lite0", num_classes=10)
+        .double()
+        .to(memory_format=torch.channels_last)
+    )
 
 
 @pytest.mark.parametrize("resolution", [32, 33, 64])  # 33: odd maps, asymmetric "same" padding
 def test_same_outputs_and_gradients_as_the_plain_model(resolution):
     plain = _model()
     fast = convolutions.shortcut(copy.deepcopy(plain))
-    x = torch.randn(3, 3, resolution, resolution, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, resolution, resolution, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last
+    )
     y = torch.tensor([0, 1, 2])
 
     def run(model):
@@ -54,4 +63,6 @@ def test_small_maps_get_cut_kernels():
     shapes = [e.input_shapes for e in prof.events() if e.name == "aten::convolution"]
     kernels = {tuple(w[-2:]) for x, w, *_ in shapes if x[-2:] == [1, 1]}
     assert shapes and kernels <= {(1, 1)}, f"1x1 maps met kernels {kernels}"
-    assert not any(x[-2:] == [1, 1] and w[1] == 1 for x, w, *_ in shapes), "1x1 depthwise ran as a convolution"
+    assert not any(x[-2:] == [1, 1] and w[1] == 1 for x, w, *_ in shapes), (
+        "1x1 depthwise ran as a convolution"
+    )

@@ -13,12 +13,27 @@ T_975_2DOF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedo
 
 def rows(regime, size, accuracies, depth=np.nan):
     arm = regime if np.isnan(depth) else f"{regime}_k{depth}"
-    return [{"dataset": "d", "backbone": "b", "regime": regime, "depth": depth, "arm": arm,
-             "examples_per_class": size, "seed": s, "test_accuracy": a} for s, a in enumerate(accuracies, start=1)]
+    return [
+        {
+            "dataset": "d",
+            "backbone": "b",
+            "regime": regime,
+            "depth": depth,
+            "arm": arm,
+            "examples_per_class": size,
+            "seed": s,
+            "test_accuracy": a,
+        }
+        for s, a in enumerate(accuracies, start=1)
+    ]
 
 
-CELLS = pd.DataFrame(rows("scratch", 1, [0.2, 0.3, 0.4]) + rows("finetune", 1, [0.6, 0.8, 0.7])
-                     + rows("scratch", 10, [0.8, 0.9, 0.85]) + rows("finetune", 10, [0.9, 0.9, 0.9]))
+CELLS = pd.DataFrame(
+    rows("scratch", 1, [0.2, 0.3, 0.4])
+    + rows("finetune", 1, [0.6, 0.8, 0.7])
+    + rows("scratch", 10, [0.8, 0.9, 0.85])
+    + rows("finetune", 10, [0.9, 0.9, 0.9])
+)
 
 
 def test_mean_and_standard_error_over_seeds():
@@ -67,17 +82,35 @@ def test_gap_skips_seeds_without_a_scratch_partner():
 
 
 def gap_lows(lows):
-    sizes = [1, 2, 5, 10][:len(lows)]
-    return pd.DataFrame({"dataset": "d", "backbone": "b", "arm": "finetune", "regime": "finetune", "depth": np.nan,
-                         "examples_per_class": sizes, "gap": 0.1, "low": lows, "high": 0.3})
+    sizes = [1, 2, 5, 10][: len(lows)]
+    return pd.DataFrame(
+        {
+            "dataset": "d",
+            "backbone": "b",
+            "arm": "finetune",
+            "regime": "finetune",
+            "depth": np.nan,
+            "examples_per_class": sizes,
+            "gap": 0.1,
+            "low": lows,
+            "high": 0.3,
+        }
+    )
 
 
-@pytest.mark.parametrize("lows, size, status", [
-    ([0.1, -0.01, 0.02, -0.1], 10, "reached"),    # 2 includes 0 but 5 does not: catching up counts from 10 on
-    ([0.1, -0.1, -0.2, -0.3], 2, "reached"),      # scratch ahead at 10 still counts as caught up
-    ([0.1, 0.05, 0.02, 0.01], None, "not reached"),
-    ([0.1, 0.05, np.nan, 0.01], None, "no interval"),
-])
+@pytest.mark.parametrize(
+    "lows, size, status",
+    [
+        (
+            [0.1, -0.01, 0.02, -0.1],
+            10,
+            "reached",
+        ),  # 2 includes 0 but 5 does not: catching up counts from 10 on
+        ([0.1, -0.1, -0.2, -0.3], 2, "reached"),  # scratch ahead at 10 still counts as caught up
+        ([0.1, 0.05, 0.02, 0.01], None, "not reached"),
+        ([0.1, 0.05, np.nan, 0.01], None, "no interval"),
+    ],
+)
 def test_crossover_is_the_size_from_which_the_interval_reaches_zero(lows, size, status):
     found = curves.crossover(gap_lows(lows)).iloc[0]
     assert found.status == status
@@ -88,12 +121,15 @@ SCRATCH_SIZES = np.array([1.0, 10.0, 100.0])
 SCRATCH_ACCURACY = SCRATCH_SIZES / (1 + SCRATCH_SIZES)  # logit(accuracy) = ln n: straight in (ln n, logit)
 
 
-@pytest.mark.parametrize("target, n_effective, kind", [
-    (5 / 6, 5.0, "estimate"),         # logit = ln 5, inside the first segment
-    (50 / 51, 50.0, "estimate"),      # inside the second segment
-    (0.999, 100.0, "lower bound"),    # scratch never gets there: at least the largest size
-    (0.4, 1.0, "upper bound"),        # already beaten at the smallest size
-])
+@pytest.mark.parametrize(
+    "target, n_effective, kind",
+    [
+        (5 / 6, 5.0, "estimate"),  # logit = ln 5, inside the first segment
+        (50 / 51, 50.0, "estimate"),  # inside the second segment
+        (0.999, 100.0, "lower bound"),  # scratch never gets there: at least the largest size
+        (0.4, 1.0, "upper bound"),  # already beaten at the smallest size
+    ],
+)
 def test_scratch_reaches_interpolates_in_log_n_and_logit(target, n_effective, kind):
     found, found_kind = curves.scratch_reaches(SCRATCH_SIZES, SCRATCH_ACCURACY, target)
     assert found == pytest.approx(n_effective) and found_kind == kind
@@ -101,9 +137,11 @@ def test_scratch_reaches_interpolates_in_log_n_and_logit(target, n_effective, ki
 
 def test_effective_data_and_its_exponent_on_an_exact_power_law():
     scratch = [1, 2, 5, 10, 25, 50, 100]
-    transferred = {n: 2 * n ** 0.5 for n in (1, 2, 5, 10, 25)}  # D_T = 2 √n: α = 0.5
-    cells = pd.DataFrame([r for n in scratch for r in rows("scratch", n, [n / (1 + n)])]
-                         + [r for n, d in transferred.items() for r in rows("finetune", n, [(n + d) / (1 + n + d)])])
+    transferred = {n: 2 * n**0.5 for n in (1, 2, 5, 10, 25)}  # D_T = 2 √n: α = 0.5
+    cells = pd.DataFrame(
+        [r for n in scratch for r in rows("scratch", n, [n / (1 + n)])]
+        + [r for n, d in transferred.items() for r in rows("finetune", n, [(n + d) / (1 + n + d)])]
+    )
     effective = curves.effective_data(curves.summarise(cells)).set_index("examples_per_class")
     assert (effective.kind == "estimate").all()
     assert effective.transferred.to_numpy() == pytest.approx(list(transferred.values()), rel=1e-6)
@@ -117,13 +155,16 @@ def test_effective_data_marks_a_lower_bound():
 
 
 def test_power_law_needs_three_positive_points():
-    assert curves.power_law([1, 10, 100], [3, 3 * 10 ** 0.7, 3 * 100 ** 0.7]) == pytest.approx(0.7)
+    assert curves.power_law([1, 10, 100], [3, 3 * 10**0.7, 3 * 100**0.7]) == pytest.approx(0.7)
     assert np.isnan(curves.power_law([1, 10, 100], [3, -1, 5]))
 
 
 def test_transferability_is_averaged_over_seeds_in_network_order():
     cells = pd.DataFrame(rows("finetune", 1, [0.5, 0.6]))
-    cells["transferability"] = [{"stem": 4.0, "blocks.0": 2.0, "head": 1.0}, {"stem": 6.0, "blocks.0": 1.0, "head": 1.0}]
+    cells["transferability"] = [
+        {"stem": 4.0, "blocks.0": 2.0, "head": 1.0},
+        {"stem": 6.0, "blocks.0": 1.0, "head": 1.0},
+    ]
     table = curves.transferability(cells)
     assert list(table.group) == ["stem", "blocks.0", "head"]
     assert list(table["T"]) == pytest.approx([5.0, 1.5, 1.0])

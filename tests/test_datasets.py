@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import make_study_repo, run, tiny_params, tiny_weights
 from PIL import Image
-
 from pydantic import TypeAdapter
 
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 from pretraining_gap import config
 from pretraining_gap.data import datasets
 from pretraining_gap.data.prepared import POOL, TEST, UNUSED, VAL, Prepared
@@ -25,7 +24,7 @@ def write_image(path: Path, colour: tuple[int, int, int], index: int, grey: bool
     """A small image of a class colour, landscape and portrait alternating, with a bright stripe in the centre."""
     size = (24, 16) if index % 2 else (16, 24)
     array = np.zeros((size[1], size[0], 3), dtype=np.uint8) + np.array(colour, dtype=np.uint8)
-    array[size[1] // 2 - 2:size[1] // 2 + 2] = 255
+    array[size[1] // 2 - 2 : size[1] // 2 + 2] = 255
     image = Image.fromarray(array)
     path.parent.mkdir(parents=True, exist_ok=True)
     (image.convert("L") if grey else image).save(path)
@@ -42,8 +41,15 @@ def image_folder(root: Path, counts: dict[str, int]) -> Path:
 
 def folder_block(path: Path | str, **extra) -> dict:
     """A dataset block as params.yaml holds it."""
-    return {"source": "imagefolder", "path": str(path), "resolution": 12, "val_per_class": 2, "test_per_class": 3,
-            "split_seed": 0, **extra}
+    return {
+        "source": "imagefolder",
+        "path": str(path),
+        "resolution": 12,
+        "val_per_class": 2,
+        "test_per_class": 3,
+        "split_seed": 0,
+        **extra,
+    }
 
 
 def typed(block: dict) -> config.Dataset:
@@ -75,7 +81,10 @@ def test_a_separate_test_folder_is_the_test_set(tmp_path):
     data = datasets.prepare("pets", folder_cfg(root, test_path=str(tmp_path / "test")), sizes=[3])
     assert len(data.images) == 8 + 8 + 3 + 3  # every training image, test_per_class of the test folder
     assert np.bincount(data.labels[data.split == TEST]).tolist() == [3, 3]
-    assert np.bincount(data.labels[data.split == POOL]).tolist() == [6, 6]  # val carved from the training folder
+    assert np.bincount(data.labels[data.split == POOL]).tolist() == [
+        6,
+        6,
+    ]  # val carved from the training folder
 
 
 def test_the_split_is_fixed_by_split_seed(tmp_path):
@@ -104,14 +113,25 @@ def make_dtd(root: Path, per_split: dict[str, dict[str, int]]) -> Path:
 
 def test_torchvision_dtd_keeps_its_official_train_val_test(tmp_path):
     # val lists its classes in another order and test lacks none: labels must still agree by name
-    root = make_dtd(tmp_path / "tv", {"train": {"cat": 6, "dog": 5}, "val": {"dog": 3, "cat": 4},
-                                      "test": {"cat": 5, "dog": 5}})
-    cfg = {"source": "torchvision", "name": "DTD", "root": str(root), "resolution": 8,
-           "val_per_class": 2, "test_per_class": 4}
+    root = make_dtd(
+        tmp_path / "tv",
+        {"train": {"cat": 6, "dog": 5}, "val": {"dog": 3, "cat": 4}, "test": {"cat": 5, "dog": 5}},
+    )
+    cfg = {
+        "source": "torchvision",
+        "name": "DTD",
+        "root": str(root),
+        "resolution": 8,
+        "val_per_class": 2,
+        "test_per_class": 4,
+    }
     listed = datasets.catalogue("textures", typed(cfg))
     data = datasets.prepare("textures", typed(cfg), sizes=[5])
     assert data.class_names == ["cat", "dog"]
-    assert np.bincount(data.labels[data.split == POOL]).tolist() == [6, 5]  # all of official train, nothing else
+    assert np.bincount(data.labels[data.split == POOL]).tolist() == [
+        6,
+        5,
+    ]  # all of official train, nothing else
     assert np.bincount(data.labels[data.split == VAL]).tolist() == [2, 2]
     assert np.bincount(data.labels[data.split == TEST]).tolist() == [4, 4]
     chosen = np.flatnonzero(datasets.assign_split(listed.labels, listed.official, 2, 4, seed=0) != UNUSED)
@@ -119,7 +139,9 @@ def test_torchvision_dtd_keeps_its_official_train_val_test(tmp_path):
     for code, part in ((POOL, "train"), (VAL, "val"), (TEST, "test")):
         assert all(f"_{part}_" in n for n, s in zip(names, data.split) if s == code)
     # the class colour survives: red cats, green dogs
-    assert (data.images[data.labels == 0][:, 1, :, 0] > 150).all() and (data.images[data.labels == 1][:, 1, :, 1] > 150).all()
+    assert (data.images[data.labels == 0][:, 1, :, 0] > 150).all() and (
+        data.images[data.labels == 1][:, 1, :, 1] > 150
+    ).all()
 
 
 def test_torchvision_pets_carve_validation_from_trainval(tmp_path):
@@ -134,21 +156,44 @@ def test_torchvision_pets_carve_validation_from_trainval(tmp_path):
                 lines.append(f"{image_id} {label} {label} 1")
         (base / "annotations").mkdir(parents=True, exist_ok=True)
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    cfg = {"source": "torchvision", "name": "OxfordIIITPet", "root": str(tmp_path / "tv"), "resolution": 8,
-           "val_per_class": 2, "test_per_class": 3}
+    cfg = {
+        "source": "torchvision",
+        "name": "OxfordIIITPet",
+        "root": str(tmp_path / "tv"),
+        "resolution": 8,
+        "val_per_class": 2,
+        "test_per_class": 3,
+    }
     data = datasets.prepare("pets", typed(cfg), sizes=[5])
     assert data.class_names == ["Abyssinian", "Beagle"]
-    assert [np.bincount(data.labels[data.split == code]).tolist() for code in (POOL, VAL, TEST)] == \
-        [[5, 5], [2, 2], [3, 3]]
+    assert [np.bincount(data.labels[data.split == code]).tolist() for code in (POOL, VAL, TEST)] == [
+        [5, 5],
+        [2, 2],
+        [3, 3],
+    ]
 
 
-@pytest.mark.parametrize("sizes, counts, key, message", [
-    ([1, 4], {"cat": 12, "dog": 8}, "study.sizes", r"4 examples per class asked, but class 'dog' has only 3 training"),
-    ([1], {"cat": 12, "dog": 4}, "datasets.pets.val_per_class", r"class 'dog' has only 1 validation images \(4 in all\)"),
-    ([1], {"cat": 12, "dog": 2}, "datasets.pets.test_per_class", r"class 'dog' has only 2 test images"),
-])
-def test_a_class_too_small_for_val_test_and_the_largest_size_fails_before_decoding(tmp_path, sizes, counts, key,
-                                                                                   message):
+@pytest.mark.parametrize(
+    "sizes, counts, key, message",
+    [
+        (
+            [1, 4],
+            {"cat": 12, "dog": 8},
+            "study.sizes",
+            r"4 examples per class asked, but class 'dog' has only 3 training",
+        ),
+        (
+            [1],
+            {"cat": 12, "dog": 4},
+            "datasets.pets.val_per_class",
+            r"class 'dog' has only 1 validation images \(4 in all\)",
+        ),
+        ([1], {"cat": 12, "dog": 2}, "datasets.pets.test_per_class", r"class 'dog' has only 2 test images"),
+    ],
+)
+def test_a_class_too_small_for_val_test_and_the_largest_size_fails_before_decoding(
+    tmp_path, sizes, counts, key, message
+):
     root = image_folder(tmp_path / "pets", counts)
     (root / "cat" / "cat_000.png").write_bytes(b"not decoded, so never noticed")
     with pytest.raises(ParamsError, match=message + ".*Fix:") as error:
@@ -168,7 +213,9 @@ def test_an_empty_class_folder_is_named(tmp_path):
 def test_an_unreadable_image_is_named(tmp_path):
     root = image_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
     (root / "dog" / "dog_003.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(ParamsError, match=r"cannot read image .*dog_003\.png.*Fix: replace or remove") as error:
+    with pytest.raises(
+        ParamsError, match=r"cannot read image .*dog_003\.png.*Fix: replace or remove"
+    ) as error:
         datasets.prepare("pets", folder_cfg(root), sizes=[1])
     assert error.value.key == "datasets.pets.path"
 
@@ -182,8 +229,14 @@ def test_test_folder_with_other_classes_is_refused(tmp_path):
 
 
 def test_torchvision_unknown_name_and_missing_files(tmp_path):
-    cfg = {"source": "torchvision", "name": "Flowers103", "root": str(tmp_path), "resolution": 8,
-           "val_per_class": 1, "test_per_class": 1}
+    cfg = {
+        "source": "torchvision",
+        "name": "Flowers103",
+        "root": str(tmp_path),
+        "resolution": 8,
+        "val_per_class": 1,
+        "test_per_class": 1,
+    }
     with pytest.raises(ParamsError, match=r"no dataset 'Flowers103'.*Flowers102") as error:
         datasets.prepare("flowers", typed(cfg), sizes=[1])
     assert error.value.key == "datasets.flowers.name"

@@ -27,8 +27,11 @@ def project_imports(file: Path) -> set[str]:
                 continue
             for alias in node.names:  # `from . import x` imports the module x
                 candidate = f"{target}.{alias.name}"
-                found.add(candidate if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists()
-                          else target)
+                found.add(
+                    candidate
+                    if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists()
+                    else target
+                )
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("pretraining_gap")}
     return found - {name}
@@ -64,6 +67,14 @@ def test_the_grid_vocabulary_is_a_leaf():
 def test_the_training_code_does_not_reach_into_the_driver_or_the_analysis():
     graph = import_graph()
     for module in (m for m in graph if m.startswith("pretraining_gap.training")):
-        assert not any(m.startswith(("pretraining_gap.analysis", "pretraining_gap.execution",
-                                     "pretraining_gap.planning", "pretraining_gap.tracking"))
-                       for m in reached(graph, module)), module
+        assert not any(
+            m.startswith(
+                (
+                    "pretraining_gap.analysis",
+                    "pretraining_gap.execution",
+                    "pretraining_gap.planning",
+                    "pretraining_gap.tracking",
+                )
+            )
+            for m in reached(graph, module)
+        ), module

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights
 from mlflow import MlflowClient
-
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 
 CELLS = 4  # sizes [1, 3] x seeds [1, 2], one regime
 GROUP = Path("results/cells/digits/tiny/scratch")
@@ -41,8 +40,15 @@ def kill_during_training(repo: Path, sig: signal.Signals, log: Path) -> None:
     with log.open("w") as out:
         # Ctrl-C's default action, as in a terminal: a runner started in the background (`cmd &`) ignores
         # SIGINT, and its children would inherit that
-        study = subprocess.Popen(["dvc", "repro"], cwd=repo, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        study = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=repo,
+            env=study_env(repo),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + 120
         while not any((repo / GROUP).glob("*.json")):
@@ -81,6 +87,7 @@ def test_a_killed_study_resumes_with_only_the_unfinished_cells(prepared_repo, tm
     experiment = client.get_experiment_by_name("pretraining-gap")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'cell'", run_view_type=3)
     assert sorted(r.data.tags["cell"] for r in runs if r.info.lifecycle_stage == "active") == sorted(
-        f"digits/tiny/scratch/{n}/{s}" for n in (1, 3) for s in (1, 2))
+        f"digits/tiny/scratch/{n}/{s}" for n in (1, 3) for s in (1, 2)
+    )
     assert all(r.info.status == "FINISHED" for r in runs if r.info.lifecycle_stage == "active")
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import make_study_repo, run, tiny_params, tiny_weights
+from mlflow import MlflowClient
 
 
 @pytest.mark.slow  # queue workers start celery and every stage imports torch: minutes on a 2-core machine
@@ -27,16 +26,21 @@ def test_two_parallel_experiments_record_all_their_runs(tmp_path, monkeypatch):
         run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds={seeds}"], repo)
     run(["dvc", "queue", "start", "-j", "2"], repo)
     deadline = time.monotonic() + 600
-    while (status := run(["dvc", "queue", "status"], repo).stdout).count("Success") + status.count("Failed") < 2:
+    while (status := run(["dvc", "queue", "status"], repo).stdout).count("Success") + status.count(
+        "Failed"
+    ) < 2:
         assert time.monotonic() < deadline, status
         time.sleep(2)
     assert status.count("Success") == 2, status + "".join(
         run(["dvc", "queue", "logs", line.split()[0]], repo, check=False).stdout
-        for line in status.splitlines() if "Failed" in line)
+        for line in status.splitlines()
+        if "Failed" in line
+    )
 
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("pretraining-gap")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'cell'")
     assert sorted(r.data.tags["cell"] for r in runs) == sorted(
-        f"digits/tiny/{regime}/1/{seed}" for regime in ("scratch", "linear") for seed in (2, 3))
+        f"digits/tiny/{regime}/1/{seed}" for regime in ("scratch", "linear") for seed in (2, 3)
+    )
     assert all(r.info.status == "FINISHED" for r in runs)

@@ -9,11 +9,10 @@ import pandas as pd
 import timm
 import torch
 import yaml
+from conftest import make_study_repo, run, tiny_params, tiny_weights
 from mlflow import MlflowClient
 from PIL import Image
 from safetensors.torch import save_file
-
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 
 REGIMES = ["scratch", "linear", "finetune"]
 
@@ -45,7 +44,9 @@ def test_summary_metrics_match_the_table(tiny_study):
         expected = cells[(cells.regime == regime) & (cells.examples_per_class == 3)].test_accuracy.mean()
         assert abs(node[regime]["accuracy_at_3"] - expected) < 1e-4
     gap = node["finetune"]
-    assert abs(gap["gap_at_3"] - (node["finetune"]["accuracy_at_3"] - node["scratch"]["accuracy_at_3"])) < 1e-3
+    assert (
+        abs(gap["gap_at_3"] - (node["finetune"]["accuracy_at_3"] - node["scratch"]["accuracy_at_3"])) < 1e-3
+    )
     assert gap["gap_at_3_low"] <= gap["gap_at_3"] <= gap["gap_at_3_high"]
     assert gap["crossover"] in (1, 3, "not reached")
 
@@ -105,7 +106,8 @@ def test_rerun_trains_nothing_and_new_size_or_setting_trains_only_its_cells(tmp_
     assert first.read_text() == before
     _, runs = cell_runs(repo)
     assert sorted(r.info.run_name for r in runs) == sorted(
-        f"digits · tiny · {regime} · {n}/class · seed 1" for regime in ("scratch", "linear") for n in (1, 2))
+        f"digits · tiny · {regime} · {n}/class · seed 1" for regime in ("scratch", "linear") for n in (1, 2)
+    )
 
     params["regimes"]["linear"]["C"] = [1]  # one regime's setting: its cells retrain, the others are kept
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -128,7 +130,9 @@ def test_a_cells_identity_sees_weights_content_and_training_code_but_not_analysi
     repo = make_study_repo(tmp_path / "repo", params)
     assert trained_cells(run(["dvc", "repro"], repo).stderr) == {"scratch", "finetune"}
 
-    torch.manual_seed(1)  # other values at the same path: params.yaml does not change, so DVC is told to rerun
+    torch.manual_seed(
+        1
+    )  # other values at the same path: params.yaml does not change, so DVC is told to rerun
     save_file(timm.create_model("test_efficientnet").state_dict(), str(weights))
     replaced = run(["dvc", "repro", "--force", "--glob", "train@*"], repo)
     assert trained_cells(replaced.stderr) == {"finetune"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_params, tiny_weights
 from mlflow import MlflowClient
 
-from conftest import tiny_params, tiny_weights
 from pretraining_gap import config, execution, planning, results, tracking
 from pretraining_gap.data import datasets, subsets
 from pretraining_gap.data.prepared import POOL, Prepared
@@ -32,11 +32,19 @@ def workspace(tmp_path_factory) -> dict:
     typed = config.validate(params)
     data = datasets.prepare("digits", typed.datasets["digits"], typed.study.sizes)
     data.save(base / "digits.npz")
-    orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in typed.study.seeds}
+    orderings = {
+        seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in typed.study.seeds
+    }
     subsets.save(base / "subsets.json", orderings)
-    np.save(base / "features.npy", features.extract(typed.backbones["tiny"], data.images, torch.device("cpu")))
-    return {"params": params, "prepared": base / "digits.npz", "subsets": base / "subsets.json",
-            "features": base / "features.npy"}
+    np.save(
+        base / "features.npy", features.extract(typed.backbones["tiny"], data.images, torch.device("cpu"))
+    )
+    return {
+        "params": params,
+        "prepared": base / "digits.npz",
+        "subsets": base / "subsets.json",
+        "features": base / "features.npy",
+    }
 
 
 @contextmanager
@@ -85,8 +93,14 @@ def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace,
     assert [r["status"] for r in failed] == ["failed", "failed"]
     for result in failed:
         assert "test_accuracy" not in result and "training loss became nan" in result["reason"].lower()
-        assert json.loads(results.path(out, Cell("digits", "tiny", "scratch", result["examples_per_class"], 1)
-                                       ).read_text()) == result
+        assert (
+            json.loads(
+                results.path(
+                    out, Cell("digits", "tiny", "scratch", result["examples_per_class"], 1)
+                ).read_text()
+            )
+            == result
+        )
     assert [r["status"] for r in finished] == ["finished", "finished"]
     assert all(0 <= r["test_accuracy"] <= 1 for r in finished)
 
@@ -95,7 +109,9 @@ def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(workspace,
     for n in ("1", "3"):
         assert runs["scratch", n].info.status == "FAILED"
         assert "training loss became" in runs["scratch", n].data.tags["failure"]
-        assert runs["finetune", n].info.status == "FINISHED" and "failure" not in runs["finetune", n].data.tags
+        assert (
+            runs["finetune", n].info.status == "FINISHED" and "failure" not in runs["finetune", n].data.tags
+        )
 
     # same config and code: the failure is kept (it would fail the same way), nothing retrains or re-logs
     before = snapshot(out / "scratch")
@@ -115,13 +131,21 @@ TIMING = ("train_seconds", "images_per_second", "started_ms", "finished_ms")
 
 def test_the_same_cell_trained_twice_gives_bit_identical_results(workspace):
     """CPU kernels are deterministic here; the cell seeds its own generators, so global RNG use does not matter."""
-    job = execution.Job(Cell("digits", "tiny", "finetune", 3, 1), config.validate(workspace["params"]),
-                        workspace["prepared"], workspace["subsets"], workspace["features"], "same")
+    job = execution.Job(
+        Cell("digits", "tiny", "finetune", 3, 1),
+        config.validate(workspace["params"]),
+        workspace["prepared"],
+        workspace["subsets"],
+        workspace["features"],
+        "same",
+    )
     first = execution.train_cell(job).model_dump()
     np.random.seed(123), torch.manual_seed(123), torch.rand(1000), np.random.rand(1000)
     second = execution.train_cell(job).model_dump()
     assert first["status"] == "finished" and len(first["history"]["train_loss"]) >= 2
-    assert {k: v for k, v in first.items() if k not in TIMING} == {k: v for k, v in second.items() if k not in TIMING}
+    assert {k: v for k, v in first.items() if k not in TIMING} == {
+        k: v for k, v in second.items() if k not in TIMING
+    }
 
 
 ORDERING = """
@@ -137,8 +161,13 @@ print(json.dumps({c: o.tolist() for c, o in orderings.items()}))
 
 def subset_orderings(prepared: Path, seed: int, hash_seed: str) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    done = subprocess.run([sys.executable, "-c", ORDERING, str(prepared), str(seed)], env=env, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", ORDERING, str(prepared), str(seed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -147,7 +176,11 @@ def test_subsets_depend_on_the_seed_only(workspace):
     data = Prepared.load(workspace["prepared"])
     np.random.seed(7)
     here = {str(c): o.tolist() for c, o in subsets.class_orderings(data.labels, data.part(POOL), 1).items()}
-    assert here == subset_orderings(workspace["prepared"], 1, "1") == subset_orderings(workspace["prepared"], 1, "2")
+    assert (
+        here
+        == subset_orderings(workspace["prepared"], 1, "1")
+        == subset_orderings(workspace["prepared"], 1, "2")
+    )
     assert here != subset_orderings(workspace["prepared"], 2, "1")
     assert sorted(sum(here.values(), [])) == sorted(data.part(POOL).tolist())
 

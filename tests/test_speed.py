@@ -30,14 +30,20 @@ def test_parallel_with_one_worker_runs_in_this_process():
 def _study_imported(job: int) -> bool:
     import sys
 
-    return "pretraining_gap.training.regimes" in sys.modules  # this module does not import it: only a preloading server can
+    return (
+        "pretraining_gap.training.regimes" in sys.modules
+    )  # this module does not import it: only a preloading server can
 
 
 def _workers_saw_study(start_server: bool) -> str:
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_speed; from pretraining_gap import parallel\n"
-            f"if {start_server}: parallel.start_server(2, 'pretraining_gap.training.regimes')\n"
-            "print(sorted({r for _, r in parallel.run(test_speed._study_imported, [1, 2, 3], workers=2)}))")
-    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_speed; from pretraining_gap import parallel\n"
+        f"if {start_server}: parallel.start_server(2, 'pretraining_gap.training.regimes')\n"
+        "print(sorted({r for _, r in parallel.run(test_speed._study_imported, [1, 2, 3], workers=2)}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

@@ -33,4 +33,3 @@ def test_orderings_survive_a_save_and_load(tmp_path):
     subsets.save(tmp_path / "o.json", orderings)
     loaded = subsets.load(tmp_path / "o.json", 2)
     assert np.array_equal(subsets.subset(loaded, 3), subsets.subset(orderings[2], 3))
-

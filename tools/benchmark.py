@@ -53,7 +53,7 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
     while time.perf_counter() - start < seconds:
         torch.matmul(a, b)
         count += 1
-    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def step_flops_per_image(params: dict, regime: str) -> float:
@@ -70,7 +70,9 @@ def forward_flops_per_image(params: dict) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     res = params["datasets"][params["study"]["datasets"][0]]["resolution"]
-    model = timm.create_model(params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=0).eval()
+    model = timm.create_model(
+        params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=0
+    ).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(8, 3, res, res))
     return counter.get_total_flops() / 8
@@ -78,8 +80,11 @@ def forward_flops_per_image(params: dict) -> float:
 
 def grid_params(args) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["study"].update(sizes=args.sizes or params["study"]["sizes"], seeds=args.seeds or params["study"]["seeds"],
-                           regimes=args.regimes or params["study"]["regimes"])
+    params["study"].update(
+        sizes=args.sizes or params["study"]["sizes"],
+        seeds=args.seeds or params["study"]["seeds"],
+        regimes=args.regimes or params["study"]["regimes"],
+    )
     return params
 
 
@@ -88,8 +93,11 @@ def make_repo(params: dict, repo: Path) -> Path:
     repo.mkdir(parents=True)
     for name in ("dvc.yaml", "stages", "pretraining_gap"):
         src = ROOT / name
-        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-         if src.is_dir() else shutil.copy(src, repo / name))
+        (
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, repo / name)
+        )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=repo, env=_env(), check=True)
@@ -124,8 +132,9 @@ def _listed_split(params: dict):
     name = params["study"]["datasets"][0]
     cfg = params["datasets"][name]
     listed = datasets.catalogue(name, cfg)
-    return listed, datasets.assign_split(listed.labels, listed.official, cfg["val_per_class"], cfg["test_per_class"],
-                                         cfg.get("split_seed", 0))
+    return listed, datasets.assign_split(
+        listed.labels, listed.official, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0)
+    )
 
 
 def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
@@ -139,8 +148,9 @@ def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
     cells = []
     for regime in params["study"]["regimes"]:
         for seed in params["study"]["seeds"]:
-            orderings = subsets.class_orderings(labels, datasets.Prepared(None, labels, split, []).part(datasets.POOL),
-                                                seed)
+            orderings = subsets.class_orderings(
+                labels, datasets.Prepared(None, labels, split, []).part(datasets.POOL), seed
+            )
             for size in params["study"]["sizes"]:
                 files = work / f"train_{seed}_{size}.json"
                 files.write_text(json.dumps([f"{i:05d}.png" for i in subsets.subset(orderings, size)]))
@@ -148,12 +158,32 @@ def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
 
     def run_cell(regime, size, seed, files) -> dict:
         out = work / f"plain_{regime}_{size}_{seed}.json"
-        subprocess.run([sys.executable, str(ROOT / "tools" / "plain_way.py"), "cell", str(root), regime, str(size),
-                        str(seed), "--params", str(work / "params.yaml"), "--train-files", str(files), "--out",
-                        str(out)], env=_env(), check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "plain_way.py"),
+                "cell",
+                str(root),
+                regime,
+                str(size),
+                str(seed),
+                "--params",
+                str(work / "params.yaml"),
+                "--train-files",
+                str(files),
+                "--out",
+                str(out),
+            ],
+            env=_env(),
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         result = json.loads(out.read_text())
-        print(f"  plain {regime} {size}/class seed {seed}: {result['test_accuracy']:.3f} "
-              f"in {result['train_seconds']:.1f} s", flush=True)
+        print(
+            f"  plain {regime} {size}/class seed {seed}: {result['test_accuracy']:.3f} "
+            f"in {result['train_seconds']:.1f} s",
+            flush=True,
+        )
         return result
 
     start = time.perf_counter()
@@ -170,10 +200,14 @@ def _mean(values) -> str:
 
 
 def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
-    print(f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
-          f"{params['study']['seeds']} ({len(project)} cells)")
+    print(
+        f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
+        f"{params['study']['seeds']} ({len(project)} cells)"
+    )
     print(f"{'':34}{'plain way':>12}{'project':>12}")
-    print(f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x")
+    print(
+        f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x"
+    )
     print(f"{'  + PNG export (once), s':34}{export_s:12.1f}")
     print(f"fp32 matmul 2048^2: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after")
 
@@ -185,7 +219,7 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
     for (regime, size), (a, b) in sorted(by.items()):
         print(f"{regime:9}{size:5}{_mean(a):>14}{_mean(b):>14}")
 
-    print(f"\nTraining, per regime (train seconds include the validation passes)")
+    print("\nTraining, per regime (train seconds include the validation passes)")
     print(f"{'regime':9}{'side':>9}{'train s':>9}{'img/s':>8}{'GFLOP/s':>9}{'% of matmul':>12}")
     rate = (mm_before + mm_after) / 2
     for regime in params["study"]["regimes"]:
@@ -197,17 +231,28 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
                 continue
             images = sum(c["steps"] * c["batch_size"] for c in cells)
             gflops = images * flops[regime] / seconds / 1e9
-            print(f"{regime:9}{name:>9}{seconds:9.1f}{images / seconds:8.0f}{gflops:9.2f}{100 * gflops / rate:11.1f}%")
-    print(f"\nFLOPs per training image: " + ", ".join(f"{r} {f / 1e6:.0f} M" for r, f in flops.items()
-                                                       if r != "forward") + f"; forward only {flops['forward'] / 1e6:.0f} M")
+            print(
+                f"{regime:9}{name:>9}{seconds:9.1f}{images / seconds:8.0f}{gflops:9.2f}{100 * gflops / rate:11.1f}%"
+            )
+    print(
+        "\nFLOPs per training image: "
+        + ", ".join(f"{r} {f / 1e6:.0f} M" for r, f in flops.items() if r != "forward")
+        + f"; forward only {flops['forward'] / 1e6:.0f} M"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
-    parser.add_argument("--regimes", nargs="+", choices=["scratch", "linear", "frozen", "finetune"],
-                        help="regimes (default: params.yaml's)")
+    parser.add_argument(
+        "--regimes",
+        nargs="+",
+        choices=["scratch", "linear", "frozen", "finetune"],
+        help="regimes (default: params.yaml's)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
     args = parser.parse_args()
     params = grid_params(args)

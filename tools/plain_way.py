@@ -42,15 +42,29 @@ def _loaders(root: Path, train_files: set[str], resolution: int, mean, std, shif
     import torch
     from torchvision import datasets, transforms
 
-    plain = [transforms.Resize((resolution, resolution)), transforms.Grayscale(3), transforms.ToTensor(),
-             transforms.Normalize(mean, std)]
-    augment = [transforms.Resize((resolution, resolution)), transforms.Grayscale(3),
-               transforms.RandomAffine(degrees=0, translate=(shift, shift)), transforms.ToTensor(),
-               transforms.Normalize(mean, std)]
+    plain = [
+        transforms.Resize((resolution, resolution)),
+        transforms.Grayscale(3),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ]
+    augment = [
+        transforms.Resize((resolution, resolution)),
+        transforms.Grayscale(3),
+        transforms.RandomAffine(degrees=0, translate=(shift, shift)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ]
     pool = datasets.ImageFolder(str(root / "pool"), transform=transforms.Compose(augment))
     keep = [i for i, (path, _) in enumerate(pool.samples) if Path(path).name in train_files]
-    train = torch.utils.data.DataLoader(torch.utils.data.Subset(pool, keep), batch_size=batch, shuffle=True,
-                                        num_workers=2, persistent_workers=True, drop_last=True)
+    train = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(pool, keep),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        drop_last=True,
+    )
 
     def evaluation(part):
         data = datasets.ImageFolder(str(root / part), transform=transforms.Compose(plain))
@@ -95,9 +109,14 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
             p.requires_grad = True
         if regime == "frozen":
             widths = [model.num_features, *reg["hidden"]]
-            model.classifier = nn.Sequential(*[m for a, b in zip(widths, widths[1:])
-                                               for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg["dropout"]))],
-                                             nn.Linear(widths[-1], num_classes))
+            model.classifier = nn.Sequential(
+                *[
+                    m
+                    for a, b in zip(widths, widths[1:])
+                    for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg["dropout"]))
+                ],
+                nn.Linear(widths[-1], num_classes),
+            )
         lr = LINEAR_LR if regime == "linear" else reg["lr"][len(reg["lr"]) // 2]
         groups = [{"params": list(model.get_classifier().parameters()), "lr": lr}]
     else:
@@ -105,7 +124,9 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
     frozen_bn = regime in ("linear", "frozen") or reg.get("batchnorm") == "frozen"
     plan = budget(size * num_classes, cfg, reg.get("budget_multiplier", 1.0))
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-    train, val, test, n = _loaders(root, train_files, resolution, mean, std, cfg["augment_shift"], plan.batch_size)
+    train, val, test, n = _loaders(
+        root, train_files, resolution, mean, std, cfg["augment_shift"], plan.batch_size
+    )
 
     def train_mode():
         model.train()
@@ -117,7 +138,11 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
     warmup = max(1, plan.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps)))
+        optimizer,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, plan.steps) / plan.steps))
+        ),
+    )
     best, best_state, since_best, step, stop = (-1.0, math.inf), None, 0, 0, False
     start = time.perf_counter()
     train_mode()
@@ -142,13 +167,24 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
     seconds = time.perf_counter() - start
     model.load_state_dict(best_state)
     test_accuracy, _ = _evaluate(model, test)
-    return {"regime": regime, "examples_per_class": size, "seed": seed, "n_train": n, "test_accuracy": test_accuracy,
-            "best_val_accuracy": best[0], "train_seconds": seconds, "steps": step, "batch_size": plan.batch_size,
-            "images_per_second": step * plan.batch_size / seconds}
+    return {
+        "regime": regime,
+        "examples_per_class": size,
+        "seed": seed,
+        "n_train": n,
+        "test_accuracy": test_accuracy,
+        "best_val_accuracy": best[0],
+        "train_seconds": seconds,
+        "steps": step,
+        "batch_size": plan.batch_size,
+        "images_per_second": step * plan.batch_size / seconds,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cell = sub.add_parser("cell", help="train one cell the plain way and write its result JSON")
     cell.add_argument("root", type=Path, help="ImageFolder root with pool/ val/ test/")
@@ -156,14 +192,22 @@ def main() -> None:
     cell.add_argument("size", type=int, help="examples per class")
     cell.add_argument("seed", type=int)
     cell.add_argument("--params", type=Path, required=True)
-    cell.add_argument("--train-files", type=Path, required=True, help="JSON list of the pool file names to train on")
+    cell.add_argument(
+        "--train-files", type=Path, required=True, help="JSON list of the pool file names to train on"
+    )
     cell.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     import yaml
 
     sys.path.insert(0, str(ROOT))
-    result = run_cell(args.root, args.regime, args.size, args.seed, yaml.safe_load(args.params.read_text()),
-                      set(json.loads(args.train_files.read_text())))
+    result = run_cell(
+        args.root,
+        args.regime,
+        args.size,
+        args.seed,
+        yaml.safe_load(args.params.read_text()),
+        set(json.loads(args.train_files.read_text())),
+    )
     args.out.write_text(json.dumps(result))
 
 

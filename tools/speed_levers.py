@@ -44,18 +44,43 @@ TRAINING_VARIANTS = {
 
 def _data(resolution: int = 32):
     from pretraining_gap import datasets
-    return datasets.prepare("digits", {"source": "sklearn_digits", "resolution": resolution, "val_per_class": 20,
-                                       "test_per_class": 50, "split_seed": 0}, sizes=[50])
+
+    return datasets.prepare(
+        "digits",
+        {
+            "source": "sklearn_digits",
+            "resolution": resolution,
+            "val_per_class": 20,
+            "test_per_class": 50,
+            "split_seed": 0,
+        },
+        sizes=[50],
+    )
 
 
 def _model(regime: str, num_classes: int = 10):
     from pretraining_gap import backbones
-    return backbones.create({"model": "tf_efficientnet_lite0", "weights": "package"}, num_classes,
-                            pretrained=regime != "scratch", seed=1)
+
+    return backbones.create(
+        {"model": "tf_efficientnet_lite0", "weights": "package"},
+        num_classes,
+        pretrained=regime != "scratch",
+        seed=1,
+    )
 
 
-def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fused: int = 0, bf16: int = 0,
-                  batch: int = 32, compile: int = 0, shortcut: int = 0, data=None) -> dict:
+def measure_steps(
+    regime: str,
+    steps: int,
+    threads: int,
+    channels_last: int,
+    fused: int = 0,
+    bf16: int = 0,
+    batch: int = 32,
+    compile: int = 0,
+    shortcut: int = 0,
+    data=None,
+) -> dict:
     """Images/s of `steps` training steps (after 5 warm-up steps), as the study's fit() does them."""
     import torch
     import torch.nn.functional as F
@@ -72,7 +97,9 @@ def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fus
     y = torch.from_numpy(data.labels[:500])
     model = model.to(memory_format=torch.channels_last) if channels_last else model
     training.set_train_mode(model, training.batchnorms(model) if regime == "finetune" else ())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, **({"fused": True} if fused else {}))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, weight_decay=0.05, **({"fused": True} if fused else {})
+    )
     generator = torch.Generator().manual_seed(0)
     compile_seconds = 0.0
     forward = model
@@ -94,8 +121,11 @@ def measure_steps(regime: str, steps: int, threads: int, channels_last: int, fus
         if compile and step == 0:
             compile_seconds = time.perf_counter() - start
     seconds = sum(timings[5:])
-    return {"images_per_second": steps * batch / seconds, "images_per_cpu_second": steps * batch / sum(cpu[5:]),
-            "compile_seconds": compile_seconds}
+    return {
+        "images_per_second": steps * batch / seconds,
+        "images_per_cpu_second": steps * batch / sum(cpu[5:]),
+        "compile_seconds": compile_seconds,
+    }
 
 
 def measure_eval(regime: str, threads: int) -> dict:
@@ -133,8 +163,9 @@ def _args(regime: str, steps: int, variant: dict) -> list[str]:
     return [regime, str(steps), *[f"--{k}={v}" for k, v in variant.items()]]
 
 
-def training_table(regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool,
-                   batch: int) -> None:
+def training_table(
+    regimes: list[str], steps: int, repeats: int, variants: list[str], separate: bool, batch: int
+) -> None:
     """Variants interleaved, in this process (a fresh model each) or, with `separate`, one process each."""
     rows = {(r, v): [] for r in regimes for v in variants}
     data = None if separate else _data()
@@ -142,28 +173,46 @@ def training_table(regimes: list[str], steps: int, repeats: int, variants: list[
         for regime in regimes:
             for name in variants:
                 variant = {**TRAINING_VARIANTS[name], "batch": batch}
-                rows[regime, name].append(_result(_child(_args(regime, steps, variant))) if separate
-                                          else measure_steps(regime, steps, data=data, **variant))
-    print(f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, batch {batch}, {steps} steps, "
-          f"median of {repeats}")
-    print("img/CPU-s: images per second of this process's CPU time (all its threads), steadier than wall time "
-          "on a shared machine")
-    print(f"{'regime':9} {'variant':44} {'img/s':>7} {'vs today':>8} {'img/CPU-s':>9} {'vs today':>8} {'compile s':>9}")
+                rows[regime, name].append(
+                    _result(_child(_args(regime, steps, variant)))
+                    if separate
+                    else measure_steps(regime, steps, data=data, **variant)
+                )
+    print(
+        f"\nTraining throughput, digits 32 px, tf_efficientnet_lite0, batch {batch}, {steps} steps, "
+        f"median of {repeats}"
+    )
+    print(
+        "img/CPU-s: images per second of this process's CPU time (all its threads), steadier than wall time "
+        "on a shared machine"
+    )
+    print(
+        f"{'regime':9} {'variant':44} {'img/s':>7} {'vs today':>8} {'img/CPU-s':>9} {'vs today':>8} {'compile s':>9}"
+    )
     for regime in regimes:
+
         def median(name, key):
             return statistics.median(r[key] for r in rows[regime, name])
-        base, base_cpu = median(variants[0], "images_per_second"), median(variants[0], "images_per_cpu_second")
+
+        base, base_cpu = (
+            median(variants[0], "images_per_second"),
+            median(variants[0], "images_per_cpu_second"),
+        )
         for name in variants:
             ips, cps = median(name, "images_per_second"), median(name, "images_per_cpu_second")
-            print(f"{regime:9} {name:44} {ips:7.0f} {ips / base:7.2f}x {cps:9.0f} {cps / base_cpu:7.2f}x "
-                  f"{median(name, 'compile_seconds'):9.1f}")
+            print(
+                f"{regime:9} {name:44} {ips:7.0f} {ips / base:7.2f}x {cps:9.0f} {cps / base_cpu:7.2f}x "
+                f"{median(name, 'compile_seconds'):9.1f}"
+            )
 
 
 def parallel_table(regime: str, steps: int, repeats: int) -> None:
     """Throughput of the machine: one process with 2 threads vs two concurrent 1-thread processes."""
     one, two = [], []
     for _ in range(repeats):
-        one.append(_result(_child(_args(regime, steps, {"threads": 2, "channels_last": 1})))["images_per_second"])
+        one.append(
+            _result(_child(_args(regime, steps, {"threads": 2, "channels_last": 1})))["images_per_second"]
+        )
         procs = [_child(_args(regime, steps, {"threads": 1, "channels_last": 1})) for _ in range(2)]
         two.append(sum(_result(p)["images_per_second"] for p in procs))
     a, b = statistics.median(one), statistics.median(two)
@@ -197,8 +246,10 @@ def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
     feats = features.extract({"model": "tf_efficientnet_lite0", "weights": "package"}, data.images)
     val, test = data.part(datasets.VAL), data.part(datasets.TEST)
     print(f"\nLinear probe on {feats.shape[1]}-d features, C grid {Cs}")
-    print(f"{'size':>4} {'seed':>4} {'today s':>8} {'warm s':>7} {'iters':>6} {'iters':>6} {'C today':>8} "
-          f"{'C warm':>7} {'val today':>9} {'val warm':>8} {'test today':>10} {'test warm':>9}")
+    print(
+        f"{'size':>4} {'seed':>4} {'today s':>8} {'warm s':>7} {'iters':>6} {'iters':>6} {'C today':>8} "
+        f"{'C warm':>7} {'val today':>9} {'val warm':>8} {'test today':>10} {'test warm':>9}"
+    )
     totals = np.zeros(4)
     for seed in seeds:
         orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
@@ -211,11 +262,16 @@ def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
                 runs.append((*probe_fits(*args, warm=warm), time.perf_counter() - start))
             (old, c_old, v_old, i_old, t_old), (new, c_new, v_new, i_new, t_new) = runs
             totals += (t_old, t_new, i_old, i_new)
-            print(f"{n:4} {seed:4} {t_old:8.2f} {t_new:7.2f} {i_old:6} {i_new:6} {c_old:8g} {c_new:7g} {v_old:9.3f} "
-                  f"{v_new:8.3f} {old.score(feats[test], data.labels[test]):10.3f} "
-                  f"{new.score(feats[test], data.labels[test]):9.3f}", flush=True)
-    print(f"total: today {totals[0]:.1f} s / {totals[2]:.0f} lbfgs iterations, warm-started {totals[1]:.1f} s / "
-          f"{totals[3]:.0f} iterations")
+            print(
+                f"{n:4} {seed:4} {t_old:8.2f} {t_new:7.2f} {i_old:6} {i_new:6} {c_old:8g} {c_new:7g} {v_old:9.3f} "
+                f"{v_new:8.3f} {old.score(feats[test], data.labels[test]):10.3f} "
+                f"{new.score(feats[test], data.labels[test]):9.3f}",
+                flush=True,
+            )
+    print(
+        f"total: today {totals[0]:.1f} s / {totals[2]:.0f} lbfgs iterations, warm-started {totals[1]:.1f} s / "
+        f"{totals[3]:.0f} iterations"
+    )
 
 
 def overhead_table() -> None:
@@ -256,8 +312,9 @@ def overhead_table() -> None:
             runs = []
             for _ in range(3):
                 started = time.perf_counter()
-                subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env=_env(), check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [sys.executable, script, "--help"], cwd=ROOT, env=_env(), check=True, capture_output=True
+                )
                 runs.append(time.perf_counter() - started)
             startups[script] = statistics.median(runs)
     started = time.perf_counter()
@@ -266,7 +323,9 @@ def overhead_table() -> None:
     server = time.perf_counter() - started
     dvc_own = wall - sum(seconds for seconds, _ in commands)
     startup = sum(startups[script] for _, script in commands) + server
-    print(f"\ndvc repro, default grid, training cut to 1 step: {wall:.1f} s wall, {len(commands)} stage commands")
+    print(
+        f"\ndvc repro, default grid, training cut to 1 step: {wall:.1f} s wall, {len(commands)} stage commands"
+    )
     for script, seconds in startups.items():
         print(f"  {script:24} start-up {seconds:4.1f} s x {sum(s == script for _, s in commands)}")
     print(f"  workers' server start  {server:4.1f} s")
@@ -284,16 +343,29 @@ def main() -> None:
         result = measure_eval(a["regime"], a["threads"]) if a.pop("eval", 0) else measure_steps(**a)
         print(json.dumps(result))
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("lever", choices=["training", "parallel", "probe", "eval", "overhead"])
-    parser.add_argument("--regimes", nargs="+", default=["finetune", "scratch"], choices=["finetune", "scratch"])
+    parser.add_argument(
+        "--regimes", nargs="+", default=["finetune", "scratch"], choices=["finetune", "scratch"]
+    )
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
-    parser.add_argument("--batch", type=int, default=32, help="training: images per step (the study's subsets of "
-                        "1/class train at 10)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=32,
+        help="training: images per step (the study's subsets of 1/class train at 10)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
-    parser.add_argument("--variants", nargs="+", default=list(TRAINING_VARIANTS), help="training variants to run")
-    parser.add_argument("--separate", action="store_true",
-                        help="training: each measurement in its own process (needed for torch.compile's cost)")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(TRAINING_VARIANTS), help="training variants to run"
+    )
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="training: each measurement in its own process (needed for torch.compile's cost)",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 25, 50], help="probe: sizes")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="probe: seeds")
     parser.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1, 10, 100], help="probe: C grid")
@@ -311,8 +383,10 @@ def main() -> None:
         for regime in args.regimes:
             for threads in (2, 1):
                 r = _result(_child([regime, "0", f"--threads={threads}", "--eval=1"]))
-                print(f"{regime} {threads} thread(s): validation pass (200 images) {r['eval_seconds']:.3f} s "
-                      f"= {r['eval_seconds'] / r['step_seconds']:.1f} training steps of 32")
+                print(
+                    f"{regime} {threads} thread(s): validation pass (200 images) {r['eval_seconds']:.3f} s "
+                    f"= {r['eval_seconds'] / r['step_seconds']:.1f} training steps of 32"
+                )
 
 
 if __name__ == "__main__":

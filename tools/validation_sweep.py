@@ -11,7 +11,9 @@ from pretraining_gap import datasets, params, regimes, subsets
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("regime", choices=["scratch", "finetune"])
     parser.add_argument("--lr", type=float, nargs="+", required=True, help="peak learning rates to try")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10], help="examples per class")

@@ -15,15 +15,21 @@ from . import benefits, curves, plots
 
 # cells.csv: every scalar field of a cell result, with the arm beside the regime (per-evaluation histories and
 # per-layer values stay in the result files)
-COLUMNS = ["arm", *(c for c in results.COLUMNS if c not in ("history", "transferability", "val_accuracy_by_lr",
-                                                           "traceback"))]
+COLUMNS = [
+    "arm",
+    *(
+        c
+        for c in results.COLUMNS
+        if c not in ("history", "transferability", "val_accuracy_by_lr", "traceback")
+    ),
+]
 
 
 @dataclass
 class Aggregated:
-    cells: pd.DataFrame                       # one row per grid cell, finished or not (status column)
-    tables: dict[str, pd.DataFrame]           # name → table, also written as results/tables/<name>.csv
-    metrics: dict                             # metrics/summary.json
+    cells: pd.DataFrame  # one row per grid cell, finished or not (status column)
+    tables: dict[str, pd.DataFrame]  # name → table, also written as results/tables/<name>.csv
+    metrics: dict  # metrics/summary.json
     figures: list[Path] = field(default_factory=list)
 
     @property
@@ -39,9 +45,18 @@ def load_cells(params: Params, root: Path) -> pd.DataFrame:
     for cell in params.cells():
         result = results.read(results.path(results.group_dir(root, cell), cell))
         if result is None:
-            rows.append({"dataset": cell.dataset, "backbone": cell.backbone, "regime": cell.regime,
-                         "depth": cell.depth, "examples_per_class": cell.examples_per_class, "seed": cell.seed,
-                         "status": "missing", "reason": "no result file (run `dvc repro`)"})
+            rows.append(
+                {
+                    "dataset": cell.dataset,
+                    "backbone": cell.backbone,
+                    "regime": cell.regime,
+                    "depth": cell.depth,
+                    "examples_per_class": cell.examples_per_class,
+                    "seed": cell.seed,
+                    "status": "missing",
+                    "reason": "no result file (run `dvc repro`)",
+                }
+            )
         else:
             rows.append(result.model_dump())
     table = pd.DataFrame(rows).reindex(columns=results.COLUMNS)
@@ -54,8 +69,12 @@ def load_cells(params: Params, root: Path) -> pd.DataFrame:
 def incomplete(cells: pd.DataFrame) -> dict[str, str]:
     """Cell → why it has no accuracy: failed (with its reason) or missing."""
     bad = cells[(cells.status != "finished") | cells.test_accuracy.isna()]
-    return {f"{r.dataset}/{r.backbone}/{r.arm}/{r.examples_per_class}/seed{r.seed}":
-            f"{r.status}: {r.reason if isinstance(r.reason, str) else 'no test accuracy'}" for r in bad.itertuples()}
+    return {
+        f"{r.dataset}/{r.backbone}/{r.arm}/{r.examples_per_class}/seed{r.seed}": (
+            f"{r.status}: {r.reason if isinstance(r.reason, str) else 'no test accuracy'}"
+        )
+        for r in bad.itertuples()
+    }
 
 
 def analyse(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -63,9 +82,15 @@ def analyse(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
     summary, gap = curves.summarise(done), curves.gaps(done)
     effective = curves.effective_data(summary)
-    return {"accuracy": summary, "gap": gap, "crossover": curves.crossover(gap), "effective_data": effective,
-            "transfer_exponent": curves.transfer_exponents(effective), "benefits": benefits.summarise(done),
-            "transferability": curves.transferability(done)}
+    return {
+        "accuracy": summary,
+        "gap": gap,
+        "crossover": curves.crossover(gap),
+        "effective_data": effective,
+        "transfer_exponent": curves.transfer_exponents(effective),
+        "benefits": benefits.summarise(done),
+        "transferability": curves.transferability(done),
+    }
 
 
 def _number(value) -> float | None:
@@ -76,14 +101,23 @@ def headline(cells: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
     """The compact metrics/summary.json: cell counts and incomplete cells, then per dataset → backbone → arm the
     accuracy at the smallest and largest size and, for pretrained arms, the gap with its interval there, the
     crossover, the effective data transferred at the smallest size and the exponent α. Full tables: results/tables/."""
-    out: dict = {"cells": {"grid": len(cells), **{s: int((cells.status == s).sum()) for s in ("finished", "failed", "missing")}},
-                 "incomplete": incomplete(cells)}
+    out: dict = {
+        "cells": {
+            "grid": len(cells),
+            **{s: int((cells.status == s).sum()) for s in ("finished", "failed", "missing")},
+        },
+        "incomplete": incomplete(cells),
+    }
     accuracy = tables["accuracy"]
     for (dataset, backbone, arm), part in accuracy.groupby(["dataset", "backbone", "arm"], sort=True):
         node = out.setdefault(dataset, {}).setdefault(backbone, {}).setdefault(arm, {})
         for row in _ends(part).itertuples():
             node[f"accuracy_at_{row.examples_per_class}"] = _number(row.mean)
-        key = (tables["gap"].dataset == dataset) & (tables["gap"].backbone == backbone) & (tables["gap"].arm == arm)
+        key = (
+            (tables["gap"].dataset == dataset)
+            & (tables["gap"].backbone == backbone)
+            & (tables["gap"].arm == arm)
+        )
         for row in _ends(tables["gap"][key]).itertuples():
             node[f"gap_at_{row.examples_per_class}"] = _number(row.gap)
             node[f"gap_at_{row.examples_per_class}_low"] = _number(row.low)
@@ -106,11 +140,14 @@ def _ends(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(table: pd.DataFrame, dataset: str, backbone: str, arm: str) -> list:
-    return list(table[(table.dataset == dataset) & (table.backbone == backbone) & (table.arm == arm)].itertuples())
+    return list(
+        table[(table.dataset == dataset) & (table.backbone == backbone) & (table.arm == arm)].itertuples()
+    )
 
 
-def write_tables(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], table: Path, tables_dir: Path,
-                 curves_dir: Path) -> None:
+def write_tables(
+    cells: pd.DataFrame, tables: dict[str, pd.DataFrame], table: Path, tables_dir: Path, curves_dir: Path
+) -> None:
     """cells.csv (one row per grid cell), results/tables/<name>.csv, and one CSV per arm for `dvc plots`."""
     table.parent.mkdir(parents=True, exist_ok=True)
     cells.reindex(columns=COLUMNS).to_csv(table, index=False)
@@ -120,53 +157,91 @@ def write_tables(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], table: Pa
     for (dataset, backbone, arm), curve in tables["accuracy"].groupby(["dataset", "backbone", "arm"]):
         out = curves_dir / dataset / backbone / f"{arm}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
-        curve.rename(columns={"mean": "test_accuracy"})[["examples_per_class", "test_accuracy", "stderr"]].to_csv(
-            out, index=False)
+        curve.rename(columns={"mean": "test_accuracy"})[
+            ["examples_per_class", "test_accuracy", "stderr"]
+        ].to_csv(out, index=False)
 
 
 def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
     """Backbone → its cost record (results/costs/<dataset>/<backbone>.json), for the backbones that have one."""
     folder = Path(costs_dir) / dataset
-    return {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+    return (
+        {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+    )
 
 
-def draw(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], plots_dir: Path, costs_dir: Path) -> list[Path]:
+def draw(
+    cells: pd.DataFrame, tables: dict[str, pd.DataFrame], plots_dir: Path, costs_dir: Path
+) -> list[Path]:
     """The figure set of each dataset × backbone, and the cost figure of each dataset with cost records."""
     figures = []
     finished = cells[cells.status == "finished"]
     for (dataset, backbone), summary in tables["accuracy"].groupby(["dataset", "backbone"], sort=True):
-        def part(name):
+
+        def part(name, dataset=dataset, backbone=backbone):
             frame = tables[name]
             return frame[(frame.dataset == dataset) & (frame.backbone == backbone)]
 
         name, stem = f"{dataset} · {backbone}", plots_dir / f"{dataset}_{backbone}"
         crossing = part("crossover")
-        figures.append(plots.accuracy_vs_size(summary, f"{name}: test accuracy", Path(f"{stem}_accuracy.png")))
+        figures.append(
+            plots.accuracy_vs_size(summary, f"{name}: test accuracy", Path(f"{stem}_accuracy.png"))
+        )
         if not part("gap").empty:
-            figures.append(plots.gap_vs_size(part("gap"), crossing, f"{name}: pretraining gap",
-                                             Path(f"{stem}_gap.png")))
+            figures.append(
+                plots.gap_vs_size(part("gap"), crossing, f"{name}: pretraining gap", Path(f"{stem}_gap.png"))
+            )
         if not part("effective_data").empty:
-            figures.append(plots.effective_data(part("effective_data"), f"{name}: effective data transferred",
-                                                Path(f"{stem}_effective_data.png")))
+            figures.append(
+                plots.effective_data(
+                    part("effective_data"),
+                    f"{name}: effective data transferred",
+                    Path(f"{stem}_effective_data.png"),
+                )
+            )
         runs = finished[(finished.dataset == dataset) & (finished.backbone == backbone)]
         if runs.history.map(lambda h: isinstance(h, dict)).any():
-            figures.append(plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png")))
+            figures.append(
+                plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
+            )
         if not part("transferability").empty:
-            figures.append(plots.transferability(part("transferability"), f"{name}: per-layer transferability",
-                                                 Path(f"{stem}_transferability.png")))
+            figures.append(
+                plots.transferability(
+                    part("transferability"),
+                    f"{name}: per-layer transferability",
+                    Path(f"{stem}_transferability.png"),
+                )
+            )
         if summary.depth.notna().any():
-            figures.append(plots.accuracy_vs_depth(summary, f"{name}: accuracy vs transfer depth",
-                                                   Path(f"{stem}_depth.png")))
+            figures.append(
+                plots.accuracy_vs_depth(
+                    summary, f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
+                )
+            )
     for dataset, summary in tables["accuracy"].groupby("dataset", sort=True):
         costs = read_costs(costs_dir, dataset)
         if costs:
-            figures.append(plots.accuracy_vs_cost(summary, costs, f"{dataset}: accuracy vs inference cost",
-                                                  plots_dir / f"{dataset}_cost.png"))
+            figures.append(
+                plots.accuracy_vs_cost(
+                    summary,
+                    costs,
+                    f"{dataset}: accuracy vs inference cost",
+                    plots_dir / f"{dataset}_cost.png",
+                )
+            )
     return figures
 
 
-def run(params: Params, cells_root: Path, table: Path, tables_dir: Path, curves_dir: Path, metrics: Path,
-        plots_dir: Path, costs_dir: Path) -> Aggregated:
+def run(
+    params: Params,
+    cells_root: Path,
+    table: Path,
+    tables_dir: Path,
+    curves_dir: Path,
+    metrics: Path,
+    plots_dir: Path,
+    costs_dir: Path,
+) -> Aggregated:
     cells = load_cells(params, cells_root)
     tables = analyse(cells)
     write_tables(cells, tables, table, tables_dir, curves_dir)

@@ -36,16 +36,25 @@ def per_cell(cells: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(history, dict) or not history.get("val_accuracy"):
             continue
         steps, accuracy = history["step"], history["val_accuracy"]
-        rows.append({**{k: cell[k] for k in GROUP}, "seed": cell["seed"], "start": accuracy[0],
-                     "steps_to_90pct_odds": steps_to_odds_fraction(steps, accuracy), "area": area(steps, accuracy),
-                     "final": cell["test_accuracy"]})
+        rows.append(
+            {
+                **{k: cell[k] for k in GROUP},
+                "seed": cell["seed"],
+                "start": accuracy[0],
+                "steps_to_90pct_odds": steps_to_odds_fraction(steps, accuracy),
+                "area": area(steps, accuracy),
+                "final": cell["test_accuracy"],
+            }
+        )
     return pd.DataFrame(rows, columns=[*GROUP, "seed", *MEASURES])
 
 
 def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     """The benefits per arm and size, averaged over seeds; pretrained arms also get their difference to scratch."""
     table = per_cell(cells).groupby(GROUP, dropna=False, sort=True)[MEASURES].mean().reset_index()
-    scratch = table[table.regime == "scratch"].set_index(["dataset", "backbone", "examples_per_class"])[MEASURES]
+    scratch = table[table.regime == "scratch"].set_index(["dataset", "backbone", "examples_per_class"])[
+        MEASURES
+    ]
     partner = scratch.reindex(pd.MultiIndex.from_frame(table[["dataset", "backbone", "examples_per_class"]]))
     for measure in MEASURES:
         table[f"{measure}_vs_scratch"] = table[measure].to_numpy() - partner[measure].to_numpy()

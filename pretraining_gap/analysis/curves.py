@@ -36,8 +36,12 @@ def summarise(cells: pd.DataFrame, epsilon: float = EPSILON) -> pd.DataFrame:
     """Per arm and size: mean test accuracy, its standard error over seeds, seed count, and the log-odds mean
     (mean of logit(accuracy) over seeds mapped back to an accuracy; Kornblith et al. 2019)."""
     grouped = cells.groupby(GROUP, dropna=False, sort=True)["test_accuracy"]
-    table = grouped.agg(mean="mean", seeds="count", std=lambda a: a.std(ddof=1) if len(a) > 1 else np.nan,
-                        logodds_mean=lambda a: float(sigmoid(logit(a, epsilon).mean())))
+    table = grouped.agg(
+        mean="mean",
+        seeds="count",
+        std=lambda a: a.std(ddof=1) if len(a) > 1 else np.nan,
+        logodds_mean=lambda a: float(sigmoid(logit(a, epsilon).mean())),
+    )
     table["stderr"] = table["std"] / np.sqrt(table["seeds"])
     return table.drop(columns="std").reset_index()
 
@@ -48,15 +52,25 @@ def gaps(cells: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     keys = ["dataset", "backbone", "examples_per_class", "seed"]
     scratch = cells[cells.regime == "scratch"].set_index(keys)["test_accuracy"]
     pretrained = cells[cells.regime != "scratch"]
-    paired = pretrained.assign(gap=pretrained.test_accuracy.to_numpy()
-                               - scratch.reindex(pd.MultiIndex.from_frame(pretrained[keys])).to_numpy())
+    paired = pretrained.assign(
+        gap=pretrained.test_accuracy.to_numpy()
+        - scratch.reindex(pd.MultiIndex.from_frame(pretrained[keys])).to_numpy()
+    )
     rows = []
     for group, part in paired.dropna(subset=["gap"]).groupby(GROUP, dropna=False, sort=True):
         n, mean = len(part), part.gap.mean()
         stderr = part.gap.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
         half = stats.t.ppf((1 + level) / 2, n - 1) * stderr if n > 1 else np.nan
-        rows.append({**dict(zip(GROUP, group)), "gap": mean, "stderr": stderr, "low": mean - half,
-                     "high": mean + half, "seeds": n})
+        rows.append(
+            {
+                **dict(zip(GROUP, group)),
+                "gap": mean,
+                "stderr": stderr,
+                "low": mean - half,
+                "high": mean + half,
+                "seeds": n,
+            }
+        )
     return pd.DataFrame(rows, columns=[*GROUP, "gap", "stderr", "low", "high", "seeds"])
 
 
@@ -72,15 +86,18 @@ def crossover(gap: pd.DataFrame) -> pd.DataFrame:
             status = "no interval"
         else:
             caught_up = (part.low <= 0).to_numpy()
-            settled = np.flatnonzero(np.logical_and.accumulate(caught_up[::-1])[::-1])  # true from here to the end
+            settled = np.flatnonzero(
+                np.logical_and.accumulate(caught_up[::-1])[::-1]
+            )  # true from here to the end
             if len(settled):
                 size, status = part.examples_per_class.iloc[settled[0]], "reached"
         rows.append({**dict(zip(ARM, group)), "crossover": size, "status": status})
     return pd.DataFrame(rows, columns=[*ARM, "crossover", "status"])
 
 
-def scratch_reaches(sizes: np.ndarray, accuracies: np.ndarray, target: float,
-                    epsilon: float = EPSILON) -> tuple[float, str]:
+def scratch_reaches(
+    sizes: np.ndarray, accuracies: np.ndarray, target: float, epsilon: float = EPSILON
+) -> tuple[float, str]:
     """Examples per class at which the scratch curve first reaches `target` accuracy, interpolated linearly in
     (log n, logit accuracy) between studied sizes. Returns (n_E, "estimate"), or the studied end with
     "upper bound" (already there at the smallest size) or "lower bound" (never there within the sizes)."""
@@ -98,15 +115,21 @@ def effective_data(summary: pd.DataFrame, epsilon: float = EPSILON) -> pd.DataFr
     examples per class scratch needs for the pretrained arm's accuracy (both as log-odds means over seeds). A bound
     (see `scratch_reaches`) makes D_T a bound of the same kind."""
     rows = []
-    for (dataset, backbone), part in summary.groupby(["dataset", "backbone"], sort=True):
+    for _, part in summary.groupby(["dataset", "backbone"], sort=True):
         scratch = part[part.regime == "scratch"].sort_values("examples_per_class")
         if scratch.empty:
             continue
         sizes, accuracies = scratch.examples_per_class.to_numpy(float), scratch.logodds_mean.to_numpy()
         for row in part[part.regime != "scratch"].itertuples():
             n_e, kind = scratch_reaches(sizes, accuracies, row.logodds_mean, epsilon)
-            rows.append({**{k: getattr(row, k) for k in GROUP}, "n_effective": n_e,
-                         "transferred": n_e - row.examples_per_class, "kind": kind})
+            rows.append(
+                {
+                    **{k: getattr(row, k) for k in GROUP},
+                    "n_effective": n_e,
+                    "transferred": n_e - row.examples_per_class,
+                    "kind": kind,
+                }
+            )
     return pd.DataFrame(rows, columns=[*GROUP, "n_effective", "transferred", "kind"])
 
 
@@ -121,8 +144,10 @@ def power_law(sizes, transferred) -> float:
 
 def transfer_exponents(effective: pd.DataFrame) -> pd.DataFrame:
     """α per pretrained arm, from the sizes where D_T is an estimate rather than a bound."""
-    rows = [{**dict(zip(ARM, group)), "alpha": power_law(part.examples_per_class, part.transferred)}
-            for group, part in effective[effective.kind == "estimate"].groupby(ARM, dropna=False, sort=True)]
+    rows = [
+        {**dict(zip(ARM, group)), "alpha": power_law(part.examples_per_class, part.transferred)}
+        for group, part in effective[effective.kind == "estimate"].groupby(ARM, dropna=False, sort=True)
+    ]
     return pd.DataFrame(rows, columns=[*ARM, "alpha"])
 
 
@@ -131,9 +156,16 @@ def transferability(cells: pd.DataFrame) -> pd.DataFrame:
     layer group; `order` keeps the network order of the groups."""
     if "transferability" not in cells:
         return pd.DataFrame(columns=[*GROUP, "group", "order", "T"])
-    rows = [{**{k: cell[k] for k in GROUP}, "group": name, "order": order, "T": value}
-            for _, cell in cells.iterrows() if isinstance(cell["transferability"], dict)
-            for order, (name, value) in enumerate(cell["transferability"].items())]
+    rows = [
+        {**{k: cell[k] for k in GROUP}, "group": name, "order": order, "T": value}
+        for _, cell in cells.iterrows()
+        if isinstance(cell["transferability"], dict)
+        for order, (name, value) in enumerate(cell["transferability"].items())
+    ]
     table = pd.DataFrame(rows, columns=[*GROUP, "group", "order", "T"])
-    return table.groupby([*GROUP, "group"], dropna=False, sort=False).agg(order=("order", "first"), T=("T", "mean")) \
-        .reset_index().sort_values([*GROUP, "order"], ignore_index=True)
+    return (
+        table.groupby([*GROUP, "group"], dropna=False, sort=False)
+        .agg(order=("order", "first"), T=("T", "mean"))
+        .reset_index()
+        .sort_values([*GROUP, "order"], ignore_index=True)
+    )

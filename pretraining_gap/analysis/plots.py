@@ -41,8 +41,9 @@ def _panels(count: int, width: float = 3.4, height: float = 3.0):
     """A row-major grid of at most four panels a row, flattened; unused panels hidden."""
     cols = min(count, 4)
     rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False, constrained_layout=True
+    )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
@@ -75,7 +76,12 @@ def gap_vs_size(gap: pd.DataFrame, crossover: pd.DataFrame, title: str, out: Pat
             ax.fill_between(part.examples_per_class, part.low * 100, part.high * 100, alpha=0.2, color=colour)
         for row in crossover[crossover.arm == arm].itertuples():
             if row.status == "reached":
-                ax.axvline(row.crossover, color=colour, ls=":", label=f"{arm}: scratch catches up at {row.crossover:g}")
+                ax.axvline(
+                    row.crossover,
+                    color=colour,
+                    ls=":",
+                    label=f"{arm}: scratch catches up at {row.crossover:g}",
+                )
     _size_axis(ax, gap.examples_per_class)
     ax.set_ylabel("gap: pretrained − scratch (accuracy points)")
     ax.grid(alpha=0.3)
@@ -90,13 +96,26 @@ def effective_data(effective: pd.DataFrame, title: str, out: Path) -> Path:
     for arm, part in effective.groupby("arm", sort=True):
         part, colour = part.sort_values("examples_per_class"), _colour(arm)
         estimates = part[part.kind == "estimate"]
-        ax.plot(estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5)  # not through bounds
-        for kind, marker, face, label in (("estimate", "o", colour, arm), ("lower bound", "^", "none", f"{arm}: at least"),
-                                          ("upper bound", "v", "none", f"{arm}: at most")):
+        ax.plot(
+            estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5
+        )  # not through bounds
+        for kind, marker, face, label in (
+            ("estimate", "o", colour, arm),
+            ("lower bound", "^", "none", f"{arm}: at least"),
+            ("upper bound", "v", "none", f"{arm}: at most"),
+        ):
             shown = part[part.kind == kind]
             if len(shown):
-                ax.scatter(shown.examples_per_class, shown.transferred, marker=marker, facecolors=face,
-                           edgecolors=colour, s=50, label=label, zorder=3)
+                ax.scatter(
+                    shown.examples_per_class,
+                    shown.transferred,
+                    marker=marker,
+                    facecolors=face,
+                    edgecolors=colour,
+                    s=50,
+                    label=label,
+                    zorder=3,
+                )
     ax.axhline(0, color="black", lw=0.8)
     _size_axis(ax, effective.examples_per_class)
     ax.set_yscale("symlog", linthresh=1)
@@ -114,8 +133,14 @@ def learning_curves(cells: pd.DataFrame, title: str, out: Path) -> Path:
     for ax, size in zip(axes, sizes):
         for arm, part in runs[runs.examples_per_class == size].groupby("arm", sort=True):
             for i, history in enumerate(part.history):
-                ax.plot(history["step"], history["val_accuracy"], color=_colour(arm), alpha=0.7, lw=1,
-                        label=arm if i == 0 else None)
+                ax.plot(
+                    history["step"],
+                    history["val_accuracy"],
+                    color=_colour(arm),
+                    alpha=0.7,
+                    lw=1,
+                    label=arm if i == 0 else None,
+                )
         ax.set_title(f"{size} per class")
         ax.set_xlabel("optimisation step")
         ax.set_ylabel("validation accuracy")
@@ -132,8 +157,13 @@ def transferability(table: pd.DataFrame, title: str, out: Path) -> Path:
     shades = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for (arm, size), part in table.groupby(["arm", "examples_per_class"], sort=True):
         part = part.sort_values("order")
-        ax.plot(part.group, part["T"], marker=MARKERS.get(arm.split("_k")[0], "o"),
-                color=shades[sizes.index(size)], label=f"{arm}, {size} per class")
+        ax.plot(
+            part.group,
+            part["T"],
+            marker=MARKERS.get(arm.split("_k")[0], "o"),
+            color=shades[sizes.index(size)],
+            label=f"{arm}, {size} per class",
+        )
     ax.axhline(1, color="black", lw=0.8)
     ax.set_xlabel("layer group (input → output)")
     ax.set_ylabel("transferability T (ratio)")
@@ -149,8 +179,14 @@ def accuracy_vs_depth(summary: pd.DataFrame, title: str, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     for size, part in depth.groupby("examples_per_class", sort=True):
         part = part.sort_values("depth")
-        ax.errorbar(part.depth, part["mean"], yerr=part.stderr.fillna(0), marker="o", capsize=3,
-                    label=f"{size} per class")
+        ax.errorbar(
+            part.depth,
+            part["mean"],
+            yerr=part.stderr.fillna(0),
+            marker="o",
+            capsize=3,
+            label=f"{size} per class",
+        )
     ax.set_xticks(sorted(depth.depth.unique()))
     ax.set_xlabel("transfer depth k (pretrained blocks kept)")
     ax.set_ylabel("test accuracy (mean ± s.e.)")
@@ -167,8 +203,12 @@ def accuracy_vs_cost(summary: pd.DataFrame, costs: dict[str, dict], title: str, 
     for ax, size in zip(axes, sizes):
         for row in summary[summary.examples_per_class == size].itertuples():
             x = costs[row.backbone]["gflops_per_image"]
-            ax.scatter(x, row.mean, color=_colour(row.arm), marker=MARKERS.get(row.regime, "o"), label=row.arm)
-            ax.annotate(row.backbone, (x, row.mean), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+            ax.scatter(
+                x, row.mean, color=_colour(row.arm), marker=MARKERS.get(row.regime, "o"), label=row.arm
+            )
+            ax.annotate(
+                row.backbone, (x, row.mean), fontsize="x-small", xytext=(3, 3), textcoords="offset points"
+            )
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize="small")

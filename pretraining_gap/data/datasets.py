@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,7 @@ class Catalogue:
     """A source's images before decoding: a reader per image, labels, and the source's own split if it has one."""
 
     read: Callable[[int], Image.Image]
-    names: list[str]                  # what to call image i in a message (its file, where it has one)
+    names: list[str]  # what to call image i in a message (its file, where it has one)
     labels: np.ndarray
     class_names: list[str]
     official: np.ndarray | None = None  # POOL / VAL / TEST per image from the source's own split
@@ -34,26 +34,39 @@ def _sklearn_digits(key: str, cfg: SklearnDigits) -> Catalogue:
 
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 ink levels to 0..255
-    return Catalogue(lambda i: Image.fromarray(images[i]), [f"digit {i}" for i in range(len(images))],
-                     digits.target.astype(np.int64), [str(c) for c in digits.target_names])
+    return Catalogue(
+        lambda i: Image.fromarray(images[i]),
+        [f"digit {i}" for i in range(len(images))],
+        digits.target.astype(np.int64),
+        [str(c) for c in digits.target_names],
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def _class_folders(key: str, root: Path) -> dict[str, list[Path]]:
     """One sub-folder per class, each with at least one image."""
     if not root.is_dir():
-        raise ParamsError(key, f"folder {root} not found", "point it at a folder holding one sub-folder per class")
+        raise ParamsError(
+            key, f"folder {root} not found", "point it at a folder holding one sub-folder per class"
+        )
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise ParamsError(key, f"{root} has no class sub-folders", "put each class's images in its own sub-folder")
+        raise ParamsError(
+            key, f"{root} has no class sub-folders", "put each class's images in its own sub-folder"
+        )
     files = {folder.name: _image_files(folder) for folder in folders}
     for name, images in files.items():
         if not images:
-            raise ParamsError(key, f"class folder {root / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
-                              "add images to it or remove the folder")
+            raise ParamsError(
+                key,
+                f"class folder {root / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+                "add images to it or remove the folder",
+            )
     return files
 
 
@@ -62,21 +75,30 @@ def _imagefolder(key: str, cfg: ImageFolder) -> Catalogue:
     train = _class_folders(f"{key}.path", cfg.path)
     test = _class_folders(f"{key}.test_path", cfg.test_path) if cfg.test_path else {}
     if test and set(test) != set(train):
-        raise ParamsError(f"{key}.test_path", f"its class folders differ from path's: only in one of them: "
-                          f"{sorted(set(test) ^ set(train))}", "give both folders the same class sub-folders")
+        raise ParamsError(
+            f"{key}.test_path",
+            f"its class folders differ from path's: only in one of them: {sorted(set(test) ^ set(train))}",
+            "give both folders the same class sub-folders",
+        )
     class_names = sorted(train)
     entries = [(file, c, POOL) for c, name in enumerate(class_names) for file in train[name]]
     entries += [(file, c, TEST) for c, name in enumerate(class_names) for file in test.get(name, [])]
     files = [file for file, _, _ in entries]
-    return Catalogue(lambda i: Image.open(files[i]), [str(f) for f in files],
-                     np.array([c for _, c, _ in entries], dtype=np.int64), class_names,
-                     np.array([part for _, _, part in entries], dtype=np.int8) if test else None)
+    return Catalogue(
+        lambda i: Image.open(files[i]),
+        [str(f) for f in files],
+        np.array([c for _, c, _ in entries], dtype=np.int64),
+        class_names,
+        np.array([part for _, _, part in entries], dtype=np.int8) if test else None,
+    )
 
 
 # Constructor arguments of each official part, tried in order: torchvision rejects a split it lacks with ValueError.
-_PARTS = ((POOL, ({"split": "train"}, {"split": "trainval"}, {"train": True}, {})),
-          (VAL, ({"split": "val"}, {"split": "valid"})),
-          (TEST, ({"split": "test"}, {"train": False})))
+_PARTS = (
+    (POOL, ({"split": "train"}, {"split": "trainval"}, {"train": True}, {})),
+    (VAL, ({"split": "val"}, {"split": "valid"})),
+    (TEST, ({"split": "test"}, {"train": False})),
+)
 
 
 def _open_parts(key: str, cls: type, cfg: Torchvision) -> list[tuple[int, object]]:
@@ -92,10 +114,15 @@ def _open_parts(key: str, cls: type, cfg: Torchvision) -> list[tuple[int, object
                 break
             except ValueError:  # no such split in this class
                 continue
-            except (RuntimeError, OSError) as error:  # torchvision's "Dataset not found or corrupted", missing files
-                raise ParamsError(f"{key}.root", f"{cls.__name__} not found under {cfg.root} ({error})",
-                                  "set download: true once, or point root at the folder torchvision downloaded "
-                                  "into") from error
+            except (
+                RuntimeError,
+                OSError,
+            ) as error:  # torchvision's "Dataset not found or corrupted", missing files
+                raise ParamsError(
+                    f"{key}.root",
+                    f"{cls.__name__} not found under {cfg.root} ({error})",
+                    "set download: true once, or point root at the folder torchvision downloaded into",
+                ) from error
     return parts
 
 
@@ -126,7 +153,11 @@ def _torchvision(key: str, cfg: Torchvision) -> Catalogue:
 
     cls = getattr(torchvision.datasets, cfg.name, None)
     if not inspect.isclass(cls):
-        known = [n for n in dir(torchvision.datasets) if n[0].isupper() and n not in ("VisionDataset", "DatasetFolder")]
+        known = [
+            n
+            for n in dir(torchvision.datasets)
+            if n[0].isupper() and n not in ("VisionDataset", "DatasetFolder")
+        ]
         raise ParamsError(f"{key}.name", f"torchvision has no dataset {cfg.name!r}", f"use one of {known}")
     parts = _open_parts(key, cls, cfg)
     reference = _class_names_of(parts[0][1])
@@ -144,9 +175,13 @@ def _torchvision(key: str, cfg: Torchvision) -> Catalogue:
         dataset, index = items[i]
         return dataset[index][0]  # (PIL image, label): no transform is set
 
-    return Catalogue(read, [_file_of(d, i) for d, i in items],
-                     np.array(labels, dtype=np.int64), reference or [str(c) for c in range(max(labels) + 1)],
-                     np.array(official, dtype=np.int8) if len(parts) > 1 else None)
+    return Catalogue(
+        read,
+        [_file_of(d, i) for d, i in items],
+        np.array(labels, dtype=np.int64),
+        reference or [str(c) for c in range(max(labels) + 1)],
+        np.array(official, dtype=np.int8) if len(parts) > 1 else None,
+    )
 
 
 SOURCES = {"sklearn_digits": _sklearn_digits, "imagefolder": _imagefolder, "torchvision": _torchvision}
@@ -181,8 +216,9 @@ def square(image: Image.Image, resolution: int) -> np.ndarray:
     return resize(np.array(image.crop((left, top, left + side, top + side)))[None], resolution)[0]
 
 
-def assign_split(labels: np.ndarray, official: np.ndarray | None, val_per_class: int, test_per_class: int,
-                 seed: int) -> np.ndarray:
+def assign_split(
+    labels: np.ndarray, official: np.ndarray | None, val_per_class: int, test_per_class: int, seed: int
+) -> np.ndarray:
     """Fixed per-class split. Per class, a seeded order; test images come from the official test part if there is
     one, else the first of the class; validation likewise; the rest of the training part is the pool."""
     official = np.full(len(labels), POOL, dtype=np.int8) if official is None else official
@@ -201,13 +237,16 @@ def assign_split(labels: np.ndarray, official: np.ndarray | None, val_per_class:
     return split
 
 
-def check_class_sizes(name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str],
-                      sizes: list[int]) -> None:
+def check_class_sizes(
+    name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str], sizes: list[int]
+) -> None:
     """Every class needs val_per_class validation, test_per_class test and max(sizes) pool images."""
     key = f"datasets.{name}"
-    for code, need, what, param in ((TEST, cfg.test_per_class, "test", "test_per_class"),
-                                    (VAL, cfg.val_per_class, "validation", "val_per_class"),
-                                    (POOL, max(sizes), "training (after validation and test)", None)):
+    for code, need, what, param in (
+        (TEST, cfg.test_per_class, "test", "test_per_class"),
+        (VAL, cfg.val_per_class, "validation", "val_per_class"),
+        (POOL, max(sizes), "training (after validation and test)", None),
+    ):
         counts = np.bincount(labels[split == code], minlength=len(class_names))
         smallest = int(np.argmin(counts))
         if counts[smallest] >= need:
@@ -216,11 +255,17 @@ def check_class_sizes(name: str, cfg: Dataset, labels: np.ndarray, split: np.nda
         total = int((labels == smallest).sum())
         problem = f"class {class_names[smallest]!r} has only {have} {what} images ({total} in all)"
         if param:
-            raise ParamsError(f"{key}.{param}", f"{problem}, {need} asked",
-                              f"lower {key}.{param} to at most {have}, or add images to that class")
-        raise ParamsError("study.sizes", f"{need} examples per class asked, but {problem}",
-                          f"keep study.sizes at most {have}, lower {key}.val_per_class / test_per_class, "
-                          "or add images to that class")
+            raise ParamsError(
+                f"{key}.{param}",
+                f"{problem}, {need} asked",
+                f"lower {key}.{param} to at most {have}, or add images to that class",
+            )
+        raise ParamsError(
+            "study.sizes",
+            f"{need} examples per class asked, but {problem}",
+            f"keep study.sizes at most {have}, lower {key}.val_per_class / test_per_class, "
+            "or add images to that class",
+        )
 
 
 def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -> Prepared:
@@ -231,15 +276,20 @@ def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -
         try:
             images[row] = square(catalogue.read(int(i)), resolution)
         except OSError as error:  # PIL's UnidentifiedImageError and truncated files
-            raise ParamsError(key, f"cannot read image {catalogue.names[i]}: {error}",
-                              "replace or remove that file, then run again") from error
+            raise ParamsError(
+                key,
+                f"cannot read image {catalogue.names[i]}: {error}",
+                "replace or remove that file, then run again",
+            ) from error
     return Prepared(images, catalogue.labels[chosen], split[chosen], catalogue.class_names)
 
 
 def prepare(name: str, cfg: Dataset, sizes: list[int]) -> Prepared:
     """The dataset block `datasets.<name>`, split and checked against `sizes` before any image is decoded."""
     listed = catalogue(name, cfg)
-    split = assign_split(listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed)
+    split = assign_split(
+        listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed
+    )
     check_class_sizes(name, cfg, listed.labels, split, listed.class_names, sizes)
     key = f"datasets.{name}.{'path' if cfg.source == 'imagefolder' else 'source'}"
     return decode(listed, split, cfg.resolution, key)

@@ -35,7 +35,11 @@ class Prepared:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(
-            path, images=self.images, labels=self.labels, split=self.split, class_names=np.array(self.class_names)
+            path,
+            images=self.images,
+            labels=self.labels,
+            split=self.split,
+            class_names=np.array(self.class_names),
         )
 
     @classmethod

@@ -22,8 +22,14 @@ def subset(orderings: dict[int, np.ndarray], examples_per_class: int) -> np.ndar
 
 def save(path: Path, orderings_by_seed: dict[int, dict[int, np.ndarray]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({str(seed): {str(c): order.tolist() for c, order in orderings.items()}
-                                for seed, orderings in orderings_by_seed.items()}))
+    path.write_text(
+        json.dumps(
+            {
+                str(seed): {str(c): order.tolist() for c, order in orderings.items()}
+                for seed, orderings in orderings_by_seed.items()
+            }
+        )
+    )
 
 
 def load(path: Path, seed: int) -> dict[int, np.ndarray]:

@@ -23,10 +23,27 @@ PACKAGED = {
 }
 
 # Packaged key names (EfficientNet-PyTorch style) to timm's, inside a block and at the top level.
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                      "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+_DEPTHWISE_SEPARABLE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_INVERTED_RESIDUAL = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 def packaged_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -62,11 +79,16 @@ def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str
     unexpected = sorted(set(state) - set(expected))
     reshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or reshaped:
+
         def brief(keys: list[str]) -> str:
             return f"{len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-        raise ParamsError(key, f"{source} does not fit {model.pretrained_cfg['architecture']}: missing {brief(missing)}, "
-                          f"unexpected {brief(unexpected)}, other shape {brief(reshaped)}",
-                          "use the file made for this architecture, or set model: to the architecture it was made for")
+
+        raise ParamsError(
+            key,
+            f"{source} does not fit {model.pretrained_cfg['architecture']}: missing {brief(missing)}, "
+            f"unexpected {brief(unexpected)}, other shape {brief(reshaped)}",
+            "use the file made for this architecture, or set model: to the architecture it was made for",
+        )
 
 
 def _own_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -83,16 +105,23 @@ def _pretrained_state(cfg: Backbone, model: nn.Module, key: str) -> dict[str, to
     weights = cfg.weights
     if weights == "package":
         if cfg.model not in PACKAGED:
-            raise ParamsError(key, f"no packaged weights for {cfg.model}",
-                              f"use weights: package only with {sorted(PACKAGED)}; else hub or a file path")
+            raise ParamsError(
+                key,
+                f"no packaged weights for {cfg.model}",
+                f"use weights: package only with {sorted(PACKAGED)}; else hub or a file path",
+            )
         state = packaged_to_timm(torch.load(packaged_weights_path(cfg.model), map_location="cpu"), model)
     elif not Path(weights).is_file():
-        raise ParamsError(key, f"weights file {weights} not found", "give the path of a .safetensors or .pth file")
+        raise ParamsError(
+            key, f"weights file {weights} not found", "give the path of a .safetensors or .pth file"
+        )
     else:
         try:
             state = timm.models.load_state_dict(weights)
         except Exception as error:  # torch and safetensors raise several kinds for a corrupt or foreign file
-            raise ParamsError(key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict") from error
+            raise ParamsError(
+                key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict"
+            ) from error
     state = _own_head(state, model)
     _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg.model} weights")
     return state
@@ -119,15 +148,22 @@ def check(name: str, cfg: Backbone) -> None:
     architecture = model_name.split(".")[0]  # timm names may carry a weights tag: resnet50.a1_in1k
     if architecture not in timm.list_models():
         close = difflib.get_close_matches(architecture, timm.list_models(), n=5, cutoff=0.6)
-        raise ParamsError(f"backbones.{name}.model", f"timm has no model {model_name!r}",
-                          f"did you mean one of {close}?" if close else "see timm.list_models() for the names")
+        raise ParamsError(
+            f"backbones.{name}.model",
+            f"timm has no model {model_name!r}",
+            f"did you mean one of {close}?" if close else "see timm.list_models() for the names",
+        )
     if cfg.weights == "hub":
         tagged = timm.list_models(pretrained=True)
         if model_name not in tagged and not any(t.startswith(model_name + ".") for t in tagged):
             offered = [t for t in tagged if t.startswith(architecture + ".")][:5]
-            raise ParamsError(f"backbones.{name}.weights", f"timm has no hub weights for {model_name}",
-                              f"use one of {offered}, or a weights file" if offered
-                              else "use a name timm.list_models(pretrained=True) gives, or a weights file")
+            raise ParamsError(
+                f"backbones.{name}.weights",
+                f"timm has no hub weights for {model_name}",
+                f"use one of {offered}, or a weights file"
+                if offered
+                else "use a name timm.list_models(pretrained=True) gives, or a weights file",
+            )
         return
     _pretrained_state(cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights")
 

@@ -43,17 +43,29 @@ def _padding(conv: nn.Conv2d, height: int, width: int) -> tuple[tuple[int, int],
 def _cut_kernel_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     (h, w), (pad_h, pad_w) = x.shape[-2:], _padding(conv, *x.shape[-2:])
     (top, bottom, before_h, after_h), (left, right, before_w, after_w) = (
-        used_taps(size, k, s, *pad) for size, k, s, pad in zip((h, w), conv.kernel_size, conv.stride, (pad_h, pad_w)))
+        used_taps(size, k, s, *pad)
+        for size, k, s, pad in zip((h, w), conv.kernel_size, conv.stride, (pad_h, pad_w))
+    )
     if (bottom - top + 1, right - left + 1) == conv.kernel_size or min(after_h, after_w) < 0:
-        return type(conv).forward(conv, x)  # every tap is used (or the last input rows are skipped): as it was
-    weight = conv.weight[:, :, top:bottom + 1, left:right + 1].contiguous()  # mkldnn is slow on strided weights
-    if weight.shape[-2:] == (1, 1) and conv.groups == conv.in_channels == conv.out_channels \
-            and conv.stride == (1, 1) and before_h == after_h == before_w == after_w == 0:
+        return type(conv).forward(
+            conv, x
+        )  # every tap is used (or the last input rows are skipped): as it was
+    weight = conv.weight[
+        :, :, top : bottom + 1, left : right + 1
+    ].contiguous()  # mkldnn is slow on strided weights
+    if (
+        weight.shape[-2:] == (1, 1)
+        and conv.groups == conv.in_channels == conv.out_channels
+        and conv.stride == (1, 1)
+        and before_h == after_h == before_w == after_w == 0
+    ):
         y = x * weight.view(1, -1, 1, 1)  # a 1x1 depthwise convolution scales each channel
         return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
     if before_h == after_h and before_w == after_w:
         return F.conv2d(x, weight, conv.bias, conv.stride, (before_h, before_w), 1, conv.groups)
-    return F.conv2d(F.pad(x, (before_w, after_w, before_h, after_h)), weight, conv.bias, conv.stride, 0, 1, conv.groups)
+    return F.conv2d(
+        F.pad(x, (before_w, after_w, before_h, after_h)), weight, conv.bias, conv.stride, 0, 1, conv.groups
+    )
 
 
 def _pointwise_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -65,10 +77,19 @@ def _pointwise_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 def shortcut(model: nn.Module) -> nn.Module:
     """`model`, its zero-padded convolutions computed by the forms above; weights and state dict are untouched."""
     for conv in model.modules():
-        if not isinstance(conv, nn.Conv2d) or conv.dilation != (1, 1) or conv.padding_mode != "zeros" \
-                or isinstance(conv.padding, str):
+        if (
+            not isinstance(conv, nn.Conv2d)
+            or conv.dilation != (1, 1)
+            or conv.padding_mode != "zeros"
+            or isinstance(conv.padding, str)
+        ):
             continue
-        if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1 and conv.padding == (0, 0):
+        if (
+            conv.kernel_size == (1, 1)
+            and conv.stride == (1, 1)
+            and conv.groups == 1
+            and conv.padding == (0, 0)
+        ):
             conv.forward = types.MethodType(_pointwise_forward, conv)
         elif conv.kernel_size != (1, 1):
             conv.forward = types.MethodType(_cut_kernel_forward, conv)

@@ -26,8 +26,12 @@ def groups(model: nn.Module) -> list[tuple[str, list[str]]]:
     return named
 
 
-def transferability(random: dict[str, torch.Tensor], pretrained: dict[str, torch.Tensor],
-                    finetuned: dict[str, torch.Tensor], groups_: list[tuple[str, list[str]]]) -> dict[str, float]:
+def transferability(
+    random: dict[str, torch.Tensor],
+    pretrained: dict[str, torch.Tensor],
+    finetuned: dict[str, torch.Tensor],
+    groups_: list[tuple[str, list[str]]],
+) -> dict[str, float]:
     """T per group = mean|θ_random − θ_finetuned| / mean|θ_pretrained − θ_finetuned| (arXiv 2212.00399).
 
     T ≫ 1: fine-tuning stayed near the pretrained weights, the group transferred; T ≈ 1: it moved as far as

@@ -54,11 +54,14 @@ def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch_size: int = 256) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> tuple[float, float]:
     """Accuracy (fraction) and mean cross-entropy (nats), in eval mode (the caller puts it back in train mode)."""
     model.eval()
-    logits = torch.cat([model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    logits = torch.cat(
+        [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    )
     return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits.double(), y).item()
 
 

@@ -13,8 +13,8 @@ Their options and traits are defined in `config.py` (`config.REGIMES`); here is 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import timm
@@ -42,10 +42,25 @@ class CellInputs:
     device: torch.device
 
     @classmethod
-    def of(cls, params: Params, cell: Cell, data: Prepared, train_idx: np.ndarray, features: np.ndarray | None,
-           device: torch.device) -> CellInputs:
-        return cls(cell, params.regime(cell.regime), params.training, params.backbones[cell.backbone], data,
-                   train_idx, features, device)
+    def of(
+        cls,
+        params: Params,
+        cell: Cell,
+        data: Prepared,
+        train_idx: np.ndarray,
+        features: np.ndarray | None,
+        device: torch.device,
+    ) -> CellInputs:
+        return cls(
+            cell,
+            params.regime(cell.regime),
+            params.training,
+            params.backbones[cell.backbone],
+            data,
+            train_idx,
+            features,
+            device,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -92,20 +107,41 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
             best = (lr, model, fit)
     lr, model, fit = best
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
-    outcome = Outcome(test_accuracy=test_accuracy, test_loss=test_loss, best_val_accuracy=fit.best[0],
-                      train_seconds=seconds, images_per_second=fit.images_per_second, steps=fit.steps,
-                      best_step=fit.best_step, lr=lr, val_accuracy_by_lr=scores, history=fit.history)
+    outcome = Outcome(
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        best_val_accuracy=fit.best[0],
+        train_seconds=seconds,
+        images_per_second=fit.images_per_second,
+        steps=fit.steps,
+        best_step=fit.best_step,
+        lr=lr,
+        val_accuracy_by_lr=scores,
+        history=fit.history,
+    )
     return outcome, model
 
 
-def _gradient(inputs: CellInputs, split: _Data, build: Builder, multiplier: float = 1.0,
-              augment: bool = True) -> tuple[Outcome, nn.Module]:
+def _gradient(
+    inputs: CellInputs, split: _Data, build: Builder, multiplier: float = 1.0, augment: bool = True
+) -> tuple[Outcome, nn.Module]:
     """One `loop.fit` per learning rate, with the subset-size step budget times `multiplier`."""
     plan = loop.budget(len(split.train[0]), inputs.training, multiplier)
 
     def train(model, groups, eval_modules):
-        return loop.fit(model, groups, split.train, split.val, plan, inputs.training, inputs.cell.seed,
-                        inputs.device, augment=augment, eval_modules=eval_modules, desc=inputs.cell.run_name)
+        return loop.fit(
+            model,
+            groups,
+            split.train,
+            split.val,
+            plan,
+            inputs.training,
+            inputs.cell.seed,
+            inputs.device,
+            augment=augment,
+            eval_modules=eval_modules,
+            desc=inputs.cell.run_name,
+        )
 
     outcome, model = _best_lr(inputs, split, build, train)
     return outcome.model_copy(update={"budget_steps": plan.steps, "batch_size": plan.batch_size}), model
@@ -136,8 +172,10 @@ def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     def build(lr):
         model = _pretrained(inputs)
         head = set(model.get_classifier().parameters())
-        groups = [{"params": list(head), "lr": lr},
-                  {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale}]
+        groups = [
+            {"params": list(head), "lr": lr},
+            {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale},
+        ]
         return model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
 
     outcome, model = _gradient(inputs, _image_split(inputs), build)
@@ -162,16 +200,23 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         kept = {name for _, names in groups[: inputs.cell.depth] for name in names}
         kept_modules = {name.rsplit(".", 1)[0] for name in kept}
         random = _random(inputs)
-        state = {k: v if k.rsplit(".", 1)[0] in kept_modules else random.state_dict()[k]
-                 for k, v in model.state_dict().items()}
+        state = {
+            k: v if k.rsplit(".", 1)[0] in kept_modules else random.state_dict()[k]
+            for k, v in model.state_dict().items()
+        }
         model.load_state_dict(state)
         for name, p in model.named_parameters():
             p.requires_grad_(not (frozen_transfer and name in kept))
         modules = dict(model.named_modules())
-        kept_bn = tuple(m for name, m in modules.items() if name in kept_modules and m in loop.batchnorms(model))
+        kept_bn = tuple(
+            m for name, m in modules.items() if name in kept_modules and m in loop.batchnorms(model)
+        )
         freeze_bn = frozen_transfer or cfg.batchnorm == "frozen"
-        return model, [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], \
-            kept_bn if freeze_bn else ()
+        return (
+            model,
+            [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}],
+            kept_bn if freeze_bn else (),
+        )
 
     return _gradient(inputs, _image_split(inputs), build)
 
@@ -181,8 +226,11 @@ def check_depth(params: Params, backbone: str) -> None:
     available = len(layer_groups.groups(timm.create_model(params.backbones[backbone].model))) - 1
     asked = max(params.regimes.depth.k)
     if asked > available:
-        raise ParamsError("regimes.depth.k", f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
-                          f"keep k between 1 and {available} ({available} is the same as finetune)")
+        raise ParamsError(
+            "regimes.depth.k",
+            f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
+            f"keep k between 1 and {available} ({available} is the same as finetune)",
+        )
 
 
 def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -209,9 +257,20 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         for phase, names in phases:
             for name, p in named.items():
                 p.requires_grad_(name in names)
-            fit = loop.fit(model, [{**groups[0], "params": [named[n] for n in names]}], split.train, split.val,
-                           plan, phase_cfg, inputs.cell.seed, inputs.device, eval_modules=eval_modules,
-                           monitor="loss", evaluate_start=True, desc=f"{inputs.cell.run_name} · {phase}")
+            fit = loop.fit(
+                model,
+                [{**groups[0], "params": [named[n] for n in names]}],
+                split.train,
+                split.val,
+                plan,
+                phase_cfg,
+                inputs.cell.seed,
+                inputs.device,
+                eval_modules=eval_modules,
+                monitor="loss",
+                evaluate_start=True,
+                desc=f"{inputs.cell.run_name} · {phase}",
+            )
             for key, values in fit.history.items():
                 chain.history[key] += [chain.steps + v for v in values] if key == "step" else values
             chain.history["phase"] += [phase] * len(fit.history["step"])
@@ -238,7 +297,11 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     def build(lr):
         torch.manual_seed(inputs.cell.seed)
         widths = [x.shape[1], *cfg.hidden]
-        layers = [m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))]
+        layers = [
+            m
+            for a, b in zip(widths, widths[1:])
+            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))
+        ]
         head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
         return head, [{"params": list(head.parameters()), "lr": lr}], ()
 
@@ -258,9 +321,13 @@ def linear(inputs: CellInputs) -> tuple[Outcome, object]:
     scores = [f.score(features[val], labels[val]) for f in fits]
     best = fits[int(np.argmax(scores))]  # first of ties: the strongest regularisation
     seconds = time.perf_counter() - start
-    return Outcome(test_accuracy=best.score(features[test], labels[test]),
-                   test_loss=log_loss(labels[test], best.predict_proba(features[test]), labels=best.classes_),
-                   best_val_accuracy=max(scores), train_seconds=seconds, C=best.C), best
+    return Outcome(
+        test_accuracy=best.score(features[test], labels[test]),
+        test_loss=log_loss(labels[test], best.predict_proba(features[test]), labels=best.classes_),
+        best_val_accuracy=max(scores),
+        train_seconds=seconds,
+        C=best.C,
+    ), best
 
 
 def work(cell: Cell, params: Params, n_train: int) -> int:
@@ -274,6 +341,10 @@ def work(cell: Cell, params: Params, n_train: int) -> int:
 
 # Each runner trains one cell: CellInputs -> (its outcome, the trained model).
 RUNNERS: dict[str, Callable[[CellInputs], tuple[Outcome, object]]] = {
-    "scratch": scratch, "linear": linear, "frozen": frozen, "finetune": finetune, "chainthaw": chainthaw,
+    "scratch": scratch,
+    "linear": linear,
+    "frozen": frozen,
+    "finetune": finetune,
+    "chainthaw": chainthaw,
     "depth": depth,
 }
