@@ -17,15 +17,34 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from .grid import Cell, ParamsError, cells
+from .grid import ALL, Cell, ParamsError, cells
 
 # A dataset or backbone name becomes part of DVC stage names (`train@digits-lite0`) and of dotted params keys
 # (`datasets.<name>`): dots and spaces would break both.
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 Positive = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
+
+
+def _size(value: int | str) -> int | str:
+    if value != ALL and (isinstance(value, str) or value < 1):
+        raise ValueError(
+            f"{value!r} is not a size: give a whole number of examples per class, 1 or more, or all"
+        )
+    return value
+
+
+Size = Annotated[int | str, AfterValidator(_size)]  # examples per class, or "all"
 
 
 def _as_list(value: Any) -> Any:
@@ -58,8 +77,10 @@ class Study(Block):
     regimes: list[str] = Field(
         min_length=1, description="regimes to train", examples=[["scratch", "finetune"]]
     )
-    sizes: list[Positive] = Field(
-        min_length=1, description="training examples per class", examples=[[1, 2, 5, 10, 25, 50]]
+    sizes: list[Size] = Field(
+        min_length=1,
+        description="training examples per class; all: every pool image of every class",
+        examples=[[1, 2, 5, 10, 25, 50, "all"]],
     )
     seeds: list[Seed] = Field(
         min_length=1, description="independent repeats (subset draw, init, data order)", examples=[[1, 2, 3]]
@@ -119,6 +140,12 @@ class Backbone(Block):
     weights: str = Field(
         description="package (offline EfficientNet-Lite0/1/2), hub, or the path of a .safetensors / .pth file",
         examples=["package"],
+    )
+    feature_resolution: Positive | None = Field(
+        None,
+        description="pixels the frozen features are computed at (images resized once); "
+        "unset: the architecture's own ImageNet input size",
+        examples=[224],
     )
 
     @property
@@ -184,6 +211,26 @@ class Linear(Regime):
     )
 
 
+class Pixels(Regime):
+    pretrained: ClassVar[bool] = False
+    gradient: ClassVar[bool] = False
+    colour, marker, summary = "tab:brown", "X", "1-NN, logistic regression or an RBF SVM on raw pixels"
+    resolution: Positive = Field(
+        description="pixels per side the images are reduced to (tiny images: Torralba et al. 2008)",
+        examples=[32],
+    )
+    C: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1,
+        description="C grid of the logistic regression and the SVMs",
+        examples=[[0.1, 1, 10, 100]],
+    )
+    gamma: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1,
+        description="RBF SVM gammas, as multiples of scikit-learn's 'scale'",
+        examples=[[0.3, 1, 3]],
+    )
+
+
 class Frozen(Regime):
     on_features: ClassVar[bool] = True
     colour, marker, summary = "tab:green", "^", "dense head on cached frozen features"
@@ -237,6 +284,7 @@ class Regimes(Block):
     """One options block per regime; a regime listed in study.regimes needs its block."""
 
     scratch: Scratch | None = None
+    pixels: Pixels | None = None
     linear: Linear | None = None
     frozen: Frozen | None = None
     finetune: Finetune | None = None

@@ -64,7 +64,12 @@ def train_cell(job: Job) -> CellResult:
         train_idx = subsets.subset(subsets.load(job.subsets, cell.seed), cell.examples_per_class)
         inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
         outcome, _ = regimes.RUNNERS[cell.regime](inputs)
-        fields = {"status": "finished", **outcome.model_dump(exclude_none=True)}
+        fields = {
+            "status": "finished",
+            "train_images": len(train_idx),
+            "classes": inputs.num_classes,
+            **outcome.model_dump(exclude_none=True),
+        }
     except loop.Diverged as error:
         fields = {"status": "failed", "reason": str(error)}
     except Exception as error:  # noqa: BLE001 - any error of one cell is that cell's result

@@ -8,6 +8,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
+
+ALL = "all"  # a size: every pool image of every class (classes may then differ in size)
 
 
 class ParamsError(ValueError):
@@ -30,7 +33,7 @@ class Cell:
     dataset: str
     backbone: str
     regime: str
-    examples_per_class: int
+    examples_per_class: int | Literal["all"]
     seed: int
     depth: int | None = None  # pretrained layer groups kept, for the depth regime only
 
@@ -52,7 +55,7 @@ def cells(
     datasets: Iterable[str],
     backbones: Iterable[str],
     regimes: Iterable[str],
-    sizes: Iterable[int],
+    sizes: Iterable[int | str],
     seeds: Iterable[int],
     depths: Iterable[int] = (),
 ) -> list[Cell]:

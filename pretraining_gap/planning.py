@@ -134,7 +134,6 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
         else:
             log.info("kept %s (%s earlier, same inputs and code)", cell.run_name, result.status)
             kept.append((cell, result))
-    n_classes = len(inputs.data.class_names)
-    to_train.sort(key=lambda c: -regimes.work(c, params, c.examples_per_class * n_classes))
+    to_train.sort(key=lambda c: -regimes.work(c, params, len(inputs.train_idx(c))))
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
     return Plan(kept, to_train, identities)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .grid import Cell
+from .grid import ALL, Cell
 
 _TMP = ".tmp"  # suffix of a result file being written
 
@@ -34,13 +34,25 @@ class Outcome(BaseModel):
     best_step: int | None = None  # the step whose weights were kept
     budget_steps: int | None = None  # the kept run's step budget
     batch_size: int | None = None
+    converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
     lr: float | None = None  # chosen on validation
-    C: float | None = None  # the linear probe's chosen inverse regularisation strength
-    val_accuracy_by_lr: dict[str, float] | None = None  # every value tried: validation accuracy
+    C: float | None = None  # chosen inverse regularisation strength (linear probe, pixel classifiers)
+    classifier: str | None = (
+        None  # the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm
+    )
+    gamma: float | None = None  # the chosen RBF SVM's gamma, as a multiple of scikit-learn's "scale"
+    at_grid_edge: bool | None = None  # the chosen lr / C sits at an edge of every value tried
+    val_accuracy_by_lr: dict[str, float] | None = None  # every learning rate tried: validation accuracy
+    val_accuracy_by_C: dict[str, float] | None = (
+        None  # every C tried (of the chosen family): validation accuracy
+    )
     history: dict[str, list] | None = (
         None  # per evaluation: step, train_loss, val_accuracy, val_loss (, phase)
     )
-    transferability: dict[str, float] | None = None  # per pretrained layer group (fine-tuned cells)
+    transferability: dict[str, float] | None = (
+        None  # T per conv / linear layer, network order (fine-tuned cells)
+    )
+    weight_scale: dict[str, float] | None = None  # mean |pretrained weight| per layer, beside T
 
 
 class CellResult(Outcome):
@@ -49,9 +61,11 @@ class CellResult(Outcome):
     dataset: str
     backbone: str
     regime: str
-    examples_per_class: int
+    examples_per_class: int | Literal["all"]
     seed: int
     depth: int | None = None
+    train_images: int | None = None  # the training subset's size (for "all": every pool image of every class)
+    classes: int | None = None
     status: Literal["finished", "failed"]
     reason: str | None = None  # why it failed
     traceback: str | None = None  # where it failed, for an unexpected error
@@ -83,7 +97,8 @@ COLUMNS = [*(f for f in CellResult.model_fields if f not in Outcome.model_fields
 def path(group: Path, cell: Cell) -> Path:
     """The cell's result file inside its dataset x backbone folder (one train stage's DVC output)."""
     depth = "" if cell.depth is None else f"k{cell.depth}_"
-    return Path(group) / cell.regime / f"{depth}{cell.examples_per_class:04d}-per-class_seed-{cell.seed}.json"
+    size = cell.examples_per_class if cell.examples_per_class == ALL else f"{cell.examples_per_class:04d}"
+    return Path(group) / cell.regime / f"{depth}{size}-per-class_seed-{cell.seed}.json"
 
 
 def group_dir(root: Path, cell: Cell) -> Path:

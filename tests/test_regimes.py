@@ -12,7 +12,7 @@ from conftest import ROOT, tiny_params, tiny_weights
 
 from pretraining_gap import config
 from pretraining_gap.data.datasets import assign_split
-from pretraining_gap.data.prepared import POOL, Prepared
+from pretraining_gap.data.prepared import POOL, TEST, Prepared
 from pretraining_gap.grid import Cell, ParamsError
 from pretraining_gap.training import backbones, features, layer_groups, regimes
 
@@ -108,7 +108,10 @@ def test_finetune_trains_every_weight_and_keeps_batchnorm_statistics(params, tra
     for name in after:
         if name.endswith(("running_mean", "running_var")):
             assert torch.equal(before[name], after[name]), name  # batchnorm: frozen
-    assert set(result.transferability) == {name for name, _ in layer_groups.groups(model)[:-1]}
+    assert list(result.transferability) == layer_groups.weight_layers(
+        model
+    )  # conv and linear weights, in order
+    assert not any("bn" in name or "classifier" in name for name in result.transferability)
 
 
 def test_depth_keeps_the_first_k_groups_bit_identical_when_frozen(params, trained):
@@ -145,14 +148,15 @@ def test_chainthaw_phases_run_in_order_and_each_starts_from_the_previous_best(tr
         assert start == pytest.approx(min(losses), abs=1e-6)  # the best weights were reloaded
 
 
-def test_learning_rate_grid_is_chosen_on_validation(raw_params, data, feats):
+def test_learning_rate_grid_is_chosen_on_validation_and_extended_past_its_edge(raw_params, data, feats):
     grid = copy.deepcopy(raw_params)
-    grid["regimes"]["frozen"]["lr"] = [1e-6, 1e-2]
+    grid["regimes"]["frozen"]["lr"] = [1e-7, 1e-6]  # far too low: the best sits at the upper edge
     result, _ = run("frozen", typed(grid), data, feats)
     scores = result.val_accuracy_by_lr
-    assert set(scores) == {"1e-06", "0.01"}
-    assert result.lr == max([1e-6, 1e-2], key=lambda lr: scores[f"{lr:g}"])
+    assert set(scores) == {"1e-07", "1e-06", "1e-05"}  # one step past the edge, in the grid's own ratio
+    assert result.lr == max([1e-7, 1e-6, 1e-5], key=lambda lr: (scores[f"{lr:g}"], lr))
     assert result.best_val_accuracy == max(scores.values())
+    assert result.at_grid_edge == (result.lr == 1e-5)
 
 
 def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
@@ -170,5 +174,26 @@ def test_transferability_on_hand_made_tensors():
     random = {"a": torch.tensor([4.0, -4.0]), "b": torch.tensor([1.0])}
     pretrained = {"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([3.0])}
     finetuned = {"a": torch.tensor([0.0, 2.0]), "b": torch.tensor([3.0])}
-    t = layer_groups.transferability(random, pretrained, finetuned, [("first", ["a"]), ("second", ["b"])])
-    assert t == {"first": pytest.approx((4 + 6) / 2 / 1.0)}  # 'second' did not move: no T
+    t = layer_groups.transferability(random, pretrained, finetuned, ["a", "b"])
+    assert t == {"a": pytest.approx((4 + 6) / 2 / 1.0)}  # 'b' did not move: no T
+
+
+@pytest.mark.parametrize("regime", ["pixels", "linear", "frozen"])
+def test_the_test_split_chooses_nothing(regime, params, data, feats):
+    """Scrambled test labels change the test accuracy, never a choice made on validation."""
+    scrambled = Prepared(data.images, data.labels.copy(), data.split, data.class_names)
+    test = data.part(TEST)
+    scrambled.labels[test] = (scrambled.labels[test] + 1) % CLASSES
+    honest, _ = run(regime, params, data, feats)
+    fooled, _ = run(regime, params, scrambled, feats)
+    chosen = (
+        "lr",
+        "C",
+        "classifier",
+        "gamma",
+        "best_val_accuracy",
+        "val_accuracy_by_lr",
+        "val_accuracy_by_C",
+    )
+    assert {k: getattr(honest, k) for k in chosen} == {k: getattr(fooled, k) for k in chosen}
+    assert fooled.test_accuracy < 0.5 < honest.test_accuracy

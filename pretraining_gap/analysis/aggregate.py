@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import results
 from ..config import Params
+from ..grid import ALL
 from . import benefits, curves, plots
 
 # cells.csv: every scalar field of a cell result, with the arm beside the regime (per-evaluation histories and
@@ -60,6 +61,11 @@ def load_cells(params: Params, root: Path) -> pd.DataFrame:
         else:
             rows.append(result.model_dump())
     table = pd.DataFrame(rows).reindex(columns=results.COLUMNS)
+    # a size as a number: `all` is the mean pool images per class (classes may differ), so curves and fits use it
+    table["size"] = table.examples_per_class.astype(str)
+    every = table.examples_per_class == ALL
+    table.loc[every, "examples_per_class"] = table.train_images[every] / table.classes[every]
+    table["examples_per_class"] = pd.to_numeric(table.examples_per_class)
     table["depth"] = pd.to_numeric(table["depth"], errors="coerce")
     table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce")
     table["arm"] = curves.arm_names(table.regime, table.depth)

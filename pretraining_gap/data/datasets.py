@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..config import Dataset, ImageFolder, SklearnDigits, Torchvision
-from ..grid import ParamsError
+from ..grid import ALL, ParamsError
 from .prepared import POOL, TEST, UNUSED, VAL, Prepared
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -238,14 +238,14 @@ def assign_split(
 
 
 def check_class_sizes(
-    name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str], sizes: list[int]
+    name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str], sizes: list
 ) -> None:
     """Every class needs val_per_class validation, test_per_class test and max(sizes) pool images."""
     key = f"datasets.{name}"
     for code, need, what, param in (
         (TEST, cfg.test_per_class, "test", "test_per_class"),
         (VAL, cfg.val_per_class, "validation", "val_per_class"),
-        (POOL, max(sizes), "training (after validation and test)", None),
+        (POOL, max((s for s in sizes if s != ALL), default=1), "training (after validation and test)", None),
     ):
         counts = np.bincount(labels[split == code], minlength=len(class_names))
         smallest = int(np.argmin(counts))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..grid import ALL
+
 
 def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int, np.ndarray]:
     """Per class, the pool's indices in a seeded random order (the same on any machine)."""
@@ -15,9 +17,11 @@ def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int
     return {int(c): rng.permutation(pool[pool_labels == c]) for c in np.unique(pool_labels)}
 
 
-def subset(orderings: dict[int, np.ndarray], examples_per_class: int) -> np.ndarray:
-    """Indices of the first k of every class; the k-subset contains every smaller one of the same seed."""
-    return np.concatenate([order[:examples_per_class] for order in orderings.values()])
+def subset(orderings: dict[int, np.ndarray], examples_per_class: int | str) -> np.ndarray:
+    """Indices of the first k of every class (`all`: the whole pool); the k-subset contains every smaller one of
+    the same seed."""
+    stop = None if examples_per_class == ALL else examples_per_class
+    return np.concatenate([order[:stop] for order in orderings.values()])
 
 
 def save(path: Path, orderings_by_seed: dict[int, dict[int, np.ndarray]]) -> None:

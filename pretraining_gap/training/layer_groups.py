@@ -1,4 +1,4 @@
-"""Layer groups of a timm model, in network order, and the per-group transferability of fine-tuned weights."""
+"""Layer groups of a timm model in network order, and the per-layer transferability of fine-tuned weights."""
 
 from __future__ import annotations
 
@@ -26,21 +26,45 @@ def groups(model: nn.Module) -> list[tuple[str, list[str]]]:
     return named
 
 
+def weight_layers(model: nn.Module) -> list[str]:
+    """The weight tensors of the convolution and linear layers, input to output, without the classifier (new in
+    every regime): the layers arXiv 2212.00399 measures (batch-norm scales and biases are left out)."""
+    head = {
+        f"{name}.weight" for name, _ in model.get_classifier().named_modules(prefix=_classifier_name(model))
+    }
+    return [
+        f"{name}.weight"
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and f"{name}.weight" not in head
+    ]
+
+
+def _classifier_name(model: nn.Module) -> str:
+    classifier = model.get_classifier()
+    return next(name for name, module in model.named_modules() if module is classifier)
+
+
 def transferability(
     random: dict[str, torch.Tensor],
     pretrained: dict[str, torch.Tensor],
     finetuned: dict[str, torch.Tensor],
-    groups_: list[tuple[str, list[str]]],
+    layers: list[str],
 ) -> dict[str, float]:
-    """T per group = mean|θ_random − θ_finetuned| / mean|θ_pretrained − θ_finetuned| (arXiv 2212.00399).
+    """T per layer = D(θ_random, θ_finetuned) / D(θ_pretrained, θ_finetuned), D the mean absolute difference of the
+    layer's weights (Chen et al., arXiv 2212.00399, section 3).
 
-    T ≫ 1: fine-tuning stayed near the pretrained weights, the group transferred; T ≈ 1: it moved as far as
-    from a random start. Groups whose weights did not change (frozen) have no T.
+    T ≫ 1: fine-tuning stayed near the pretrained weights, the layer transferred; T ≈ 1: it moved as far as from a
+    random start. T also grows with a layer's weight scale and shrinks with optimisation steps, so compare layers
+    of runs with equal steps. Layers whose weights did not change (frozen) have no T.
     """
     out = {}
-    for name, names in groups_:
-        to_random = torch.cat([(random[n] - finetuned[n]).abs().flatten() for n in names]).mean()
-        to_pretrained = torch.cat([(pretrained[n] - finetuned[n]).abs().flatten() for n in names]).mean()
+    for name in layers:
+        to_pretrained = (pretrained[name] - finetuned[name]).abs().mean()
         if to_pretrained > 0:
-            out[name] = (to_random / to_pretrained).item()
+            out[name] = ((random[name] - finetuned[name]).abs().mean() / to_pretrained).item()
     return out
+
+
+def weight_scale(state: dict[str, torch.Tensor], layers: list[str]) -> dict[str, float]:
+    """Mean absolute weight per layer: beside T, it shows how much of T is the layer's scale."""
+    return {name: state[name].abs().mean().item() for name in layers}

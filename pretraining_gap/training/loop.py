@@ -27,11 +27,14 @@ class Budget:
 
 
 def budget(n_train: int, cfg: Training, multiplier: float = 1.0) -> Budget:
-    """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier."""
+    """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier.
+
+    Evaluations come every `base steps / evaluations` steps, the same interval for every arm of a size whatever
+    its multiplier, so that the validation curves of the arms share a step grid (and patience means the same).
+    """
     batch = min(cfg.batch_size, n_train)
-    steps = min(max(round(cfg.epochs * n_train / batch), cfg.min_steps), cfg.max_steps)
-    steps = round(steps * multiplier)
-    return Budget(steps, batch, max(1, steps // cfg.evaluations))
+    base = min(max(round(cfg.epochs * n_train / batch), cfg.min_steps), cfg.max_steps)
+    return Budget(round(base * multiplier), batch, max(1, base // cfg.evaluations))
 
 
 def to_input(images: np.ndarray, mean, std) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Transfer regimes: what each starts from and what it trains, for one cell of the grid.
 
 scratch    random init, every layer trained (its own learning rate and a longer budget)
+pixels     1-NN, logistic regression or an RBF SVM on raw pixels (no pretraining: a strong baseline)
 linear     logistic regression on cached frozen features (Kornblith et al. 2019)
 frozen     dense layers on cached frozen features (the lecture's model 2)
 finetune   every layer trained from the pretrained weights
@@ -12,7 +13,7 @@ Their options and traits are defined in `config.py` (`config.REGIMES`); here is 
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,11 +22,15 @@ import timm
 import torch
 from torch import nn
 
-from ..config import Backbone, Chainthaw, Depth, Finetune, Frozen, Linear, Params, Regime, Scratch, Training
+from ..config import Backbone, Chainthaw, Depth, Finetune, Frozen, Params, Regime, Scratch, Training
 from ..data.prepared import TEST, VAL, Prepared
 from ..grid import Cell, ParamsError
 from ..results import Outcome
-from . import backbones, layer_groups, loop
+from . import backbones, layer_groups, loop, probes, tuning
+
+# A run converged when its best evaluation came before the last fifth of its step budget: one still improving at
+# the end of its budget was stopped, not finished, and understates its arm.
+CONVERGED = 0.8
 
 
 @dataclass(frozen=True)
@@ -97,15 +102,29 @@ def _image_split(inputs: CellInputs) -> _Data:
 
 
 def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -> tuple[Outcome, nn.Module]:
-    """Train once per learning rate of the regime's grid; keep the best on validation (accuracy, then loss)."""
-    best, scores, seconds = None, {}, 0.0
-    for lr in inputs.regime.lr:
+    """Train once per learning rate of the regime's grid (one step past an edge the best sits on, tuning.py); keep
+    the best on validation (accuracy, then loss). A learning rate whose run diverges loses; the cell fails only
+    when every one diverges."""
+    seconds, diverged = 0.0, []
+
+    def run(lr: float) -> tuple[nn.Module, loop.Fit] | None:
+        nonlocal seconds
         model, groups, eval_modules = build(lr)
-        fit = train(model, groups, eval_modules)
-        scores[f"{lr:g}"], seconds = fit.best[0], seconds + fit.seconds
-        if best is None or (fit.best[0], -fit.best[1]) > (best[2].best[0], -best[2].best[1]):
-            best = (lr, model, fit)
-    lr, model, fit = best
+        try:
+            fit = train(model, groups, eval_modules)
+        except loop.Diverged as error:
+            diverged.append(error)
+            return None
+        seconds += fit.seconds
+        return model, fit
+
+    def score(trial) -> tuple[float, ...]:
+        return (-math.inf,) if trial is None else (trial[1].best[0], -trial[1].best[1])
+
+    found = tuning.search(inputs.regime.lr, run, score)
+    if found.trial is None:
+        raise diverged[0]
+    model, fit = found.trial
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
     outcome = Outcome(
         test_accuracy=test_accuracy,
@@ -115,8 +134,11 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
         images_per_second=fit.images_per_second,
         steps=fit.steps,
         best_step=fit.best_step,
-        lr=lr,
-        val_accuracy_by_lr=scores,
+        lr=found.best,
+        val_accuracy_by_lr={
+            f"{lr:g}": trial[1].best[0] if trial else math.nan for lr, trial in found.tried.items()
+        },
+        at_grid_edge=found.at_edge,
         history=fit.history,
     )
     return outcome, model
@@ -140,11 +162,14 @@ def _gradient(
             inputs.device,
             augment=augment,
             eval_modules=eval_modules,
+            evaluate_start=True,  # step 0: the start each arm has before any training (jumpstart)
             desc=inputs.cell.run_name,
         )
 
     outcome, model = _best_lr(inputs, split, build, train)
-    return outcome.model_copy(update={"budget_steps": plan.steps, "batch_size": plan.batch_size}), model
+    converged = outcome.best_step < CONVERGED * plan.steps
+    update = {"budget_steps": plan.steps, "batch_size": plan.batch_size, "converged": converged}
+    return outcome.model_copy(update=update), model
 
 
 def _pretrained(inputs: CellInputs) -> nn.Module:
@@ -179,14 +204,14 @@ def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         return model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
 
     outcome, model = _gradient(inputs, _image_split(inputs), build)
-    return outcome.model_copy(update={"transferability": _transferability(inputs, model)}), model
-
-
-def _transferability(inputs: CellInputs, finetuned: nn.Module) -> dict[str, float]:
-    """T per pretrained layer group, against the seeded random init and the pretrained weights."""
     random, pretrained = _random(inputs).state_dict(), _pretrained(inputs).state_dict()
-    tuned = {k: v.detach().cpu() for k, v in finetuned.state_dict().items()}
-    return layer_groups.transferability(random, pretrained, tuned, layer_groups.groups(finetuned)[:-1])
+    tuned = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    layers = layer_groups.weight_layers(model)
+    update = {
+        "transferability": layer_groups.transferability(random, pretrained, tuned, layers),
+        "weight_scale": layer_groups.weight_scale(pretrained, layers),
+    }
+    return outcome.model_copy(update=update), model
 
 
 def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -308,33 +333,11 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     return _gradient(inputs, split, build, augment=False)
 
 
-def linear(inputs: CellInputs) -> tuple[Outcome, object]:
-    """Logistic regression on cached frozen features; the regularisation C is chosen on validation."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-
-    cfg: Linear = inputs.regime
-    features, labels, train = inputs.features, inputs.data.labels, inputs.train_idx
-    start = time.perf_counter()
-    val, test = inputs.data.part(VAL), inputs.data.part(TEST)
-    fits = [LogisticRegression(C=c, max_iter=2000).fit(features[train], labels[train]) for c in sorted(cfg.C)]
-    scores = [f.score(features[val], labels[val]) for f in fits]
-    best = fits[int(np.argmax(scores))]  # first of ties: the strongest regularisation
-    seconds = time.perf_counter() - start
-    return Outcome(
-        test_accuracy=best.score(features[test], labels[test]),
-        test_loss=log_loss(labels[test], best.predict_proba(features[test]), labels=best.classes_),
-        best_val_accuracy=max(scores),
-        train_seconds=seconds,
-        C=best.C,
-    ), best
-
-
 def work(cell: Cell, params: Params, n_train: int) -> int:
     """Roughly the cell's work, for ordering the cells longest first: its backbone training steps over its lr
-    grid; 0 on cached features (chain-thaw's early-stopped phases are counted as one budget)."""
+    grid; 0 on cached features or pixels (chain-thaw's early-stopped phases are counted as one budget)."""
     cfg = params.regime(cell.regime)
-    if cfg.on_features:
+    if cfg.on_features or not cfg.gradient:
         return 0
     return loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps * len(cfg.lr)
 
@@ -342,7 +345,8 @@ def work(cell: Cell, params: Params, n_train: int) -> int:
 # Each runner trains one cell: CellInputs -> (its outcome, the trained model).
 RUNNERS: dict[str, Callable[[CellInputs], tuple[Outcome, object]]] = {
     "scratch": scratch,
-    "linear": linear,
+    "pixels": probes.pixels,
+    "linear": probes.linear,
     "frozen": frozen,
     "finetune": finetune,
     "chainthaw": chainthaw,

@@ -1,0 +1,55 @@
+"""Choosing a hyperparameter on validation, per cell: a grid, and one more step past an edge the best value sits on.
+
+A best value at the edge of its grid says the grid was too narrow; a study that stops there under-tunes that arm
+(the scratch arm most of all, whose best learning rate grows with data). So the grid is extended by one step in
+that direction (the ratio of the two values nearest that edge) and the extension is tried too; if the extension
+wins, the result says the choice still sits at an edge, and the report lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+Trial = TypeVar("Trial")
+
+
+@dataclass
+class Search(Generic[Trial]):
+    """The values tried (in order), each one's trial, the best value and whether it lies at the edge of what was
+    tried."""
+
+    tried: dict[float, Trial]
+    best: float
+    at_edge: bool
+
+    @property
+    def trial(self) -> Trial:
+        return self.tried[self.best]
+
+
+def search(
+    grid: list[float], run: Callable[[float], Trial], score: Callable[[Trial], tuple]
+) -> Search[Trial]:
+    """Run every value of `grid`, then one step past the edge where the best one lies (grids of two or more
+    values); the best by `score` (higher is better; the first of ties: grids are tried in ascending order)."""
+    values = sorted(grid)
+    tried = {value: run(value) for value in values}
+
+    def best() -> float:
+        return max(tried, key=lambda v: score(tried[v]))  # max keeps the first of equal scores
+
+    if len(values) >= 2:
+        chosen = best()
+        if chosen == values[0]:
+            extra = values[0] * values[0] / values[1]
+        elif chosen == values[-1]:
+            extra = values[-1] * values[-1] / values[-2]
+        else:
+            extra = None
+        if extra is not None:
+            tried[extra] = run(extra)
+    chosen = best()
+    ordered = sorted(tried)
+    return Search(tried, chosen, len(ordered) >= 2 and chosen in (ordered[0], ordered[-1]))
