@@ -311,12 +311,29 @@ REGIMES: dict[str, type[Regime]] = {
 }
 
 
+class Execution(Block):
+    """Where the cells train; never part of a cell's identity (a study started locally can finish on Ray)."""
+
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local: worker processes on this machine; ray: Ray tasks", examples=["ray"]
+    )
+    address: str = Field(
+        "",
+        description="the Ray cluster to join (auto, ray://host:port); empty: a local instance; RAY_ADDRESS overrides",
+        examples=["auto"],
+    )
+    cpus: float = Field(1, gt=0, description="CPUs per cell (Ray)", examples=[1])
+    gpus: float = Field(0, ge=0, description="GPUs per cell (Ray); a fraction lets cells share one", examples=[0.25])
+    retries: int = Field(2, ge=0, description="times a cell whose worker or node is lost runs again", examples=[2])
+
+
 class Params(Block):
     study: Study = Field(description="the grid: datasets x backbones x regimes x sizes x seeds")
     datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
     backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
     training: Training = Field(description="the step budget, early stopping and optimiser")
     regimes: Regimes = Field(description="one block of options per regime")
+    execution: Execution = Field(Execution(), description="where the cells train")
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Params:
