@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.study_repo import ROOT, make_study_repo, study_env
 
 # One thread and one process, here and in every subprocess: the tiny test models gain nothing from a second
 # thread or worker (starting a worker costs more than their cells), and OpenMP threads that spin-wait run them
@@ -41,36 +39,11 @@ def tiny_params(weights: Path) -> dict:
     return params
 
 
-def study_env(repo: Path) -> dict[str, str]:
-    """This interpreter's tools first on PATH, no MLFLOW_TRACKING_URI, and the study repository's own copy of the
-    package first on the import path (as an editable install in that folder would), so editing it changes what runs."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(repo)
-    return env
-
-
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, env=study_env(cwd), capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
-
-
-def make_study_repo(path: Path, params: dict) -> Path:
-    """A git repository holding this project's pipeline files and the given params, with DVC initialised."""
-    path.mkdir(parents=True)
-    for name in ("dvc.yaml", "stages", "pretraining_gap"):
-        src = ROOT / name
-        (
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-            if src.is_dir()
-            else shutil.copy(src, path / name)
-        )
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], path)
-    run(["dvc", "init", "-q"], path)
-    return path
 
 
 @pytest.fixture(scope="session")
