@@ -54,7 +54,11 @@ def _task(fn: Callable[..., Any], job: Any, *shared: Any) -> Any:
 
 
 def run(
-    fn: Callable[..., Any], jobs: list[Job], cfg: Execution, shared: tuple = (), lost: Callable[[Job, str], Any] = None
+    fn: Callable[..., Any],
+    jobs: list[Job],
+    cfg: Execution,
+    shared: tuple = (),
+    lost: Callable[[Job, str], Any] = None,
 ) -> Iterator[tuple[Job, Any]]:
     """(job, fn(job, *shared)) as each task finishes; `shared` goes to the object store once. A task whose worker
     is lost more than `cfg.retries` times gives `lost(job, reason)` instead."""

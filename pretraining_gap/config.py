@@ -323,8 +323,12 @@ class Execution(Block):
         examples=["auto"],
     )
     cpus: float = Field(1, gt=0, description="CPUs per cell (Ray)", examples=[1])
-    gpus: float = Field(0, ge=0, description="GPUs per cell (Ray); a fraction lets cells share one", examples=[0.25])
-    retries: int = Field(2, ge=0, description="times a cell whose worker or node is lost runs again", examples=[2])
+    gpus: float = Field(
+        0, ge=0, description="GPUs per cell (Ray); a fraction lets cells share one", examples=[0.25]
+    )
+    retries: int = Field(
+        2, ge=0, description="times a cell whose worker or node is lost runs again", examples=[2]
+    )
 
 
 class Params(Block):
