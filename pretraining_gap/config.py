@@ -331,12 +331,42 @@ class Execution(Block):
     )
 
 
+class Analysis(Block):
+    """How the answer is read off the cells (the aggregate and report stages; no cell retrains when it changes)."""
+
+    margin: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="accuracy, a fraction (0.01 = 1 point): a gap within it no longer matters (the equivalence "
+        "margin, and the crossover's 'within')",
+        examples=[0.01],
+    )
+    cap: Positive = Field(
+        10_000, description="examples per class: a crossover is not extrapolated beyond it", examples=[10000]
+    )
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="bootstrap replicates over seeds for the intervals of fits, crossovers and D_T (0: none)",
+        examples=[1000],
+    )
+    level: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="confidence of every interval; the tests run at 1 - level",
+        examples=[0.95],
+    )
+
+
 class Params(Block):
     study: Study = Field(description="the grid: datasets x backbones x regimes x sizes x seeds")
     datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
     backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
     training: Training = Field(description="the step budget, early stopping and optimiser")
     regimes: Regimes = Field(description="one block of options per regime")
+    analysis: Analysis = Field(description="the margin, cap, bootstrap and confidence of the answer")
     execution: Execution = Field(Execution(), description="where the cells train")
 
     @model_validator(mode="after")

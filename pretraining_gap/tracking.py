@@ -207,12 +207,16 @@ class Tracker:
         return run_id
 
     def log_summary(self, name: str, metrics: dict[str, float], artifacts: list[Path]) -> str:
-        """The study's summary run (figures, tables, headline numbers), replacing the previous one."""
+        """The study's summary run (figures, tables, headline numbers), replacing the previous one. A folder among
+        the artifacts is logged under its own name, with its tree."""
         self._replace({"kind": "summary"})
         run_id = self._create(name, {"kind": "summary"})
         for key, value in metrics.items():
             self.client.log_metric(run_id, key, value)
         for artifact in artifacts:
-            self.client.log_artifact(run_id, str(artifact))
+            if Path(artifact).is_dir():
+                self.client.log_artifacts(run_id, str(artifact), Path(artifact).name)
+            else:
+                self.client.log_artifact(run_id, str(artifact))
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
