@@ -42,7 +42,9 @@ class Outcome(BaseModel):
     )
     gamma: float | None = None  # the chosen RBF SVM's gamma, as a multiple of scikit-learn's "scale"
     at_grid_edge: bool | None = None  # the chosen lr / C sits at an edge of every value tried
-    val_accuracy_by_lr: dict[str, float] | None = None  # every learning rate tried: validation accuracy
+    val_accuracy_by_lr: dict[str, float | None] | None = (
+        None  # every lr tried: validation accuracy (None: diverged)
+    )
     val_accuracy_by_C: dict[str, float] | None = (
         None  # every C tried (of the chosen family): validation accuracy
     )

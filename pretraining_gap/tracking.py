@@ -181,6 +181,7 @@ class Tracker:
             for key in ("train_loss", "val_accuracy", "val_loss")
             if key in history
             for step, value in zip(history["step"], history[key])
+            if value is not None
         ]
         metrics += [
             Metric("phase", phases.index(p), now, step)

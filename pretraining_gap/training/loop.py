@@ -166,7 +166,7 @@ def fit(
         nonlocal losses
         accuracy, val_loss = evaluate(model, *val, device)
         set_train_mode(model, eval_modules)
-        train_loss = float(np.mean(losses)) if losses else math.nan
+        train_loss = float(np.mean(losses)) if losses else None  # none before the first step
         for key, value in zip(result.history, (step, train_loss, accuracy, val_loss)):
             result.history[key].append(value)
         losses = []

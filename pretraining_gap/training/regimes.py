@@ -136,7 +136,7 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
         best_step=fit.best_step,
         lr=found.best,
         val_accuracy_by_lr={
-            f"{lr:g}": trial[1].best[0] if trial else math.nan for lr, trial in found.tried.items()
+            f"{lr:g}": trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
         at_grid_edge=found.at_edge,
         history=fit.history,
