@@ -269,7 +269,13 @@ class Depth(Regime):
     colour, marker, summary = "tab:purple", "P", "first k layer groups pretrained, the rest re-initialised"
     k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
     transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
-    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.003])
+    lr: LearningRates = Field(
+        description="AdamW peak learning rate(s) of the transferred groups", examples=[0.001]
+    )
+    lr_new: LearningRates = Field(
+        description="AdamW peak learning rate(s) of the re-initialised groups and the head",
+        examples=[[0.003, 0.01]],
+    )
     batchnorm: BatchNorm = Field(
         description="for the kept groups; new groups train theirs", examples=["frozen"]
     )

@@ -35,7 +35,8 @@ class Outcome(BaseModel):
     budget_steps: int | None = None  # the kept run's step budget
     batch_size: int | None = None
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
-    lr: float | None = None  # chosen on validation
+    lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)
+    lr_new: float | None = None  # depth-k: of the re-initialised groups and the head
     C: float | None = None  # chosen inverse regularisation strength (linear probe, pixel classifiers)
     classifier: str | None = (
         None  # the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm
