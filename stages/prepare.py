@@ -43,10 +43,10 @@ def main() -> None:
     kinds = ", ".join(f"{kind} {count}" for kind, count in prepared.conversions.items())
     log.info("%s: images converted to 8-bit RGB, by kind (README): %s", args.dataset, kinds)
     if prepared.junk:
-        log.info("%s: %d junk files skipped (hidden files, Thumbs.db, ...)", args.dataset, prepared.junk)
+        log.info("%s: junk skipped (hidden files, Thumbs.db, ...): %d", args.dataset, prepared.junk)
     if prepared.unused:
         log.warning(
-            "%s: %d files not used:%s",
+            "%s: files not used (%d):%s",
             args.dataset,
             len(prepared.unused),
             "".join(f"\n    {file}: {reason}" for file, reason in prepared.unused),
