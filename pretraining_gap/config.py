@@ -427,15 +427,17 @@ class Params(Block):
                 for key in ("path", "test_path"):
                     folder = getattr(block, key)
                     if folder is not None and not folder.is_dir():
-                        raise ParamsError(
+                        raise _not_found(
                             f"datasets.{name}.{key}",
-                            f"folder {folder} not found",
+                            "folder",
+                            folder,
                             "give the folder holding one sub-folder per class (relative to params.yaml)",
                         )
             if isinstance(block, Torchvision) and not block.download and not block.root.is_dir():
-                raise ParamsError(
+                raise _not_found(
                     f"datasets.{name}.root",
-                    f"folder {block.root} not found",
+                    "folder",
+                    block.root,
                     "set download: true to fetch the dataset there, or point root at an existing copy",
                 )
         for name in self.study.backbones:
@@ -449,11 +451,29 @@ class Params(Block):
                     "use package, hub, or the path of a .safetensors / .pth file",
                 )
             if not weights.is_file():
-                raise ParamsError(
+                raise _not_found(
                     f"backbones.{name}.weights",
-                    f"weights file {weights} not found",
+                    "weights file",
+                    weights,
                     "give the path of an existing .safetensors / .pth file (relative to params.yaml)",
                 )
+
+
+def _not_found(key: str, kind: str, path: Path, fix: str) -> ParamsError:
+    """A path params.yaml names is missing. In the copy of the workspace that `dvc exp run --temp` / `--queue` runs
+    in (<workspace>/.dvc/tmp/exps/...), a path the workspace has is missing because git does not track it: say so."""
+    here = Path.cwd().resolve()
+    workspace = Path(*here.parts[: here.parts.index(".dvc")]) if ".dvc" in here.parts else here
+    if here != workspace and not path.is_absolute() and (workspace / path).exists():
+        return ParamsError(
+            key,
+            f"{kind} {path} is in the workspace but not in this experiment's copy of it ({here}): "
+            "`dvc exp run --temp` and `--queue` run in a copy that holds only the files git and DVC track, "
+            "not untracked or git-ignored ones",
+            f"track it with `dvc add {path}` and commit its .dvc file, give its absolute path "
+            f"({workspace / path}), or run in the workspace (`dvc exp run` without --temp / --queue, `dvc repro`)",
+        )
+    return ParamsError(key, f"{kind} {path} not found", fix)
 
 
 class _Invalid(ValueError):

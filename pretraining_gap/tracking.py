@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -13,17 +14,24 @@ from filelock import FileLock
 from .grid import Cell
 from .results import CellResult
 
+log = logging.getLogger(__name__)
+
 
 class TrackingError(RuntimeError):
     """The MLflow store could not be read or written."""
 
 
 @contextmanager
-def _store(uri: str, doing: str):
-    """Turn the store's many error types (MLflow, SQLAlchemy, OS) into one TrackingError naming the fix."""
+def _store(uri: str, doing: str, tracker: Tracker | None = None):
+    """Turn the store's many error types (MLflow, SQLAlchemy, OS) into one TrackingError naming the fix: the
+    tracker's experiment was deleted, or the store cannot be written."""
     try:
         yield
+    except TrackingError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of the store means the same to the study
+        if tracker is not None and tracker.deleted():
+            raise _deleted(tracker.name, tracker.experiment_id, uri) from error
         raise TrackingError(
             f"cannot {doing} the MLflow store {uri}: {error}. Fix: make it writable, or point "
             "MLFLOW_TRACKING_URI to a store you can write (unset, it is sqlite:///<repo>/mlflow.db)"
@@ -62,6 +70,40 @@ def _artifact_location(uri: str) -> str | None:
     return (db.parent / "mlruns").as_uri() if db else None  # a tracking server decides itself
 
 
+def _deleted(name: str, experiment_id: str, uri: str) -> TrackingError:
+    return TrackingError(
+        f"the MLflow experiment {name!r} (study.name) was deleted, in the MLflow UI or with `mlflow experiments "
+        "delete`; the store keeps it, and its name, until it is restored or garbage-collected. Fix: restore it "
+        f"with `MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id {experiment_id}`, or set "
+        "study.name in params.yaml to another name"
+    )
+
+
+def _relocate(experiment, uri: str) -> None:
+    """Runs keep their artifacts beside a SQLite store wherever its folder goes. MLflow records an experiment's
+    artifact location, and each run's, as absolute paths: a store moved or copied with its project folder would
+    still write into the old folder. Such an experiment (its artifacts in an `mlruns` folder elsewhere) and its runs
+    are pointed to the `mlruns` folder beside the store, with MLflow's own database models (it has no API for it)."""
+    beside, old = _artifact_location(uri), experiment.artifact_location
+    if beside is None or old == beside or not (old.startswith("file:") and old.endswith("/mlruns")):
+        return
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, beside)
+    number = int(experiment.experiment_id)
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.query(SqlExperiment).filter(SqlExperiment.experiment_id == number).update(
+            {SqlExperiment.artifact_location: beside}
+        )
+        for run in session.query(SqlRun).filter(SqlRun.experiment_id == number):
+            if run.artifact_uri and run.artifact_uri.startswith(f"{old}/"):
+                run.artifact_uri = beside + run.artifact_uri[len(old) :]
+    log.info(
+        "MLflow store moved from %s: its experiment and runs keep their artifacts in %s now", old, beside
+    )
+
+
 @contextmanager
 def _one_opener(uri: str):
     """Parallel `dvc exp` workers open one SQLite store at once, and MLflow's set-up of a new store file fails
@@ -98,7 +140,7 @@ class Tracker:
         import mlflow
         from mlflow import MlflowClient
 
-        self.uri = tracking_uri()
+        self.uri, self.name = tracking_uri(), experiment
         with _store(self.uri, "open"), _one_opener(self.uri):
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)
@@ -108,12 +150,22 @@ class Tracker:
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
+        if found and found.lifecycle_stage == "deleted":
+            raise _deleted(name, found.experiment_id, self.uri)
         if found:
+            _relocate(found, self.uri)
             return found.experiment_id
         try:
             return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri))
         except Exception:  # noqa: BLE001 - a parallel experiment created it first
             return self.client.get_experiment_by_name(name).experiment_id
+
+    def deleted(self) -> bool:
+        """Whether the study's experiment is deleted now (a person may delete it in the UI during a study)."""
+        try:
+            return self.client.get_experiment(self.experiment_id).lifecycle_stage == "deleted"
+        except Exception:  # noqa: BLE001 - the store itself is broken: not a deleted experiment
+            return False
 
     def _runs(self, tags: dict[str, str]) -> list:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
@@ -121,7 +173,7 @@ class Tracker:
 
     def logged_fingerprints(self, dataset: str, backbone: str) -> dict[str, str]:
         """Cell key to the fingerprint of its run, for the cells of one dataset × backbone."""
-        with _store(self.uri, "read"):
+        with _store(self.uri, "read", self):
             runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone})
         # a run left RUNNING by a killed process is incomplete: it does not count, and logging replaces it
         return {
@@ -149,7 +201,7 @@ class Tracker:
 
         A failed cell's run ends FAILED with its reason in the `failure` tag.
         """
-        with _store(self.uri, "write"):
+        with _store(self.uri, "write", self):
             return self._log_cell(cell, result, config, result_file)
 
     def _log_cell(self, cell: Cell, result: CellResult, config: dict, result_file: Path) -> str:
@@ -210,14 +262,15 @@ class Tracker:
     def log_summary(self, name: str, metrics: dict[str, float], artifacts: list[Path]) -> str:
         """The study's summary run (figures, tables, headline numbers), replacing the previous one. A folder among
         the artifacts is logged under its own name, with its tree."""
-        self._replace({"kind": "summary"})
-        run_id = self._create(name, {"kind": "summary"})
-        for key, value in metrics.items():
-            self.client.log_metric(run_id, key, value)
-        for artifact in artifacts:
-            if Path(artifact).is_dir():
-                self.client.log_artifacts(run_id, str(artifact), Path(artifact).name)
-            else:
-                self.client.log_artifact(run_id, str(artifact))
-        self.client.set_terminated(run_id, "FINISHED")
-        return run_id
+        with _store(self.uri, "write", self):
+            self._replace({"kind": "summary"})
+            run_id = self._create(name, {"kind": "summary"})
+            for key, value in metrics.items():
+                self.client.log_metric(run_id, key, value)
+            for artifact in artifacts:
+                if Path(artifact).is_dir():
+                    self.client.log_artifacts(run_id, str(artifact), Path(artifact).name)
+                else:
+                    self.client.log_artifact(run_id, str(artifact))
+            self.client.set_terminated(run_id, "FINISHED")
+            return run_id
