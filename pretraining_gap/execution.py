@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from . import parallel, results
 from .config import Params
-from .data import subsets
 from .data.prepared import Prepared
 from .grid import Cell
 from .planning import Plan
@@ -37,14 +36,15 @@ class StudyError(RuntimeError):
 
 @dataclass(frozen=True)
 class Job:
-    """One cell to train, with the paths its worker reads (workers load the stage's data once each)."""
+    """One cell to train: its options, its training subset, and the stage's data files (a local worker loads them
+    once; a Ray task gets the arrays from the object store instead)."""
 
     cell: Cell
     params: Params
-    prepared: Path
-    subsets: Path
-    features: Path
     fingerprint: str
+    train_idx: np.ndarray
+    prepared: Path
+    features: Path
 
 
 @lru_cache(maxsize=1)
@@ -52,16 +52,16 @@ def _loaded(prepared: Path, features: Path) -> tuple[Prepared, np.ndarray]:
     return Prepared.load(prepared), np.load(features)
 
 
-def train_cell(job: Job) -> CellResult:
+def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | None = None) -> CellResult:
     """One cell's result; an error inside the cell becomes a failed result, never the end of the study."""
     from .training import device, loop, regimes  # torch and timm, in the worker
 
-    cell = job.cell
+    cell, train_idx = job.cell, job.train_idx
     log.info("training %s", cell.run_name)
     started = time.time()
     try:
-        data, features = _loaded(job.prepared, job.features)
-        train_idx = subsets.subset(subsets.load(job.subsets, cell.seed), cell.examples_per_class)
+        if data is None:
+            data, features = _loaded(job.prepared, job.features)
         inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
         outcome, _ = regimes.RUNNERS[cell.regime](inputs)
         fields = {
@@ -99,18 +99,41 @@ def start_workers() -> None:
     parallel.start_server(workers(), "pretraining_gap.training.regimes")
 
 
-def run(
-    plan: Plan, params: Params, prepared: Path, subsets_file: Path, features: Path, out: Path, tracker
-) -> list[CellResult]:
+def lost(job: Job, reason: str) -> CellResult:
+    """The failed result of a cell whose worker was lost on every try (retried by the next run)."""
+    now = int(time.time() * 1000)
+    return CellResult.of(
+        job.cell,
+        status="failed",
+        reason=reason,
+        traceback=reason,
+        fingerprint=job.fingerprint,
+        started_ms=now,
+        finished_ms=now,
+    )
+
+
+def dispatch(jobs: list[Job], params: Params, prepared: Path, features: Path):
+    """(job, result) as each cell finishes, from local workers or Ray tasks (`execution.backend`)."""
+    if params.execution.backend == "ray":
+        from . import cluster
+
+        shared = (Prepared.load(prepared), np.load(features))
+        return cluster.run(train_cell, jobs, params.execution, shared, lost)
+    return parallel.run(train_cell, jobs, workers())
+
+
+def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, tracker) -> list[CellResult]:
     """Train the plan's cells in a pool of workers; write and log each result as it arrives; log kept cells
     whose MLflow run is missing or stale. Returns every cell's result, in grid order."""
     results.remove_partial(out)
     dataset, backbone = next(iter(plan.identities)).dataset, next(iter(plan.identities)).backbone
     logged = tracker.logged_fingerprints(dataset, backbone)
     jobs = [
-        Job(cell, params, prepared, subsets_file, features, plan.fingerprint(cell)) for cell in plan.to_train
+        Job(cell, params, plan.fingerprint(cell), plan.train_idx[cell], prepared, features)
+        for cell in plan.to_train
     ]
-    trained = ((job.cell, result, True) for job, result in parallel.run(train_cell, jobs, workers()))
+    trained = ((job.cell, result, True) for job, result in dispatch(jobs, params, prepared, features))
     kept = ((cell, result, False) for cell, result in plan.kept)
     done, unlogged, broken = {}, [], []
     for cell, result, new in tqdm(

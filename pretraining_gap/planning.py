@@ -115,6 +115,7 @@ class Plan:
     kept: list[tuple[Cell, CellResult]]
     to_train: list[Cell]
     identities: dict[Cell, dict]
+    train_idx: dict[Cell, np.ndarray]  # each cell's training subset: indices into the prepared data
 
     def fingerprint(self, cell: Cell) -> str:
         return fingerprint(self.identities[cell])
@@ -136,4 +137,4 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
             kept.append((cell, result))
     to_train.sort(key=lambda c: -regimes.work(c, params, len(inputs.train_idx(c))))
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
-    return Plan(kept, to_train, identities)
+    return Plan(kept, to_train, identities, {cell: inputs.train_idx(cell) for cell in to_train})

@@ -9,10 +9,11 @@ import pandas as pd
 import timm
 import torch
 import yaml
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 from mlflow import MlflowClient
 from PIL import Image
 from safetensors.torch import save_file
+
+from conftest import make_study_repo, run, tiny_params, tiny_weights
 
 REGIMES = ["scratch", "linear", "finetune"]
 
