@@ -163,8 +163,11 @@ class Training(Block):
     min_steps: Positive = Field(description="optimisation steps at least", examples=[100])
     max_steps: Positive = Field(description="optimisation steps at most", examples=[250])
     evaluations: Positive = Field(description="validation passes per run", examples=[10])
-    patience: Positive = Field(
-        description="validation passes without improvement before stopping", examples=[4]
+    patience: float = Field(
+        gt=0,
+        le=1,
+        description="stop once the best validation evaluation is this fraction of the run's budget old",
+        examples=[0.4],
     )
     weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
     augment_shift: float = Field(

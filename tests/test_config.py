@@ -18,15 +18,18 @@ def broken(edit):
 
 
 def test_the_shipped_params_are_valid():
-    assert len(config.validate(DEFAULT).cells()) == 4 * 6 * 3  # regimes x sizes x seeds
+    study = DEFAULT["study"]
+    grid = len(study["regimes"]) * len(study["sizes"]) * len(study["seeds"])
+    assert len(config.validate(DEFAULT).cells()) == grid and "all" in study["sizes"]
 
 
 def test_depth_cells_come_once_per_k():
     p = config.validate(broken(lambda p: p["study"].update(regimes=["finetune", "depth"])))
     depths = [cell.depth for cell in p.cells()]
-    assert depths.count(None) == 6 * 3
+    per_regime = len(DEFAULT["study"]["sizes"]) * len(DEFAULT["study"]["seeds"])
+    assert depths.count(None) == per_regime
     assert sorted({d for d in depths if d is not None}) == DEFAULT["regimes"]["depth"]["k"]
-    assert len(depths) == 6 * 3 * (1 + len(DEFAULT["regimes"]["depth"]["k"]))
+    assert len(depths) == per_regime * (1 + len(DEFAULT["regimes"]["depth"]["k"]))
 
 
 @pytest.mark.parametrize(
@@ -202,7 +205,7 @@ def test_every_problem_is_listed_one_per_line():
 
 def test_the_library_receives_typed_blocks():
     p = config.validate(DEFAULT)
-    assert isinstance(p.regimes.finetune, config.Finetune) and p.regimes.finetune.lr == [0.001]
+    assert isinstance(p.regimes.finetune, config.Finetune) and p.regimes.finetune.lr == [0.0003, 0.001, 0.003]
     assert isinstance(p.datasets["digits"], config.SklearnDigits)
     assert set(config.REGIMES) >= {"scratch", "linear", "frozen", "finetune", "chainthaw", "depth"}
     assert not config.REGIMES["scratch"].pretrained and config.REGIMES["linear"].on_features

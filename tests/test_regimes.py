@@ -32,7 +32,7 @@ def raw_params(tmp_path_factory) -> dict:
     p["regimes"]["depth"].update(k=[2], transferred="frozen")
     p["regimes"]["chainthaw"].update(phase_budget=0.5)
     p["regimes"]["scratch"].update(budget_multiplier=1)  # beating chance needs no longer schedule here
-    p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=4, batch_size=15)
+    p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=1.0, batch_size=15)
     return p
 
 

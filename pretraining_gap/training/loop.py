@@ -21,20 +21,23 @@ Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
 
 @dataclass(frozen=True)
 class Budget:
-    steps: int
+    steps: int  # optimisation steps at most (the schedule's length)
     batch_size: int
-    eval_every: int
+    eval_every: int  # steps between validation evaluations
+    patience: int  # steps without a better evaluation before stopping
 
 
 def budget(n_train: int, cfg: Training, multiplier: float = 1.0) -> Budget:
     """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier.
 
     Evaluations come every `base steps / evaluations` steps, the same interval for every arm of a size whatever
-    its multiplier, so that the validation curves of the arms share a step grid (and patience means the same).
+    its multiplier, so that the validation curves of the arms share a step grid; a run stops once its best
+    evaluation is `patience` (a fraction) of its own budget old.
     """
     batch = min(cfg.batch_size, n_train)
     base = min(max(round(cfg.epochs * n_train / batch), cfg.min_steps), cfg.max_steps)
-    return Budget(round(base * multiplier), batch, max(1, base // cfg.evaluations))
+    steps = round(base * multiplier)
+    return Budget(steps, batch, max(1, base // cfg.evaluations), math.ceil(cfg.patience * steps))
 
 
 def to_input(images: np.ndarray, mean, std) -> torch.Tensor:
@@ -147,7 +150,7 @@ def fit(
     """AdamW with warm-up and cosine decay; ends on the weights of the best validation evaluation.
 
     `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
-    Stops early after `cfg.patience` evaluations without a better one. With `evaluate_start` the weights before
+    Stops early once the best evaluation is `plan.patience` steps old. With `evaluate_start` the weights before
     training are evaluated too (step 0), so training that only makes things worse is undone.
     Raises Diverged when the training loss stops being finite.
     """
@@ -159,7 +162,7 @@ def fit(
     lr_schedule = schedule(optimizer, plan.steps)
     mixed, dtype = precision(device)
     scaler = torch.amp.GradScaler(device.type, enabled=mixed and dtype == torch.float16)
-    stopping, result, losses = EarlyStopping(cfg.patience, monitor), Fit(), []
+    stopping, result, losses = EarlyStopping(plan.patience, monitor), Fit(), []
 
     def record(step: int) -> bool:
         """Evaluate on validation; True when it is time to stop."""

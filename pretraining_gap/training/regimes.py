@@ -13,6 +13,7 @@ Their options and traits are defined in `config.py` (`config.REGIMES`); here is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,7 +281,10 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     cfg: Chainthaw = inputs.regime
     split = _image_split(inputs)
     plan = loop.budget(len(inputs.train_idx), inputs.training, cfg.phase_budget)
-    phase_cfg = inputs.training.model_copy(update={"patience": cfg.phase_patience})
+    every = max(
+        1, plan.steps // inputs.training.evaluations
+    )  # a phase is short: evaluated on its own finer grid
+    plan = dataclasses.replace(plan, eval_every=every, patience=cfg.phase_patience * every)
 
     def build(lr):
         model = _pretrained(inputs)
@@ -301,7 +305,7 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
                 split.train,
                 split.val,
                 plan,
-                phase_cfg,
+                inputs.training,
                 inputs.cell.seed,
                 inputs.device,
                 eval_modules=eval_modules,
