@@ -248,6 +248,9 @@ BatchNorm = Literal["frozen", "train"]
 class Finetune(Regime):
     colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
+    budget_multiplier: float = Field(
+        gt=0, description="times the shared step budget; chosen on validation (README, Choices)", examples=[2]
+    )
     backbone_lr_scale: float = Field(
         gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1]
     )
@@ -278,6 +281,9 @@ class Depth(Regime):
     lr_new: LearningRates = Field(
         description="AdamW peak learning rate(s) of the re-initialised groups and the head",
         examples=[[0.003, 0.01]],
+    )
+    budget_multiplier: float = Field(
+        gt=0, description="times the shared step budget; chosen on validation (README, Choices)", examples=[2]
     )
     batchnorm: BatchNorm = Field(
         description="for the kept groups; new groups train theirs", examples=["frozen"]

@@ -213,7 +213,7 @@ def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         ]
         return model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
 
-    outcome, model = _gradient(inputs, _image_split(inputs), build)
+    outcome, model = _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
     random, pretrained = _random(inputs).state_dict(), _pretrained(inputs).state_dict()
     tuned = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     layers = layer_groups.weight_layers(model)
@@ -257,7 +257,7 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         )
         return model, param_groups, kept_bn if frozen_transfer or cfg.batchnorm == "frozen" else ()
 
-    return _gradient(inputs, _image_split(inputs), build)
+    return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
 
 
 def check_depth(params: Params, backbone: str) -> None:
