@@ -3,17 +3,18 @@
 Reads params.yaml: study, regimes.depth.k (the grid whose cells it reads).
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, config
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
+
+from pretraining_gap import cli
 
 log = logging.getLogger("aggregate")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--cells", type=Path, default=Path("results/cells"), help="folder of per-cell result files"
     )
@@ -34,10 +35,14 @@ def main() -> None:
         default=Path("results/costs"),
         help="folder of backbone cost records <dataset>/<backbone>.json (optional)",
     )
-    args = parser.parse_args()
-    params = config.load()
+    return parser
+
+
+def main(args) -> None:
+    from pretraining_gap import config
     from pretraining_gap.analysis import aggregate
 
+    params = config.load()
     out = aggregate.run(
         params, args.cells, args.table, args.tables, args.curves, args.metrics, args.plots, args.costs
     )
@@ -54,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)
