@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -115,6 +115,7 @@ class Plan:
     kept: list[tuple[Cell, CellResult]]
     to_train: list[Cell]
     identities: dict[Cell, dict]
+    work: dict[Cell, int] = field(default_factory=dict)  # a cell to train: its steps (regimes.work)
 
     def fingerprint(self, cell: Cell) -> str:
         return fingerprint(self.identities[cell])
@@ -134,6 +135,7 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
         else:
             log.info("kept %s (%s earlier, same inputs and code)", cell.run_name, result.status)
             kept.append((cell, result))
-    to_train.sort(key=lambda c: -regimes.work(c, params, len(inputs.train_idx(c))))
+    work = {c: regimes.work(c, params, len(inputs.train_idx(c))) for c in to_train}
+    to_train.sort(key=lambda c: -work[c])
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
-    return Plan(kept, to_train, identities)
+    return Plan(kept, to_train, identities, work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,11 +51,19 @@ def study_env(repo: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=study_env(cwd), capture_output=True, text=True)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env or study_env(cwd), capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def trained(output: str) -> list[tuple[str, str, str, str, str]]:
+    """The cells a train stage's log says it trained, one line each ("[3/8] digits · tiny · scratch · 2/class ·
+    seed 1: test accuracy …" or "… failed: …"), as (dataset, backbone, arm, size, seed)."""
+    return re.findall(r"\[\d+/\d+\] (\S+) · (\S+) · (\S+) · (\S+)/class · seed (\d+)", output)
 
 
 def make_study_repo(path: Path, params: dict) -> Path:
@@ -70,6 +79,8 @@ def make_study_repo(path: Path, params: dict) -> Path:
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], path)
     run(["dvc", "init", "-q"], path)
+    shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")  # the offline page and the plot templates
+    shutil.copy(ROOT / ".dvc/config", path / ".dvc/config")
     return path
 
 

@@ -272,7 +272,7 @@ def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -
     """Decode and resize every image the split uses, once (a progress bar on stderr)."""
     chosen = np.flatnonzero(split != UNUSED)
     images = np.empty((len(chosen), resolution, resolution, 3), dtype=np.uint8)
-    for row, i in enumerate(tqdm(chosen, desc="decode", unit="image")):
+    for row, i in enumerate(tqdm(chosen, desc="decode", unit="image", disable=None)):
         try:
             images[row] = square(catalogue.read(int(i)), resolution)
         except OSError as error:  # PIL's UnidentifiedImageError and truncated files
