@@ -269,7 +269,13 @@ class Depth(Regime):
     colour, marker, summary = "tab:purple", "P", "first k layer groups pretrained, the rest re-initialised"
     k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
     transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
-    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.003])
+    lr: LearningRates = Field(
+        description="AdamW peak learning rate(s) of the transferred groups", examples=[0.001]
+    )
+    lr_new: LearningRates = Field(
+        description="AdamW peak learning rate(s) of the re-initialised groups and the head",
+        examples=[[0.003, 0.01]],
+    )
     batchnorm: BatchNorm = Field(
         description="for the kept groups; new groups train theirs", examples=["frozen"]
     )
@@ -311,12 +317,63 @@ REGIMES: dict[str, type[Regime]] = {
 }
 
 
+class Execution(Block):
+    """Where the cells train; never part of a cell's identity (a study started locally can finish on Ray)."""
+
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local: worker processes on this machine; ray: Ray tasks", examples=["ray"]
+    )
+    address: str = Field(
+        "",
+        description="the Ray cluster to join (auto, ray://host:port); empty: a local instance; RAY_ADDRESS overrides",
+        examples=["auto"],
+    )
+    cpus: float = Field(1, gt=0, description="CPUs per cell (Ray)", examples=[1])
+    gpus: float = Field(
+        0, ge=0, description="GPUs per cell (Ray); a fraction lets cells share one", examples=[0.25]
+    )
+    retries: int = Field(
+        2, ge=0, description="times a cell whose worker or node is lost runs again", examples=[2]
+    )
+
+
+class Analysis(Block):
+    """How the answer is read off the cells (the aggregate and report stages; no cell retrains when it changes)."""
+
+    margin: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="accuracy, a fraction (0.01 = 1 point): a gap within it no longer matters (the equivalence "
+        "margin, and the crossover's 'within')",
+        examples=[0.01],
+    )
+    cap: Positive = Field(
+        10_000, description="examples per class: a crossover is not extrapolated beyond it", examples=[10000]
+    )
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="bootstrap replicates over seeds for the intervals of fits, crossovers and D_T (0: none)",
+        examples=[1000],
+    )
+    level: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="confidence of every interval; the tests run at 1 - level",
+        examples=[0.95],
+    )
+
+
 class Params(Block):
     study: Study = Field(description="the grid: datasets x backbones x regimes x sizes x seeds")
     datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
     backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
     training: Training = Field(description="the step budget, early stopping and optimiser")
     regimes: Regimes = Field(description="one block of options per regime")
+    analysis: Analysis = Field(description="the margin, cap, bootstrap and confidence of the answer")
+    execution: Execution = Field(Execution(), description="where the cells train")
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Params:
@@ -370,15 +427,17 @@ class Params(Block):
                 for key in ("path", "test_path"):
                     folder = getattr(block, key)
                     if folder is not None and not folder.is_dir():
-                        raise ParamsError(
+                        raise _not_found(
                             f"datasets.{name}.{key}",
-                            f"folder {folder} not found",
+                            "folder",
+                            folder,
                             "give the folder holding one sub-folder per class (relative to params.yaml)",
                         )
             if isinstance(block, Torchvision) and not block.download and not block.root.is_dir():
-                raise ParamsError(
+                raise _not_found(
                     f"datasets.{name}.root",
-                    f"folder {block.root} not found",
+                    "folder",
+                    block.root,
                     "set download: true to fetch the dataset there, or point root at an existing copy",
                 )
         for name in self.study.backbones:
@@ -392,11 +451,29 @@ class Params(Block):
                     "use package, hub, or the path of a .safetensors / .pth file",
                 )
             if not weights.is_file():
-                raise ParamsError(
+                raise _not_found(
                     f"backbones.{name}.weights",
-                    f"weights file {weights} not found",
+                    "weights file",
+                    weights,
                     "give the path of an existing .safetensors / .pth file (relative to params.yaml)",
                 )
+
+
+def _not_found(key: str, kind: str, path: Path, fix: str) -> ParamsError:
+    """A path params.yaml names is missing. In the copy of the workspace that `dvc exp run --temp` / `--queue` runs
+    in (<workspace>/.dvc/tmp/exps/...), a path the workspace has is missing because git does not track it: say so."""
+    here = Path.cwd().resolve()
+    workspace = Path(*here.parts[: here.parts.index(".dvc")]) if ".dvc" in here.parts else here
+    if here != workspace and not path.is_absolute() and (workspace / path).exists():
+        return ParamsError(
+            key,
+            f"{kind} {path} is in the workspace but not in this experiment's copy of it ({here}): "
+            "`dvc exp run --temp` and `--queue` run in a copy that holds only the files git and DVC track, "
+            "not untracked or git-ignored ones",
+            f"track it with `dvc add {path}` and commit its .dvc file, give its absolute path "
+            f"({workspace / path}), or run in the workspace (`dvc exp run` without --temp / --queue, `dvc repro`)",
+        )
+    return ParamsError(key, f"{kind} {path} not found", fix)
 
 
 class _Invalid(ValueError):

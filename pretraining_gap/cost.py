@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +20,16 @@ def gflops_per_image(model: torch.nn.Module, resolution: int) -> float:
 
 
 def _images_per_second(step, batch_size: int, seconds: float) -> float:
-    """Run `step` once to warm up, then as often as fits in `seconds`; images per second of the timed runs."""
-    step()
-    steps, started = 0, time.perf_counter()
-    while steps == 0 or time.perf_counter() - started < seconds:
-        step()
-        steps += 1
-    return steps * batch_size / (time.perf_counter() - started)
+    """Images per second of `step`, from the median of blocks of runs filling about `seconds`
+    (`torch.utils.benchmark`, which waits for a GPU to finish before it reads the clock)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(
+        logging.ERROR
+    )  # "no CUDA runtime" on CPU machines
+    from torch.utils import benchmark
+
+    step()  # warm-up: first-call allocations and kernel choices
+    timed = benchmark.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=seconds)
+    return batch_size / timed.median
 
 
 def measure(

@@ -35,14 +35,17 @@ class Outcome(BaseModel):
     budget_steps: int | None = None  # the kept run's step budget
     batch_size: int | None = None
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
-    lr: float | None = None  # chosen on validation
+    lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)
+    lr_new: float | None = None  # depth-k: of the re-initialised groups and the head
     C: float | None = None  # chosen inverse regularisation strength (linear probe, pixel classifiers)
     classifier: str | None = (
         None  # the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm
     )
     gamma: float | None = None  # the chosen RBF SVM's gamma, as a multiple of scikit-learn's "scale"
     at_grid_edge: bool | None = None  # the chosen lr / C sits at an edge of every value tried
-    val_accuracy_by_lr: dict[str, float] | None = None  # every learning rate tried: validation accuracy
+    val_accuracy_by_lr: dict[str, float | None] | None = (
+        None  # every lr tried: validation accuracy (None: diverged)
+    )
     val_accuracy_by_C: dict[str, float] | None = (
         None  # every C tried (of the chosen family): validation accuracy
     )

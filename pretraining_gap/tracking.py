@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import subprocess
@@ -27,17 +28,24 @@ from filelock import FileLock
 from .grid import Cell
 from .results import CellResult
 
+log = logging.getLogger(__name__)
+
 
 class TrackingError(RuntimeError):
     """The MLflow store could not be read or written."""
 
 
 @contextmanager
-def _store(uri: str, doing: str):
-    """Turn the store's many error types (MLflow, SQLAlchemy, OS) into one TrackingError naming the fix."""
+def _store(uri: str, doing: str, tracker: Tracker | None = None):
+    """Turn the store's many error types (MLflow, SQLAlchemy, OS) into one TrackingError naming the fix: the
+    tracker's experiment was deleted, or the store cannot be written."""
     try:
         yield
+    except TrackingError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of the store means the same to the study
+        if tracker is not None and tracker.deleted():
+            raise _deleted(tracker.name, tracker.experiment_id, uri) from error
         raise TrackingError(
             f"cannot {doing} the MLflow store {uri}: {error}. Fix: make it writable, or point "
             "MLFLOW_TRACKING_URI to a store you can write (unset, it is sqlite:///<repo>/mlflow.db)"
@@ -160,6 +168,40 @@ def ui_command(uri: str) -> list[str]:
     return [] if uri.startswith(("http://", "https://")) else ["mlflow", "ui", "--backend-store-uri", uri]
 
 
+def _deleted(name: str, experiment_id: str, uri: str) -> TrackingError:
+    return TrackingError(
+        f"the MLflow experiment {name!r} (study.name) was deleted, in the MLflow UI or with `mlflow experiments "
+        "delete`; the store keeps it, and its name, until it is restored or garbage-collected. Fix: restore it "
+        f"with `MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id {experiment_id}`, or set "
+        "study.name in params.yaml to another name"
+    )
+
+
+def _relocate(experiment, uri: str) -> None:
+    """Runs keep their artifacts beside a SQLite store wherever its folder goes. MLflow records an experiment's
+    artifact location, and each run's, as absolute paths: a store moved or copied with its project folder would
+    still write into the old folder. Such an experiment (its artifacts in an `mlruns` folder elsewhere) and its runs
+    are pointed to the `mlruns` folder beside the store, with MLflow's own database models (it has no API for it)."""
+    beside, old = _artifact_location(uri), experiment.artifact_location
+    if beside is None or old == beside or not (old.startswith("file:") and old.endswith("/mlruns")):
+        return
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, beside)
+    number = int(experiment.experiment_id)
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.query(SqlExperiment).filter(SqlExperiment.experiment_id == number).update(
+            {SqlExperiment.artifact_location: beside}
+        )
+        for run in session.query(SqlRun).filter(SqlRun.experiment_id == number):
+            if run.artifact_uri and run.artifact_uri.startswith(f"{old}/"):
+                run.artifact_uri = beside + run.artifact_uri[len(old) :]
+    log.info(
+        "MLflow store moved from %s: its experiment and runs keep their artifacts in %s now", old, beside
+    )
+
+
 @contextmanager
 def _one_opener(uri: str):
     """Parallel `dvc exp` workers open one SQLite store at once, and MLflow's set-up of a new store file fails
@@ -226,7 +268,7 @@ class Tracker:
         import mlflow
         from mlflow import MlflowClient
 
-        self.uri = tracking_uri()
+        self.uri, self.name = tracking_uri(), experiment
         with _store(self.uri, "open"), _one_opener(self.uri):
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)
@@ -240,12 +282,22 @@ class Tracker:
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
+        if found and found.lifecycle_stage == "deleted":
+            raise _deleted(name, found.experiment_id, self.uri)
         if found:
+            _relocate(found, self.uri)
             return found.experiment_id
         try:
             return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri))
         except Exception:  # noqa: BLE001 - a parallel experiment created it first
             return self.client.get_experiment_by_name(name).experiment_id
+
+    def deleted(self) -> bool:
+        """Whether the study's experiment is deleted now (a person may delete it in the UI during a study)."""
+        try:
+            return self.client.get_experiment(self.experiment_id).lifecycle_stage == "deleted"
+        except Exception:  # noqa: BLE001 - the store itself is broken: not a deleted experiment
+            return False
 
     def _experiment_tags(self) -> dict[str, str]:
         return {
@@ -279,7 +331,7 @@ class Tracker:
 
     def logged_fingerprints(self, dataset: str, backbone: str) -> dict[str, str]:
         """Cell key to the fingerprint of its run, for the cells of one dataset × backbone."""
-        with _store(self.uri, "read"):
+        with _store(self.uri, "read", self):
             runs = self._runs({"kind": "cell", "dataset": dataset, "backbone": backbone})
         # a run left RUNNING by a killed process is incomplete: it does not count, and logging replaces it
         return {
@@ -329,7 +381,7 @@ class Tracker:
         `data`: name, digest, source (a JSON string) and profile of the prepared data, or None. A failed cell's
         run ends FAILED with its reason in the `failure` tag.
         """
-        with _store(self.uri, "write"):
+        with _store(self.uri, "write", self):
             return self._log_cell(cell, result, config, result_file, data)
 
     def _log_cell(
@@ -415,7 +467,7 @@ class Tracker:
         name (`accuracy/finetune`) to its value per size, logged as a history with step = size; `scalars` are
         logged once; `artifacts` are files or folders. The study's cell runs become its children; the previous
         parent runs are deleted."""
-        with _store(self.uri, "write"):
+        with _store(self.uri, "write", self):
             return self._log_study(dataset, backbone, curves, scalars, artifacts)
 
     def _log_study(self, dataset, backbone, curves, scalars, artifacts) -> str:

@@ -1,6 +1,7 @@
-"""DVC stage aggregate: cell results to the tidy table, analysis tables, DVC metrics and plots, PNG figures.
+"""DVC stage aggregate: cell results to the tidy table, the answer's tables, DVC metrics and plots, PNG figures.
 
-Reads params.yaml: study, regimes.depth.k (the grid whose cells it reads).
+Reads params.yaml: study, regimes.depth.k (the grid whose cells it reads), backbones (their families, for the
+exponent beta), analysis (margin, cap, bootstrap, level).
 """
 
 import logging
@@ -27,13 +28,24 @@ def arguments():
     parser.add_argument(
         "--curves", type=Path, default=Path("results/curves"), help="folder of CSVs for dvc plots"
     )
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/summary.json"), help="DVC metrics file")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics"),
+        help="folder of DVC metrics: summary.json, one file per arm",
+    )
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument(
         "--costs",
         type=Path,
         default=Path("results/costs"),
         help="folder of backbone cost records <dataset>/<backbone>.json (optional)",
+    )
+    parser.add_argument(
+        "--prepared",
+        type=Path,
+        default=Path("data/prepared"),
+        help="folder of prepared datasets <dataset>.npz (class and validation counts; optional)",
     )
     return parser
 
@@ -44,10 +56,27 @@ def main(args) -> None:
 
     params = config.load()
     out = aggregate.run(
-        params, args.cells, args.table, args.tables, args.curves, args.metrics, args.plots, args.costs
+        params,
+        args.cells,
+        args.table,
+        args.tables,
+        args.curves,
+        args.metrics,
+        args.plots,
+        args.costs,
+        args.prepared,
     )
-    for cell, why in out.metrics["incomplete"].items():
-        log.warning("left out of the means: %s (%s)", cell, why)
+    for cell in out.tables["incomplete"].itertuples():
+        log.warning(
+            "left out of the means: %s/%s/%s/%s/seed%s (%s: %s)",
+            cell.dataset,
+            cell.backbone,
+            cell.arm,
+            cell.examples_per_class,
+            cell.seed,
+            cell.status,
+            cell.reason,
+        )
     log.info(
         "%d of %d cells finished -> %s, %s, %d figures",
         len(out.finished),

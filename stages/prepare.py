@@ -1,5 +1,8 @@
 """DVC stage prepare: decode a dataset once, resize it to the study resolution, fix its pool/val/test split.
 
+Logs, and keeps in the prepared file (`Prepared.conversions`, `junk`, `unused`), how many images of each conversion
+kind it converted, the junk files it skipped and every other file it did not use.
+
 Reads params.yaml: study.backbones, study.sizes, backbones.<each>, datasets.<dataset>. As the study's first stage
 it also checks every backbone's weights, so a bad backbone fails here, before any training.
 """
@@ -42,6 +45,17 @@ def main(args) -> None:
         cfg.resolution,
         args.out,
     )
+    kinds = ", ".join(f"{kind} {count}" for kind, count in prepared.conversions.items())
+    log.info("%s: images converted to 8-bit RGB, by kind (README): %s", args.dataset, kinds)
+    if prepared.junk:
+        log.info("%s: junk skipped (hidden files, Thumbs.db, ...): %d", args.dataset, prepared.junk)
+    if prepared.unused:
+        log.warning(
+            "%s: files not used (%d):%s",
+            args.dataset,
+            len(prepared.unused),
+            "".join(f"\n    {file}: {reason}" for file, reason in prepared.unused),
+        )
 
 
 if __name__ == "__main__":

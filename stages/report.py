@@ -1,10 +1,10 @@
 """DVC stage report: the one-page HTML report; in MLflow, per dataset × backbone, the parent run of its cells with
-the learning curves as metric histories (step = examples per class), the report, the tables and the figures.
+the learning curves as metric histories (step = examples per class), the headline numbers, the report, the tables
+and the figures.
 
-Reads params.yaml: study, datasets, backbones, training, regimes (the settings the report prints).
+Reads params.yaml: study, datasets, backbones, training, regimes, analysis (the settings it prints).
 """
 
-import json
 import logging
 import shlex
 from pathlib import Path
@@ -17,7 +17,8 @@ log = logging.getLogger("report")
 
 
 def numbers(tree: dict, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of metrics/summary.json, as flat MLflow metric names (text leaves stay in the JSON)."""
+    """The numeric leaves of a metrics tree (aggregate.read_metrics), as flat MLflow metric names such as
+    `finetune.gap.1` (text leaves stay in the files)."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
@@ -35,37 +36,45 @@ def arguments():
     parser.add_argument(
         "--tables", type=Path, default=Path("results/tables"), help="folder of analysis tables (CSV)"
     )
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/summary.json"), help="DVC metrics file")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics"),
+        help="folder of DVC metrics (summary.json, one per arm)",
+    )
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
     return parser
 
 
 def main(args) -> None:
+    import pandas as pd
+
     from pretraining_gap import config, tracking
-    from pretraining_gap.analysis import report
+    from pretraining_gap.analysis import aggregate, report
 
     p = config.load()
     tracker = tracking.Tracker(p.study.name)
-    summary, figures = json.loads(args.metrics.read_text()), sorted(args.plots.glob("*.png"))
-    page = report.build(report.read_tables(args.tables), summary["incomplete"], figures, p, tracker.commit)
+    tables, figures = report.read_tables(args.tables), sorted(args.plots.glob("*.png"))
+    cells = pd.read_csv(args.table) if args.table.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page)
-    tables = sorted(args.tables.glob("*.csv"))
+    args.out.write_text(report.build(tables, cells, figures, p, tracker.commit))
+    metrics, files = aggregate.read_metrics(args.metrics), sorted(args.tables.glob("*.csv"))
     for (dataset, backbone), curves in tracking.curves(args.tables).items():
         others = [f"_{b}_" for b in p.study.backbones if b != backbone]
         mine = [
             f for f in figures if f.name.startswith(f"{dataset}_") and not any(o in f.name for o in others)
         ]
-        scalars = numbers(summary.get(dataset, {}).get(backbone, {}))
+        scalars = numbers(metrics.get(dataset, {}).get(backbone, {}))
         tracker.log_study(
-            dataset, backbone, curves, scalars, [args.out, args.table, args.metrics, *tables, *mine]
+            dataset, backbone, curves, scalars, [args.out, args.table, args.metrics, *files, *mine]
         )
+    said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
     log.info(
-        "report -> %s (%d figures); headline:\n%s",
+        "report -> %s (%d figures); the answer:\n%s",
         args.out,
         len(figures),
-        "\n".join(report.headlines(*(report.read_tables(args.tables)[k] for k in ("gap", "crossover")))),
+        "\n".join(f"{d} · {b} · {s}" for (d, b), sentences in said.items() for s in sentences),
     )
     serve = shlex.join(tracking.ui_command(tracker.uri))
     log.info("MLflow: %s%s", f"`{serve}` (or `make ui`), then " if serve else "", tracker.runs_url())

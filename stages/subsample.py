@@ -30,7 +30,7 @@ def main(args) -> None:
     data = Prepared.load(args.prepared)
     # prepare checked the sizes too, but it does not rerun when only study.sizes grows
     datasets.check_class_sizes(
-        name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes
+        name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes, data.official
     )
     orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in study.seeds}
     subsets.save(args.out, orderings)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.study_repo import ROOT, make_study_repo, study_env
 
 # One thread and one process, here and in every subprocess: the tiny test models gain nothing from a second
 # thread or worker (starting a worker costs more than their cells), and OpenMP threads that spin-wait run them
@@ -42,15 +40,6 @@ def tiny_params(weights: Path) -> dict:
     return params
 
 
-def study_env(repo: Path) -> dict[str, str]:
-    """This interpreter's tools first on PATH, no MLFLOW_TRACKING_URI, and the study repository's own copy of the
-    package first on the import path (as an editable install in that folder would), so editing it changes what runs."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(repo)
-    return env
-
-
 def run(
     cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:
@@ -64,24 +53,6 @@ def trained(output: str) -> list[tuple[str, str, str, str, str]]:
     """The cells a train stage's log says it trained, one line each ("[3/8] digits · tiny · scratch · 2/class ·
     seed 1: test accuracy …" or "… failed: …"), as (dataset, backbone, arm, size, seed)."""
     return re.findall(r"\[\d+/\d+\] (\S+) · (\S+) · (\S+) · (\S+)/class · seed (\d+)", output)
-
-
-def make_study_repo(path: Path, params: dict) -> Path:
-    """A git repository holding this project's pipeline files and the given params, with DVC initialised."""
-    path.mkdir(parents=True)
-    for name in ("dvc.yaml", "stages", "pretraining_gap"):
-        src = ROOT / name
-        (
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-            if src.is_dir()
-            else shutil.copy(src, path / name)
-        )
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], path)
-    run(["dvc", "init", "-q"], path)
-    shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")  # the offline page and the plot templates
-    shutil.copy(ROOT / ".dvc/config", path / ".dvc/config")
-    return path
 
 
 @pytest.fixture(scope="session")

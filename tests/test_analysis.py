@@ -1,7 +1,9 @@
-"""The benefits, the incomplete-cell report, every figure and the report page, on hand-made cell files."""
+"""The study's answer end to end on hand-made cell files with known curves: tables, metrics, figures, report."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,13 @@ from PIL import Image
 
 from pretraining_gap import config, results
 from pretraining_gap.analysis import aggregate, benefits, report
+from pretraining_gap.analysis.scales import logit, sigmoid
+from pretraining_gap.data.prepared import POOL, TEST, VAL, Prepared
+
+SIZES, SEEDS = [1, 2, 5, 10, 25], [1, 2, 3]
+# error = scale·n^−0.5 (see `error`), loss = 2·error
+SCALE = {"scratch": 0.7, "linear": 0.5, "finetune": 0.3}
+FAILED, MISSING = ("finetune", 1, 2), ("linear", 25, 2)
 
 
 def test_steps_to_90pct_of_best_odds_not_of_best_accuracy():
@@ -55,26 +64,38 @@ def test_benefits_compare_each_arm_with_scratch_per_size():
     )
 
 
-@pytest.fixture
-def study(tmp_path):
-    """A 3 regimes × 2 sizes × 2 seeds grid of hand-written result files: one failed, one missing."""
-    params = config.Params.model_validate(tiny_params(Path("unused.safetensors")))
+def error(regime, n, seed):
+    """The known curve, each seed's subset a little easier or harder for every arm alike (±0.05 in log-odds, so
+    the log-odds mean over seeds 1 and 3, or 1 to 3, is the curve itself)."""
+    return float(sigmoid(logit(SCALE[regime] * n**-0.5) + 0.05 * (seed - 2)))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """3 regimes × 5 sizes × 3 seeds of hand-written result files on known power laws (one failed, one missing),
+    a cost record for the one backbone and a prepared split of 10 classes (20 validation, 50 test images each)."""
+    raw = tiny_params(Path("unused.safetensors"))
+    raw["study"].update(sizes=SIZES, seeds=SEEDS)
+    raw["analysis"]["bootstrap"] = 200
+    params = config.Params.model_validate(raw)
+    tmp_path = tmp_path_factory.mktemp("study")
     root = tmp_path / "cells"
-    accuracy = {"scratch": 0.3, "linear": 0.6, "finetune": 0.7}
     for c in params.cells():
-        if (c.regime, c.examples_per_class, c.seed) == ("linear", 3, 2):
-            continue  # missing: never written
-        history = {"step": [4, 8], "val_accuracy": [0.1 + c.seed / 10, accuracy[c.regime]]}
-        result = cell(
-            c.regime,
-            c.examples_per_class,
-            c.seed,
-            accuracy[c.regime] + c.examples_per_class / 100 + c.seed / 1000,
-            history=history,
-        )
+        key = (c.regime, c.examples_per_class, c.seed)
+        if key == MISSING:
+            continue
+        e = error(c.regime, c.examples_per_class, c.seed)
+        result = cell(c.regime, c.examples_per_class, c.seed, 1 - e, test_loss=2 * e, steps=100, best_step=80)
+        if c.regime != "linear":
+            result["history"] = {"step": [40, 80, 100], "val_accuracy": [0.3, 1 - e, 1 - e]}
         if c.regime == "finetune":
-            result["transferability"] = {"stem": 3.0 + c.seed, "blocks": 2.0, "head": 1.0}
-        if (c.regime, c.examples_per_class, c.seed) == ("finetune", 1, 2):
+            result["transferability"] = {
+                "stem": 30.0 / c.examples_per_class**0.1,
+                "blocks": 20.0,
+                "head": 5.0,
+            }
+            result["steps"] = 50 * (1 + (c.examples_per_class >= 10))  # 50 steps up to 5 per class, then 100
+        if key == FAILED:
             result = {**cell(c.regime, 1, 2, None), "status": "failed", "reason": "loss became NaN at step 3"}
             del result["test_accuracy"]
         result = {
@@ -87,67 +108,125 @@ def study(tmp_path):
         results.write(results.path(results.group_dir(root, c), c), results.CellResult(**result))
     costs = tmp_path / "costs" / "digits"
     costs.mkdir(parents=True)
-    (costs / "tiny.json").write_text(
-        json.dumps(
-            {
-                "parameters": 1e5,
-                "gflops_per_image": 0.01,
-                "resolution": 16,
-                "train_images_per_second": 100.0,
-                "inference_images_per_second": 900.0,
-            }
-        )
+    (costs / "tiny.json").write_text(json.dumps({"parameters": 1e5, "gflops_per_image": 0.01}))
+    split = np.repeat([POOL, VAL, TEST], [600, 200, 500]).astype(np.int8)
+    labels = np.tile(np.arange(10), 130)
+    Prepared(np.zeros((1300, 1, 1, 3), np.uint8), labels, split, [str(i) for i in range(10)]).save(
+        tmp_path / "prepared" / "digits.npz"
     )
     return params, tmp_path
 
 
-def run_aggregate(params, tmp_path):
+@pytest.fixture(scope="module")
+def aggregated(study):
+    """The aggregate of `study`, run once for the tests that read its outputs."""
+    params, tmp_path = study
     return aggregate.run(
         params,
         tmp_path / "cells",
         tmp_path / "cells.csv",
         tmp_path / "tables",
         tmp_path / "curves",
-        tmp_path / "summary.json",
+        tmp_path / "metrics",
         tmp_path / "plots",
         tmp_path / "costs",
+        tmp_path / "prepared",
     )
 
 
-def test_failed_and_missing_cells_are_reported_and_left_out(study):
-    out = run_aggregate(*study)
+def test_failed_and_missing_cells_are_reported_and_left_out(study, aggregated):
+    out = aggregated
     table = pd.read_csv(study[1] / "cells.csv")
-    assert len(table) == 12 and {"status", "depth", "reason"} <= set(table.columns)
-    assert table.status.value_counts().to_dict() == {"finished": 10, "failed": 1, "missing": 1}
-    summary = json.loads((study[1] / "summary.json").read_text())
-    assert summary["cells"] == {"grid": 12, "finished": 10, "failed": 1, "missing": 1}
-    assert summary["incomplete"] == {
-        "digits/tiny/finetune/1/seed2": "failed: loss became NaN at step 3",
-        "digits/tiny/linear/3/seed2": "missing: no result file (run `dvc repro`)",
+    assert len(table) == 45 and table.status.value_counts().to_dict() == {
+        "finished": 43,
+        "failed": 1,
+        "missing": 1,
     }
+    incomplete = pd.read_csv(study[1] / "tables" / "incomplete.csv")
+    assert incomplete[["arm", "examples_per_class", "seed", "status"]].values.tolist() == [
+        ["finetune", 1, 2, "failed"],
+        ["linear", 25, 2, "missing"],
+    ]
+    assert "loss became NaN at step 3" in incomplete.reason.iloc[0]
     accuracy = out.tables["accuracy"].set_index(["arm", "examples_per_class"])
-    assert accuracy.loc[("finetune", 1), "seeds"] == 1 and accuracy.loc[
-        ("finetune", 1), "mean"
-    ] == pytest.approx(0.711)
-    assert summary["digits"]["tiny"]["finetune"]["accuracy_at_1"] == pytest.approx(0.711)
-    assert summary["digits"]["tiny"]["finetune"]["gap_at_3"] == pytest.approx(0.4)
+    assert accuracy.loc[("finetune", 1), "seeds"] == 2
+    assert accuracy.loc[("finetune", 1), "mean"] == pytest.approx(
+        1 - (error("finetune", 1, 1) + error("finetune", 1, 3)) / 2
+    )
 
 
-def test_every_figure_is_drawn_when_its_data_exist(study):
-    out = run_aggregate(*study)
+def test_every_table_of_the_answer_is_written_with_its_columns(study, aggregated):
+    tables = report.read_tables(study[1] / "tables")
+    assert set(tables) == {
+        "accuracy",
+        "gap",
+        "equivalence",
+        "learning_curves",
+        "crossover",
+        "effective_data",
+        "transfer_exponent",
+        "benefits",
+        "transferability",
+        "incomplete",
+        "labels",
+    }
+    wanted = ["dataset", "backbone", "regime", "margin", "estimate", "low", "high", "extrapolated"]
+    assert set(wanted + ["backtest_abs_error", "trusted", "status"]) <= set(tables["crossover"])
+    assert {"points", "logodds", "error_ratio", "points_low", "error_ratio_high"} <= set(tables["gap"])
+    assert {"decision", "seeds_needed"} <= set(tables["equivalence"])
+    assert {"T", "steps", "best_step"} <= set(tables["transferability"])
+    labels = tables["labels"].set_index("examples_per_class")
+    assert labels.loc[1, "training_labels"] == 10 and labels.loc[25, "training_labels"] == 250
+    assert (labels.validation_labels == 200).all() and (labels.test_labels == 500).all()
+
+
+def test_the_crossover_of_known_power_laws_is_found_and_flagged_as_extrapolated(study, aggregated):
+    out = aggregated
+    crossing = out.tables["crossover"].set_index("arm")
+    # gap = (0.7 − scale)·n^−0.5 ≤ 0.01 from n = 1600 (finetune) and 400 (linear), beyond the 25 measured
+    assert crossing.loc["finetune", "estimate"] == pytest.approx(1600, rel=0.05)
+    assert crossing.loc["linear", "estimate"] == pytest.approx(400, rel=0.05)
+    assert crossing.extrapolated.all() and not crossing.trusted.any()  # beyond 10x the largest size
+    curves = out.tables["learning_curves"].set_index("arm")
+    assert curves.loc["scratch", "b"] == pytest.approx(0.5, abs=0.02)
+    decisions = out.tables["equivalence"].set_index(["arm", "examples_per_class"]).decision
+    assert decisions[("finetune", 1)] == "pretraining helps"
+    effective = out.tables["effective_data"].set_index(["arm", "examples_per_class"])
+    # scratch's loss 1.4·n^−0.5 reaches finetune's 0.6·n^−0.5 at n·(7/3)²: D_T = 4.44 n (an estimate at n = 1)
+    assert effective.loc[("finetune", 1), "transferred"] == pytest.approx(4.44, rel=0.05)
+    assert effective.loc[("finetune", 10), "kind"] == "lower bound"
+
+
+def test_metrics_are_one_narrow_row_per_arm(study, aggregated):
+    out = aggregated
+    folder = study[1] / "metrics"
+    assert json.loads((folder / "summary.json").read_text()) == {"cells": "43/45"}
+    finetune = json.loads((folder / "digits" / "tiny" / "finetune.json").read_text())
+    assert finetune["cells"] == "14/15"
+    assert finetune["acc"]["25"] == pytest.approx(100 * (1 - 0.3 / 5), abs=0.05)
+    assert finetune["gap"]["25"] == pytest.approx(100 * 0.4 / 5, abs=0.05)
+    estimate = out.tables["crossover"].set_index("arm").estimate["finetune"]
+    assert finetune["crossover"].startswith(f"{estimate:,.0f}? [")  # an untrusted extrapolation: marked "?"
+    assert set(json.loads((folder / "digits" / "tiny" / "scratch.json").read_text())) == {"cells", "acc"}
+    tree = aggregate.read_metrics(folder)
+    assert tree["cells"] == "43/45" and tree["digits"]["tiny"]["linear"]["cells"] == "14/15"
+    assert out.metrics["digits/tiny/finetune.json"] == finetune
+
+
+def test_figures_are_drawn_when_they_can_say_something(study, aggregated):
+    out = aggregated
     names = sorted(f.name for f in out.figures)
     assert names == sorted(
-        [f"digits_tiny_{k}.png" for k in ("accuracy", "gap", "effective_data", "learning", "transferability")]
-        + ["digits_cost.png"]
-    )
+        f"digits_tiny_{k}.png" for k in ("accuracy", "gap", "effective_data", "learning", "transferability")
+    )  # no cost figure: one backbone
     for figure in out.figures:
         with Image.open(figure) as image:
-            assert image.width > 400 and image.height > 300
+            assert image.width > 600 and image.height > 400
 
 
-def test_depth_cells_get_their_figure(study):
-    params, tmp_path = study
-    cells = aggregate.load_cells(params, tmp_path / "cells")
+def test_depth_cells_get_their_figure(study, tmp_path):
+    params, folder = study
+    cells = aggregate.load_cells(params, folder / "cells")
     depth = pd.DataFrame(
         [
             {
@@ -162,56 +241,121 @@ def test_depth_cells_get_their_figure(study):
         ]
     )
     cells = pd.concat([cells, depth], ignore_index=True)
-    figures = aggregate.draw(cells, aggregate.analyse(cells), tmp_path / "plots", tmp_path / "none")
+    tables, fits = aggregate.analyse(cells, params.analysis)
+    figures = aggregate.draw(cells, tables, fits, params.analysis, tmp_path / "plots", tmp_path / "none")
     assert tmp_path / "plots" / "digits_tiny_depth.png" in figures
     assert not any("cost" in f.name for f in figures)
 
 
-def test_report_page_holds_headline_tables_figures_and_settings(study):
-    out = run_aggregate(*study)
+def test_report_page_puts_the_answer_and_figures_first_and_folds_the_tables(study, aggregated):
+    out = aggregated
     tables = report.read_tables(study[1] / "tables")
-    page = report.build(tables, out.metrics["incomplete"], out.figures, study[0], "abc123")
+    page = report.build(tables, pd.read_csv(study[1] / "cells.csv"), out.figures, study[0], "abc123")
+    # gap = 0.4·n^−0.5, error ratio 0.7 / 0.3
     assert (
-        "digits · tiny: finetune pretraining adds +40.0 points at 1 example per class and +40.0 points at 3"
-        in page
+        "<strong>finetune</strong>: Pretraining adds 40 points (2.3x fewer errors) at 1 example per class and 8.0 "
+        "(2.3x fewer errors) at 25 [accuracy points, paired by seed]" in page
     )
-    assert (
-        "loss became NaN at step 3" in page
-        and "<td>blocks</td>" in page
-        and "abc123" in page
-        and "timm" in page
-    )
+    assert "it lies more than 10x beyond the largest size measured" in page
+    assert "not to be trusted" in page and "per size: pretraining helps at 1" in page.lower()
+    assert page.index("digits_tiny_accuracy") < page.index("digits_tiny_gap") < page.index("Glossary")
+    assert page.index("Glossary") < page.index("<details>")
+    for term in ("crossover", "margin", "equivalence decision", "D_T", "α, β", "backtest", "<dt>T</dt>"):
+        assert term in page
+    assert "200 validation labels, 20x the 10 training labels" in page
+    assert "loss became NaN at step 3" in page and "abc123" in page and "timm" in page
+    assert "lower layers are usually <em>not</em> the most transferable" in page
+    assert "50 at 1, 50 at 2, 50 at 5, 100 at 10, 100 at 25" in page  # steps beside T
     assert page.count("data:image/png;base64,") == len(out.figures)
 
 
-def test_headline_says_when_scratch_catches_up_or_not():
-    gap = pd.DataFrame(
+def gap_rows(arm, regime, sizes, points, logodds, ratios):
+    return pd.DataFrame(
         {
             "dataset": "d",
             "backbone": "b",
-            "arm": "finetune",
-            "examples_per_class": [1, 10, 100],
-            "gap": [0.3, 0.1, 0.0],
+            "regime": regime,
+            "arm": arm,
+            "examples_per_class": sizes,
+            "points": points,
+            "logodds": logodds,
+            "error_ratio": ratios,
         }
     )
-    crossing = pd.DataFrame(
-        {
-            "dataset": ["d"],
-            "backbone": ["b"],
-            "arm": ["finetune"],
-            "crossover": [100.0],
-            "status": ["reached"],
-        }
+
+
+def test_the_headline_says_when_points_and_log_odds_disagree():
+    sentence = report.gap_sentence(
+        gap_rows("finetune", "finetune", [1, 50], [0.30, 0.07], [1.25, 1.94], [1.8, 6.4]), baseline=False
     )
-    assert report.headlines(gap, crossing) == [
-        "d · b: finetune pretraining adds +30.0 points at 1 example per class and +0.0 points at 100; "
-        "scratch catches up at 100 per class."
-    ]
-    assert (
-        "does not catch up within the studied sizes (up to 100)"
-        in report.headlines(gap, crossing.assign(crossover=np.nan, status="not reached"))[0]
+    assert sentence.startswith(
+        "Pretraining adds 30 points (1.8x fewer errors) at 1 example per class and 7.0 (6.4x fewer errors) at 50"
     )
-    assert (
-        "includes 0 (or lies below it) already at the smallest size"
-        in report.headlines(gap, crossing.assign(crossover=1.0))[0]
+    assert "the gap shrinks in points but grows in log-odds" in sentence
+    flips = report.gap_sentence(
+        gap_rows("linear", "linear", [1, 50], [0.13, -0.06], [0.55, -0.59], [1.2, 0.6]), baseline=False
     )
+    assert "and costs 6.0 (1.7x more errors) at 50" in flips and "grows in log-odds" not in flips
+
+
+def crossing(**fields):
+    base = dict(
+        arm="finetune",
+        margin=0.01,
+        estimate=180.0,
+        low=120.0,
+        high=400.0,
+        met_fraction=1.0,
+        largest_measured=50.0,
+        extrapolated=True,
+        backtest_abs_error=0.015,
+        trusted=False,
+        status="extrapolated",
+    )
+    return SimpleNamespace(**(base | fields))
+
+
+def test_the_crossover_sentence_names_interval_extrapolation_and_trust():
+    analysis = config.Analysis()
+    trusted = report.crossover_sentence(crossing(backtest_abs_error=0.005, trusted=True), analysis, False)
+    assert trusted == (
+        "On the fitted learning curves scratch is within 1 point of the pretrained arm or ahead from about 180 "
+        "per class on [95%: 120 to 400], extrapolated beyond the largest size measured (50; backtest error 0.5 "
+        "points)."
+    )
+    doubted = report.crossover_sentence(crossing(), analysis, False)
+    assert doubted.endswith("not to be trusted, the backtest error is above the 1-point margin.")
+    beyond = report.crossover_sentence(
+        crossing(estimate=np.inf, high=np.inf, met_fraction=0.25, status="beyond cap"), analysis, False
+    )
+    assert "does not come within 1 point of the pretrained arm before the cap of 10,000 per class" in beyond
+    assert "[95%: 120 to beyond 10,000]; 25% of bootstrap refits meet before it" in beyond
+
+
+def test_a_baseline_says_where_scratch_stands(monkeypatch):
+    if "pixels" not in config.REGIMES:  # until the pixels regime lands: a stand-in with its trait
+
+        class Pixels(config.Regime):
+            pretrained: ClassVar[bool] = False
+            colour, marker, summary = "tab:brown", "x", "scikit-learn on raw pixels"
+
+        monkeypatch.setitem(config.REGIMES, "pixels", Pixels)
+    gap = gap_rows("pixels", "pixels", [1, 50], [0.10, -0.05], [0.4, -0.5], [1.3, 0.6])
+    decisions = gap.assign(seeds=3, decision=["pixels better", "undecided"], seeds_needed=[np.nan, 7.0])
+    crossover = pd.DataFrame([vars(crossing(arm="pixels", estimate=3.0, status="within measured sizes"))])
+    crossover = crossover.assign(dataset="d", backbone="b")
+    said = report.headlines({"gap": gap, "equivalence": decisions, "crossover": crossover}, config.Analysis())
+    sentence = said[("d", "b")][0]
+    assert sentence.startswith("pixels vs scratch: pixels (no pretraining) is ahead of scratch by 10 points")
+    assert "and behind by 5.0 (1.7x more errors) at 50" in sentence
+    assert "scratch is within 1 point of pixels or ahead from about 3 per class" in sentence
+    assert "pixels better at 1; undecided at 50 (about 7 seeds would decide it)" in sentence
+
+
+def test_unconverged_cells_are_listed_per_arm():
+    cells = pd.DataFrame(
+        [cell("scratch", n, 1, 0.5, status="finished", arm="scratch", converged=n < 10) for n in (1, 10, 50)]
+    )
+    text = report.unconverged(cells)
+    assert "scratch: 2 of 3 cells" in text
+    assert report.unconverged(cells.drop(columns="converged")) == ""

@@ -1,6 +1,10 @@
 """The packaged ImageNet EfficientNet-Lite0/1/2 weights load into timm by the explicit key mapping; bad weights fail
 with a message naming the params key."""
 
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +12,8 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import tiny_weights
+import yaml
+from conftest import ROOT, tiny_weights
 from PIL import Image
 from safetensors.torch import save_file
 from sklearn.datasets import load_sample_image
@@ -151,14 +156,142 @@ def test_a_file_missing_one_layer_fails_with_that_layer(tmp_path):
         )
 
 
-def test_hub_names_are_checked_offline_against_timm_pretrained_tags():
-    backbones.check(
-        "r50", Backbone(model="resnet50.a1_in1k", weights="hub")
-    )  # checks the name; downloads nothing
-    backbones.check("lite", Backbone(model="tf_efficientnet_lite0", weights="hub"))
+def test_hub_names_are_checked_against_timm_pretrained_tags_before_any_download():
     with pytest.raises(ParamsError, match=r"no hub weights for resnet50.zz_in1k.*resnet50\.a1_in1k") as error:
         backbones.check("r50", Backbone(model="resnet50.zz_in1k", weights="hub"))
     assert error.value.key == "backbones.r50.weights"
+
+
+HUB_PARAMS = {
+    "study": {"name": "s", "datasets": ["digits"], "backbones": ["hubby"], "regimes": ["finetune"]},
+    "datasets": {
+        "digits": {"source": "sklearn_digits", "resolution": 8, "val_per_class": 1, "test_per_class": 1}
+    },
+    "backbones": {"hubby": {"model": "test_efficientnet.r160_in1k", "weights": "hub"}},
+}
+
+
+def test_hub_weights_without_a_network_stop_the_first_stage_at_once_with_the_key_and_the_fix(tmp_path):
+    """HF_HUB_OFFLINE=1 and an empty cache: prepare, which checks every backbone, ends in one line (without the
+    hub's minute of retries), naming the key and two fixes that work offline."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for block, values in HUB_PARAMS.items():
+        params[block] = {**params[block], **values} if block == "study" else values
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "prepare.py"), "digits", "--out", "digits.npz"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "Retry" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: params.yaml: backbones.hubby.weights: the hub weights of test_efficientnet.r160_in1k "
+            "(timm/test_efficientnet.r160_in1k) are not in the local cache and the hub cannot be reached "
+            "(HF_HUB_OFFLINE is set). Fix: set weights: to a local .safetensors / .pth file, or download the hub "
+            f"weights once with a network (into the Hugging Face cache, {tmp_path / 'hf' / 'hub'})"
+        )
+    )
+    assert not (tmp_path / "digits.npz").exists()
+
+
+NETWORK_OFF = """
+import sys
+from pathlib import Path
+import timm, torch
+from pydantic import TypeAdapter
+from safetensors.torch import save_file
+from pretraining_gap import config
+from pretraining_gap.data import datasets
+from pretraining_gap.grid import ParamsError
+from pretraining_gap.training import backbones
+
+flowers = {"source": "torchvision", "name": "Flowers102", "root": sys.argv[2], "download": True}
+flowers.update(resolution=8, val_per_class=1, test_per_class=1)
+try:
+    datasets.prepare("flowers", TypeAdapter(config.Dataset).validate_python(flowers), sizes=[1])
+except ParamsError as error:
+    print("refused:", error)
+cfg = config.Backbone(model="test_efficientnet.r160_in1k", weights="hub")
+try:
+    backbones.check("hubby", cfg)
+except ParamsError as error:
+    print("refused:", error)
+# the cache as a download leaves it: refs/main names the snapshot that holds the file
+repo = Path(sys.argv[1]) / "hub" / "models--timm--test_efficientnet.r160_in1k"
+(repo / "refs").mkdir(parents=True)
+(repo / "refs" / "main").write_text("0" * 40)
+(repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+torch.manual_seed(7)
+weights = timm.create_model("test_efficientnet").state_dict()
+save_file(weights, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+backbones.check("hubby", cfg)
+model = backbones.create(cfg, 5, pretrained=True, seed=0)
+print("loaded:", torch.equal(model.conv_stem.weight, weights["conv_stem.weight"]), model.num_classes)
+"""
+
+
+def test_without_a_network_hub_weights_and_a_dataset_download_fail_fast_and_a_warm_cache_needs_none(tmp_path):
+    """The network forced off by a proxy that refuses every connection (nothing leaves the machine)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path / "hf")}
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", HF_HUB_OFFLINE="0")
+    done = subprocess.run(
+        [sys.executable, "-c", NETWORK_OFF, str(tmp_path / "hf"), str(tmp_path / "torchvision")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    download, hub, loaded = done.stdout.strip().splitlines()
+    assert download.startswith("refused: params.yaml: datasets.flowers.root: Flowers102 not found under ")
+    assert download.endswith(
+        "Fix: the download needs a network: run once where there is one, or copy the dataset under root"
+    )
+    assert hub.startswith("refused: params.yaml: backbones.hubby.weights: the hub weights of ")
+    assert "the hub cannot be reached" in hub and "Retry" not in done.stderr
+    assert loaded == "loaded: True 5"
+
+
+@pytest.mark.parametrize("prefix", ["model.", "module.", "model.backbone."])
+def test_a_state_dict_saved_from_a_wrapped_model_loads_without_its_prefix(tmp_path, caplog, prefix):
+    """PyTorch Lightning saves `model.`-prefixed keys under `state_dict`, DataParallel `module.` ones."""
+    torch.manual_seed(0)
+    state = timm.create_model("test_efficientnet").state_dict()
+    torch.save(
+        {"state_dict": {prefix + k: v for k, v in state.items()}, "epoch": 3}, tmp_path / "wrapped.pth"
+    )
+    cfg = Backbone(model="test_efficientnet", weights=str(tmp_path / "wrapped.pth"))
+    with caplog.at_level(logging.INFO):
+        backbones.check("mine", cfg)
+    model = backbones.create(cfg, 1000, pretrained=True, seed=1)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    if prefix != "module.":  # timm strips that one itself
+        assert f"every key started with {prefix!r} (a wrapped model's state dict): stripped" in caplog.text
+
+
+def test_a_prefix_that_does_not_make_the_keys_fit_is_named(tmp_path):
+    other = timm.create_model("test_resnet").state_dict()
+    save_file({f"model.{k}": v for k, v in other.items()}, str(tmp_path / "resnet.safetensors"))
+    with pytest.raises(
+        ParamsError, match=r"every key starts with 'model\.' \(saved from a wrapper\?\), and wi"
+    ):
+        backbones.check(
+            "mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "resnet.safetensors"))
+        )
+    state = timm.create_model("test_efficientnet").state_dict()
+    mixed = {**{f"model.{k}": v for k, v in state.items()}, "criterion.weight": torch.ones(2)}
+    save_file(mixed, str(tmp_path / "mixed.safetensors"))
+    with pytest.raises(ParamsError, match=rf"{len(state)} of its {len(mixed)} keys start with 'model\.'"):
+        backbones.check(
+            "mine", Backbone(model="test_efficientnet", weights=str(tmp_path / "mixed.safetensors"))
+        )
 
 
 def test_a_checkpoint_with_another_head_loads_its_body(tmp_path):

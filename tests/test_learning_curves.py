@@ -186,3 +186,15 @@ def test_one_seed_gives_fits_without_intervals():
     assert table.replicates.eq(0).all() and table.b.notna().all() and table.b_low.isna().all()
     row = lc.crossovers(fits).iloc[0]
     assert np.isfinite(row.estimate) and np.isnan(row.low) and np.isnan(row.met_fraction)
+
+
+def test_draws_holding_the_same_seeds_share_one_refit():
+    sizes = SIZES[:5]
+    rng = np.random.default_rng(3)
+    accuracies = 1 - sigmoid(logit(lc.power_law(sizes, 0.02, 0.6, 0.5))[:, None] + rng.normal(0, 0.1, (5, 3)))
+    fit = lc.fit_arm(
+        ("d", "b", "scratch", "scratch"), sizes, accuracies, np.array([[0, 1, 2], [2, 1, 0], [0, 0, 1]])
+    )
+    assert fit.replicates[0] is fit.replicates[1]  # the same seeds in another order: the same means
+    alone = lc.fit_arm(("d", "b", "scratch", "scratch"), sizes, accuracies, np.array([[0, 0, 1]]))
+    assert fit.replicates[2].params == pytest.approx(alone.replicates[0].params)

@@ -197,3 +197,14 @@ def test_the_test_split_chooses_nothing(regime, params, data, feats):
     )
     assert {k: getattr(honest, k) for k in chosen} == {k: getattr(fooled, k) for k in chosen}
     assert fooled.test_accuracy < 0.5 < honest.test_accuracy
+
+
+def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats):
+    """k = all pretrained groups, fine-tuned at finetune's rate, with finetune's head: the same run, step for step."""
+    every = regimes.layer_groups.groups(backbones.create(params.backbones["tiny"], CLASSES, False, 1))
+    same = copy.deepcopy(raw_params)
+    same["regimes"]["depth"].update(transferred="finetune", batchnorm="frozen", lr=[1e-3], lr_new=[1e-3])
+    same["regimes"]["finetune"].update(lr=[1e-3], backbone_lr_scale=1, batchnorm="frozen")
+    depth, _ = run("depth", typed(same), data, feats, depth=len(every) - 1)
+    finetune, _ = run("finetune", typed(same), data, feats)
+    assert depth.history == finetune.history and depth.test_accuracy == finetune.test_accuracy

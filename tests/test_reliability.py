@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -239,3 +241,90 @@ def test_leftovers_of_a_killed_process_are_replaced(workspace, tmp_path):
     assert sorted(r.data.tags["cell"] for r in runs) == sorted(complete)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_cell_that_raises_is_a_failed_result_the_others_train_and_the_stage_names_it(workspace, tmp_path):
+    """A subsets file whose 3-per-class subset holds an index beyond the prepared images: the size-3 cells raise
+    IndexError inside their regime; the size-1 cells train, before and after them."""
+    orderings = json.loads(workspace["subsets"].read_text())
+    orderings["1"]["0"][2] = 10**6  # class 0's third image: in the 3-subset, not in the 1-subset
+    broken = {**workspace, "subsets": tmp_path / "subsets.json"}
+    broken["subsets"].write_text(json.dumps(orderings))
+    params = copy.deepcopy(workspace["params"])
+    params["study"]["regimes"] = ["linear", "scratch"]  # grid order: linear 1, linear 3, scratch 1, scratch 3
+    out, store = tmp_path / "cells", tmp_path / "mlflow.db"
+    with pytest.raises(execution.StudyError) as error:
+        train(broken, params, out, store)
+    failing = {f"digits · tiny · {regime} · 3/class · seed 1" for regime in ("linear", "scratch")}
+    named = str(error.value).removeprefix("2 cells failed with an unexpected error: ").split(". Their")[0]
+    assert set(named.split(", ")) == failing
+    runs = {(r.data.tags["regime"], r.data.tags["examples_per_class"]): r for r in cell_runs(store)}
+    client = MlflowClient(f"sqlite:///{store}")
+    for regime in ("linear", "scratch"):
+        kept = json.loads(results.path(out, Cell("digits", "tiny", regime, 1, 1)).read_text())
+        assert kept["status"] == "finished" and runs[regime, "1"].info.status == "FINISHED"
+        failed = json.loads(results.path(out, Cell("digits", "tiny", regime, 3, 1)).read_text())
+        assert failed["status"] == "failed" and failed["reason"].startswith(
+            "IndexError: index 1000000 is out"
+        )
+        assert "Traceback (most recent call last)" in failed["traceback"]
+        run = runs[regime, "3"]
+        assert run.info.status == "FAILED" and run.data.tags["failure"] == failed["reason"]
+        logged = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path)))
+        assert logged.read_text() == failed["traceback"]
+
+
+def test_a_deleted_experiment_says_to_restore_it_and_the_command_given_restores_it(tmp_path):
+    """Deleted in the UI between two runs of the study, or during one: the message gives a command that works."""
+    store, artifact = tmp_path / "mlflow.db", tmp_path / "summary.txt"
+    artifact.write_text("figures")
+    with store_uri(store):
+        tracker = tracking.Tracker("pretraining-gap")
+        MlflowClient(tracker.uri).delete_experiment(tracker.experiment_id)
+        with pytest.raises(tracking.TrackingError, match="was deleted, in the MLflow UI"):
+            tracker.log_summary("summary", {"gap": 0.1}, [artifact])
+        with pytest.raises(tracking.TrackingError) as error:
+            tracking.Tracker("pretraining-gap")
+    message = str(error.value)
+    assert "make it writable" not in message and "or set study.name in params.yaml to another name" in message
+    command = re.search(
+        r"`(MLFLOW_TRACKING_URI=\S+ mlflow experiments restore --experiment-id \d+)`", message
+    )[1]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    subprocess.run(command, shell=True, env={**os.environ, "PATH": path}, check=True, capture_output=True)
+    with store_uri(store):
+        tracking.Tracker("pretraining-gap").log_summary("summary", {"gap": 0.1}, [artifact])
+
+
+def logged_cell(store: Path, folder: Path, size: int) -> str:
+    """One cell's run logged by a Tracker of the store, its result file kept in `folder`; the run's id."""
+    cell = Cell("digits", "tiny", "linear", size, 1)
+    result = results.CellResult.of(
+        cell, status="finished", test_accuracy=0.5, fingerprint="f", started_ms=0, finished_ms=1
+    )
+    file = folder / f"cell-{size}.json"
+    results.write(file, result)
+    with store_uri(store):
+        return tracking.Tracker("pretraining-gap").log_cell(cell, result, {"lr": 0.1}, file)
+
+
+def test_a_study_folder_moved_or_copied_keeps_its_artifacts_beside_its_store(tmp_path):
+    """MLflow keeps absolute artifact locations: after `mv`, runs would write into the old path."""
+    old, moved, copied = tmp_path / "study", tmp_path / "moved", tmp_path / "copied"
+    old.mkdir()
+    first = logged_cell(old / "mlflow.db", old, 1)
+    shutil.move(old, moved)
+    second = logged_cell(moved / "mlflow.db", moved, 2)
+    assert not old.exists()  # nothing written to the old path
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("pretraining-gap")
+    assert experiment.artifact_location == (moved / "mlruns").as_uri()
+    for run_id, size in ((first, 1), (second, 2)):
+        assert client.get_run(run_id).info.artifact_uri.startswith((moved / "mlruns").as_uri() + "/")
+        downloaded = client.download_artifacts(run_id, f"cell-{size}.json", str(tmp_path))
+        assert json.loads(Path(downloaded).read_text())["examples_per_class"] == size
+
+    shutil.copytree(moved, copied)  # a copy writes into its own folder; the original is left as it is
+    logged_cell(copied / "mlflow.db", copied, 3)
+    assert len(list((copied / "mlruns").iterdir())) == 3 and len(list((moved / "mlruns").iterdir())) == 2
+    assert client.get_experiment_by_name("pretraining-gap").artifact_location == (moved / "mlruns").as_uri()

@@ -48,3 +48,13 @@ def test_a_single_value_is_a_fixed_choice():
 def test_ties_keep_the_first_value_tried():
     found = tuning.search([1.0, 2.0, 3.0], lambda v: v, lambda v: (0,))
     assert found.best == 1.0
+
+
+def test_a_pair_grid_keeps_the_best_pair_and_says_when_it_is_on_an_edge():
+    grid = [(a, b) for a in (1e-4, 1e-3) for b in (1e-3, 1e-2, 1e-1)]
+    inside = tuning.search_pairs(grid, lambda pair: pair, lambda pair: (-abs(pair[1] - 1e-2), pair[0]))
+    assert inside.best == (1e-3, 1e-2) and inside.at_edge  # the first axis has two values: 1e-3 is its end
+    single = tuning.search_pairs(
+        [(1e-3, b) for b in (1e-3, 1e-2, 1e-1)], lambda p: p, lambda p: (-abs(p[1] - 1e-2),)
+    )
+    assert single.best == (1e-3, 1e-2) and not single.at_edge

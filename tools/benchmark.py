@@ -2,24 +2,24 @@
 
 The plain way (tools/plain_way.py): PNG files in an ImageFolder layout, written once (timed separately); then per
 cell a new Python process with timm, torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding
-every image every epoch (workers kept across epochs); `linear` trains a linear head by gradient through the frozen backbone. The project: a
-temporary copy of this repository (git + DVC), params.yaml narrowed to the grid, timed `dvc repro` from empty:
-prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
+every image every epoch (workers kept across epochs); `linear` trains a linear head by gradient through the
+frozen backbone. The project: a temporary copy of this repository (git + DVC), params.yaml narrowed to the grid,
+timed `dvc repro` from empty: prepare, subsample, features, train, aggregate, MLflow logging, every process
+start-up included.
 
 Both use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
 sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.utils.flop_counter) x steps / train
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
 
-  python tools/benchmark.py                                  # the default study grid (48 min here)
-  python tools/benchmark.py --sizes 1 5 --seeds 1            # a quick check
+  python -m tools.benchmark                                  # the default study grid (48 min here)
+  python -m tools.benchmark --sizes 1 5 --seeds 1            # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,16 +31,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+from pretraining_gap import config
+from pretraining_gap.config import Params
+from tools.study_repo import ROOT, make_study_repo, study_env, write_params
 
 
 def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
@@ -56,102 +49,86 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
     return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
-def step_flops_per_image(params: dict, regime: str) -> float:
+def step_flops_per_image(params: Params, regime: str) -> float:
     """FLOPs of one training step per image: 3x the forward pass (forward + backward) when the backbone trains,
     the forward pass alone when it is frozen (the head's own FLOPs are negligible). torch's FlopCounterMode counts
     the backward pass of a depthwise convolution as a dense one, about 14x too many for EfficientNet here."""
     forward = forward_flops_per_image(params)
-    return forward if regime in ("linear", "frozen") else 3 * forward
+    return forward if config.REGIMES[regime].on_features else 3 * forward
 
 
-def forward_flops_per_image(params: dict) -> float:
+def forward_flops_per_image(params: Params) -> float:
     import timm
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    res = params["datasets"][params["study"]["datasets"][0]]["resolution"]
-    model = timm.create_model(
-        params["backbones"][params["study"]["backbones"][0]]["model"], num_classes=0
-    ).eval()
+    res = params.datasets[params.study.datasets[0]].resolution
+    model = timm.create_model(params.backbones[params.study.backbones[0]].model, num_classes=0).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(8, 3, res, res))
     return counter.get_total_flops() / 8
 
 
-def grid_params(args) -> dict:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["study"].update(
-        sizes=args.sizes or params["study"]["sizes"],
-        seeds=args.seeds or params["study"]["seeds"],
-        regimes=args.regimes or params["study"]["regimes"],
+def grid_params(args) -> Params:
+    """params.yaml with the grid narrowed by the command line, checked as the study checks it."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["study"].update(
+        sizes=args.sizes or raw["study"]["sizes"],
+        seeds=args.seeds or raw["study"]["seeds"],
+        regimes=args.regimes or raw["study"]["regimes"],
     )
-    return params
+    return config.validate(raw)
 
 
-def make_repo(params: dict, repo: Path) -> Path:
-    """A git + DVC copy of this repository's pipeline with the given params (as tests/conftest.py makes)."""
-    repo.mkdir(parents=True)
-    for name in ("dvc.yaml", "stages", "pretraining_gap"):
-        src = ROOT / name
-        (
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-            if src.is_dir()
-            else shutil.copy(src, repo / name)
-        )
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, env=_env(), check=True)
-    return repo
-
-
-def run_project(params: dict, work: Path) -> tuple[float, list[dict]]:
+def run_project(params: Params, work: Path) -> tuple[float, list[dict]]:
     """Timed `dvc repro` from empty in a fresh copy of this repository's pipeline."""
-    repo = make_repo(params, work / "project")
+    repo = make_study_repo(work / "project", params)
     start = time.perf_counter()
     with open(work / "project.log", "w") as log:
-        done = subprocess.run(["dvc", "repro"], cwd=repo, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            ["dvc", "repro"], cwd=repo, env=study_env(repo), stdout=log, stderr=subprocess.STDOUT
+        )
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"dvc repro failed; see {work / 'project.log'}")
     return wall, [json.loads(f.read_text()) for f in sorted((repo / "results" / "cells").rglob("*.json"))]
 
 
-def export_pngs(params: dict, root: Path) -> float:
+def export_pngs(params: Params, root: Path) -> float:
     """The dataset as PNG files at its source resolution, with the project's fixed split (the user's one-off)."""
-    from plain_way import export
+    from tools.plain_way import export
 
     start = time.perf_counter()
     export(*_listed_split(params), root)
     return time.perf_counter() - start
 
 
-def _listed_split(params: dict):
+def _listed_split(params: Params):
     """The first dataset's catalogue and the project's fixed pool / validation / test split of it."""
-    from pretraining_gap import datasets
+    from pretraining_gap.data import datasets
 
-    name = params["study"]["datasets"][0]
-    cfg = params["datasets"][name]
+    name = params.study.datasets[0]
+    cfg = params.datasets[name]
     listed = datasets.catalogue(name, cfg)
     return listed, datasets.assign_split(
-        listed.labels, listed.official, cfg["val_per_class"], cfg["test_per_class"], cfg.get("split_seed", 0)
+        listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed
     )
 
 
-def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
+def run_plain(params: Params, work: Path, root: Path) -> tuple[float, list[dict]]:
     """One fresh process per cell, one at a time, in the study's order; the same nested subsets as the project.
     (Two cells side by side, each with torch's 2 threads, ran slower than one after the other.)"""
-    from pretraining_gap import datasets, subsets
+    from pretraining_gap.data import subsets
+    from pretraining_gap.data.prepared import POOL, Prepared
 
     listed, split = _listed_split(params)
     labels = listed.labels
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(work / "params.yaml", params)
     cells = []
-    for regime in params["study"]["regimes"]:
-        for seed in params["study"]["seeds"]:
-            orderings = subsets.class_orderings(
-                labels, datasets.Prepared(None, labels, split, []).part(datasets.POOL), seed
-            )
-            for size in params["study"]["sizes"]:
+    for regime in params.study.regimes:
+        for seed in params.study.seeds:
+            orderings = subsets.class_orderings(labels, Prepared(None, labels, split, []).part(POOL), seed)
+            for size in params.study.sizes:
                 files = work / f"train_{seed}_{size}.json"
                 files.write_text(json.dumps([f"{i:05d}.png" for i in subsets.subset(orderings, size)]))
                 cells.append((regime, size, seed, files))
@@ -161,7 +138,8 @@ def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
         subprocess.run(
             [
                 sys.executable,
-                str(ROOT / "tools" / "plain_way.py"),
+                "-m",
+                "tools.plain_way",
                 "cell",
                 str(root),
                 regime,
@@ -174,7 +152,8 @@ def run_plain(params: dict, work: Path, root: Path) -> tuple[float, list[dict]]:
                 "--out",
                 str(out),
             ],
-            env=_env(),
+            cwd=ROOT,
+            env=study_env(ROOT),
             check=True,
             stderr=subprocess.DEVNULL,
         )
@@ -201,8 +180,8 @@ def _mean(values) -> str:
 
 def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
     print(
-        f"\nGrid: regimes {params['study']['regimes']}, sizes {params['study']['sizes']}, seeds "
-        f"{params['study']['seeds']} ({len(project)} cells)"
+        f"\nGrid: regimes {params.study.regimes}, sizes {params.study.sizes}, seeds "
+        f"{params.study.seeds} ({len(project)} cells)"
     )
     print(f"{'':34}{'plain way':>12}{'project':>12}")
     print(
@@ -222,11 +201,11 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
     print("\nTraining, per regime (train seconds include the validation passes)")
     print(f"{'regime':9}{'side':>9}{'train s':>9}{'img/s':>8}{'GFLOP/s':>9}{'% of matmul':>12}")
     rate = (mm_before + mm_after) / 2
-    for regime in params["study"]["regimes"]:
+    for regime in params.study.regimes:
         for name, cells in (("plain", plain), ("project", project)):
             cells = [c for c in cells if c["regime"] == regime]
             seconds = sum(c["train_seconds"] for c in cells)
-            if name == "project" and regime in ("linear", "frozen"):
+            if name == "project" and config.REGIMES[regime].on_features:
                 print(f"{regime:9}{name:>9}{seconds:9.1f}{'(head on cached features)':>30}")
                 continue
             images = sum(c["steps"] * c["batch_size"] for c in cells)
@@ -243,7 +222,9 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")

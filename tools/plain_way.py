@@ -5,12 +5,12 @@ cell is a fresh process that imports torch and timm, builds the model, and train
 through PIL transforms (Resize to the study resolution, RandomAffine translation, ToTensor, Normalize) and a
 shuffling DataLoader with 2 workers that decodes every image every epoch. The workers are persistent: the study's
 small subsets make an epoch one step, and restarting them every epoch (the DataLoader's default) took 1-1.5 s per
-step, more than the training itself. `linear` trains a linear head by gradient
-on the frozen backbone, and `frozen` the dense head of params.yaml, running the backbone every step (no cached
-features; one learning rate, the middle of the grid, where the project tries every value of the grid). Budget, optimiser, schedule,
+step, more than the training itself. `linear` trains a linear head by gradient on the frozen backbone, and
+`frozen` the dense head of params.yaml, running the backbone every step (no cached features; one learning rate,
+the middle of the grid, where the project tries every value of the grid). Budget, optimiser, schedule,
 evaluations and early stopping are the project's, read from params.yaml.
 
-  python tools/plain_way.py cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
+  python -m tools.plain_way cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import argparse
 import copy
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from pretraining_gap import config
+from pretraining_gap.config import Params
+
 LINEAR_LR = 0.01  # a linear head's usual AdamW learning rate; the project's probe needs none (it is convex)
 
 
@@ -36,6 +37,11 @@ def export(listed, split: np.ndarray, out: Path) -> None:
             (out / part / c).mkdir(parents=True, exist_ok=True)
         for i in np.flatnonzero(split == code):
             listed.read(int(i)).save(out / part / listed.class_names[listed.labels[i]] / f"{i:05d}.png")
+
+
+def _middle(grid: list[float]) -> float:
+    """One learning rate of a regime's grid (the value itself when the grid has one)."""
+    return grid[len(grid) // 2]
 
 
 def _loaders(root: Path, train_files: set[str], resolution: int, mean, std, shift: float, batch: int):
@@ -84,48 +90,48 @@ def _evaluate(model, loader):
     return (logits.argmax(1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
 
 
-def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_files: set[str]) -> dict:
+def run_cell(root: Path, regime: str, size: int, seed: int, params: Params, train_files: set[str]) -> dict:
     import timm
     import torch
     import torch.nn.functional as F
     from torch import nn
 
-    from pretraining_gap import backbones  # the packaged ImageNet weights only
-    from pretraining_gap.training import budget  # the project's step-budget rule
+    from pretraining_gap.training import backbones  # the packaged ImageNet weights only
+    from pretraining_gap.training.loop import budget  # the project's step-budget rule
 
-    study_backbone = params["backbones"][params["study"]["backbones"][0]]
-    resolution = params["datasets"][params["study"]["datasets"][0]]["resolution"]
-    cfg, reg = params["training"], params["regimes"].get(regime, {})
+    study_backbone = params.backbones[params.study.backbones[0]]
+    resolution = params.datasets[params.study.datasets[0]].resolution
+    cfg, reg = params.training, params.regime(regime)
     num_classes = len(list((root / "pool").iterdir()))
     torch.manual_seed(seed)
     if regime == "scratch":
-        model = timm.create_model(study_backbone["model"], num_classes=num_classes)
+        model = timm.create_model(study_backbone.model, num_classes=num_classes)
     else:
         model = backbones.create(study_backbone, num_classes, pretrained=True, seed=seed)
-    if regime in ("linear", "frozen"):
+    if reg.on_features:
         for p in model.parameters():
             p.requires_grad = False
         for p in model.get_classifier().parameters():
             p.requires_grad = True
         if regime == "frozen":
-            widths = [model.num_features, *reg["hidden"]]
+            widths = [model.num_features, *reg.hidden]
             model.classifier = nn.Sequential(
                 *[
                     m
                     for a, b in zip(widths, widths[1:])
-                    for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg["dropout"]))
+                    for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg.dropout))
                 ],
                 nn.Linear(widths[-1], num_classes),
             )
-        lr = LINEAR_LR if regime == "linear" else reg["lr"][len(reg["lr"]) // 2]
+        lr = LINEAR_LR if regime == "linear" else _middle(reg.lr)
         groups = [{"params": list(model.get_classifier().parameters()), "lr": lr}]
     else:
-        groups = [{"params": list(model.parameters()), "lr": reg["lr"]}]
-    frozen_bn = regime in ("linear", "frozen") or reg.get("batchnorm") == "frozen"
-    plan = budget(size * num_classes, cfg, reg.get("budget_multiplier", 1.0))
+        groups = [{"params": list(model.parameters()), "lr": _middle(reg.lr)}]
+    frozen_bn = reg.on_features or getattr(reg, "batchnorm", None) == "frozen"
+    plan = budget(size * num_classes, cfg, getattr(reg, "budget_multiplier", 1.0))
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train, val, test, n = _loaders(
-        root, train_files, resolution, mean, std, cfg["augment_shift"], plan.batch_size
+        root, train_files, resolution, mean, std, cfg.augment_shift, plan.batch_size
     )
 
     def train_mode():
@@ -135,7 +141,7 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     warmup = max(1, plan.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -161,7 +167,7 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
                     best, best_state, since_best = (accuracy, val_loss), copy.deepcopy(model.state_dict()), 0
                 else:
                     since_best += 1
-                stop = since_best >= cfg["patience"] or step == plan.steps
+                stop = since_best >= cfg.patience or step == plan.steps
             if stop:
                 break
     seconds = time.perf_counter() - start
@@ -183,7 +189,9 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: dict, train_
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.plain_way",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     cell = sub.add_parser("cell", help="train one cell the plain way and write its result JSON")
@@ -197,15 +205,12 @@ def main() -> None:
     )
     cell.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    import yaml
-
-    sys.path.insert(0, str(ROOT))
     result = run_cell(
         args.root,
         args.regime,
         args.size,
         args.seed,
-        yaml.safe_load(args.params.read_text()),
+        config.load(args.params),
         set(json.loads(args.train_files.read_text())),
     )
     args.out.write_text(json.dumps(result))

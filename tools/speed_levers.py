@@ -1,16 +1,17 @@
 """Measure each speed lever of a cell's training on this machine and print a table.
 
 Variants are interleaved and repeated and the table gives the median of the repeats, so a neighbour's load shifts
-all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run with nothing else heavy on the machine for absolute figures; the ratios are what to read.
+all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run
+with nothing else heavy on the machine for absolute figures; the ratios are what to read.
 
-  python tools/speed_levers.py training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
-  python tools/speed_levers.py training --variants "1 thread" "1 thread, fused AdamW" \
+  python -m tools.speed_levers training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
+  python -m tools.speed_levers training --variants "1 thread" "1 thread, fused AdamW" \
       "1 thread, shortcut convolutions" "1 thread, shortcut convolutions, fused AdamW" --batch 10   # as workers train
-  python tools/speed_levers.py training --separate --variants "torch.compile (inductor)"   # compile time + gain
-  python tools/speed_levers.py parallel --repeats 3      # two 1-thread processes vs one 2-thread process
-  python tools/speed_levers.py probe                     # linear probe: today's fits vs warm-started along C
-  python tools/speed_levers.py eval                      # cost of one validation pass vs one training step
-  python tools/speed_levers.py overhead                  # DVC's own time + process start-ups, 1-step training
+  python -m tools.speed_levers training --separate --variants "torch.compile (inductor)"   # compile time + gain
+  python -m tools.speed_levers parallel --repeats 3      # two 1-thread processes vs one 2-thread process
+  python -m tools.speed_levers probe                     # linear probe: today's fits vs warm-started along C
+  python -m tools.speed_levers eval                      # cost of one validation pass vs one training step
+  python -m tools.speed_levers overhead                  # DVC's own time + process start-ups, 1-step training
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pretraining_gap.config import Backbone, SklearnDigits
+from tools.study_repo import ROOT
+
+BACKBONE = Backbone(model="tf_efficientnet_lite0", weights="package")
 
 # name: keyword arguments of measure_steps
 TRAINING_VARIANTS = {
@@ -43,30 +46,18 @@ TRAINING_VARIANTS = {
 
 
 def _data(resolution: int = 32):
-    from pretraining_gap import datasets
+    from pretraining_gap.data import datasets
 
-    return datasets.prepare(
-        "digits",
-        {
-            "source": "sklearn_digits",
-            "resolution": resolution,
-            "val_per_class": 20,
-            "test_per_class": 50,
-            "split_seed": 0,
-        },
-        sizes=[50],
+    digits = SklearnDigits(
+        source="sklearn_digits", resolution=resolution, val_per_class=20, test_per_class=50, split_seed=0
     )
+    return datasets.prepare("digits", digits, sizes=[50])
 
 
 def _model(regime: str, num_classes: int = 10):
-    from pretraining_gap import backbones
+    from pretraining_gap.training import backbones
 
-    return backbones.create(
-        {"model": "tf_efficientnet_lite0", "weights": "package"},
-        num_classes,
-        pretrained=regime != "scratch",
-        seed=1,
-    )
+    return backbones.create(BACKBONE, num_classes, pretrained=regime != "scratch", seed=1)
 
 
 def measure_steps(
@@ -85,18 +76,18 @@ def measure_steps(
     import torch
     import torch.nn.functional as F
 
-    from pretraining_gap import backbones, convolutions, training
+    from pretraining_gap.training import backbones, convolutions, loop
 
     torch.set_num_threads(threads)
     data = data or _data()
     model = convolutions.shortcut(_model(regime)) if shortcut else _model(regime)
     mean, std = backbones.normalisation(model)
-    x = training.to_input(data.images[:500], mean, std)
+    x = loop.to_input(data.images[:500], mean, std)
     if not channels_last:
         x = x.contiguous()
     y = torch.from_numpy(data.labels[:500])
     model = model.to(memory_format=torch.channels_last) if channels_last else model
-    training.set_train_mode(model, training.batchnorms(model) if regime == "finetune" else ())
+    loop.set_train_mode(model, loop.batchnorms(model) if regime == "finetune" else ())
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=1e-3, weight_decay=0.05, **({"fused": True} if fused else {})
     )
@@ -111,7 +102,7 @@ def measure_steps(
         t, c = time.perf_counter(), time.process_time()
         idx = torch.randint(0, len(x), (batch,), generator=generator)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16)):
-            loss = F.cross_entropy(forward(training.shift(x[idx], 0.1, generator)), y[idx])
+            loss = F.cross_entropy(forward(loop.shift(x[idx], 0.1, generator)), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -129,27 +120,33 @@ def measure_steps(
 
 
 def measure_eval(regime: str, threads: int) -> dict:
-    """Seconds of one validation pass (200 images) and of one training step, at batch 32."""
+    """Seconds of one validation pass (200 images) and of one training step, at batch 32, on the CPU."""
     import torch
 
-    from pretraining_gap import backbones, training
+    from pretraining_gap.training import backbones, loop
 
     torch.set_num_threads(threads)
     data = _data()
     model = _model(regime).to(memory_format=torch.channels_last)
     mean, std = backbones.normalisation(model)
-    val = training.to_input(data.images[:200], mean, std), torch.from_numpy(data.labels[:200])
-    training.evaluate(model, *val)
+    val = loop.to_input(data.images[:200], mean, std), torch.from_numpy(data.labels[:200])
+    cpu = torch.device("cpu")
+    loop.evaluate(model, *val, cpu)
     start = time.perf_counter()
     for _ in range(3):
-        training.evaluate(model, *val)
+        loop.evaluate(model, *val, cpu)
     eval_seconds = (time.perf_counter() - start) / 3
     step = measure_steps(regime, 20, threads, 1)
     return {"eval_seconds": eval_seconds, "step_seconds": 32 / step["images_per_second"]}
 
 
 def _child(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "_child", *args], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.speed_levers", "_child", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(proc: subprocess.Popen) -> dict:
@@ -189,20 +186,21 @@ def training_table(
     print(
         f"{'regime':9} {'variant':44} {'img/s':>7} {'vs today':>8} {'img/CPU-s':>9} {'vs today':>8} {'compile s':>9}"
     )
+
+    def median(regime, name, key):
+        return statistics.median(r[key] for r in rows[regime, name])
+
     for regime in regimes:
-
-        def median(name, key):
-            return statistics.median(r[key] for r in rows[regime, name])
-
-        base, base_cpu = (
-            median(variants[0], "images_per_second"),
-            median(variants[0], "images_per_cpu_second"),
-        )
+        base = median(regime, variants[0], "images_per_second")
+        base_cpu = median(regime, variants[0], "images_per_cpu_second")
         for name in variants:
-            ips, cps = median(name, "images_per_second"), median(name, "images_per_cpu_second")
+            ips, cps = (
+                median(regime, name, "images_per_second"),
+                median(regime, name, "images_per_cpu_second"),
+            )
             print(
                 f"{regime:9} {name:44} {ips:7.0f} {ips / base:7.2f}x {cps:9.0f} {cps / base_cpu:7.2f}x "
-                f"{median(name, 'compile_seconds'):9.1f}"
+                f"{median(regime, name, 'compile_seconds'):9.1f}"
             )
 
 
@@ -240,11 +238,13 @@ def probe_fits(train_x, train_y, val_x, val_y, Cs, warm: bool) -> tuple[object, 
 
 def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
     """Today's linear probe (independent lbfgs fits) vs warm-started fits along the C grid, same features."""
-    from pretraining_gap import datasets, features, subsets
+    from pretraining_gap.data import subsets
+    from pretraining_gap.data.prepared import POOL, TEST, VAL
+    from pretraining_gap.training import device, features
 
     data = _data()
-    feats = features.extract({"model": "tf_efficientnet_lite0", "weights": "package"}, data.images)
-    val, test = data.part(datasets.VAL), data.part(datasets.TEST)
+    feats = features.extract(BACKBONE, data.images, device.choose())
+    val, test = data.part(VAL), data.part(TEST)
     print(f"\nLinear probe on {feats.shape[1]}-d features, C grid {Cs}")
     print(
         f"{'size':>4} {'seed':>4} {'today s':>8} {'warm s':>7} {'iters':>6} {'iters':>6} {'C today':>8} "
@@ -252,7 +252,7 @@ def probe_table(sizes: list[int], seeds: list[int], Cs: list[float]) -> None:
     )
     totals = np.zeros(4)
     for seed in seeds:
-        orderings = subsets.class_orderings(data.labels, data.part(datasets.POOL), seed)
+        orderings = subsets.class_orderings(data.labels, data.part(POOL), seed)
         for n in sizes:
             idx = subsets.subset(orderings, n)
             args = (feats[idx], data.labels[idx], feats[val], data.labels[val], Cs)
@@ -287,23 +287,21 @@ def overhead_table() -> None:
 
     import yaml
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    from benchmark import _env, make_repo
+    from pretraining_gap import config, execution, parallel
+    from tools.study_repo import make_study_repo, study_env
 
-    from pretraining_gap import parallel
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["training"].update(min_steps=1, max_steps=1, evaluations=1)
-    params["regimes"]["linear"]["C"] = [1]
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["training"].update(min_steps=1, max_steps=1, evaluations=1)
+    raw["regimes"]["linear"]["C"] = [1]
     with tempfile.TemporaryDirectory() as work:
-        repo = make_repo(params, Path(work) / "repo")
+        repo = make_study_repo(Path(work) / "repo", config.validate(raw))
         times = Path(work) / "times.txt"
         pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
         for stage in pipeline["stages"].values():
             stage["cmd"] = f"/usr/bin/time -a -o {times} -f '%e %C' {stage['cmd']}"
         (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
         start = time.perf_counter()
-        subprocess.run(["dvc", "repro"], cwd=repo, env=_env(), check=True, capture_output=True)
+        subprocess.run(["dvc", "repro"], cwd=repo, env=study_env(repo), check=True, capture_output=True)
         wall = time.perf_counter() - start
         commands = [(float(line.split()[0]), line.split()[2]) for line in times.read_text().splitlines()]
     startups = {}
@@ -313,13 +311,17 @@ def overhead_table() -> None:
             for _ in range(3):
                 started = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, script, "--help"], cwd=ROOT, env=_env(), check=True, capture_output=True
+                    [sys.executable, script, "--help"],
+                    cwd=ROOT,
+                    env=study_env(ROOT),
+                    check=True,
+                    capture_output=True,
                 )
                 runs.append(time.perf_counter() - started)
             startups[script] = statistics.median(runs)
     started = time.perf_counter()
-    parallel.start_server(2, "pretraining_gap.study")
-    list(parallel.run(abs, [1, 2], workers=2))
+    execution.start_workers()  # as the train stage starts them: a server that preloads the training code
+    list(parallel.run(abs, [1, 2], execution.workers()))
     server = time.perf_counter() - started
     dvc_own = wall - sum(seconds for seconds, _ in commands)
     startup = sum(startups[script] for _, script in commands) + server
@@ -344,7 +346,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.speed_levers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("lever", choices=["training", "parallel", "probe", "eval", "overhead"])
     parser.add_argument(

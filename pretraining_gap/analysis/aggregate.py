@@ -1,8 +1,25 @@
-"""Aggregation: read the grid's cell results and write the tables, the DVC metrics, the curves and the figures."""
+"""Aggregation: read the grid's cell results and write the tables, the DVC metrics, the curves and the figures.
+
+The answer's tables (results/tables/<name>.csv), each described where it is computed:
+- `accuracy` (curves.summarise): mean, standard error and log-odds mean per arm and size;
+- `gap` (scales.gap_scales): every arm − scratch, paired by seed, in accuracy points, log-odds and error ratio;
+- `equivalence` (equivalence.equivalence): per size "pretraining helps" / "within margin" / "scratch better" /
+  "undecided" against `analysis.margin`, Holm-corrected over the sizes, with the seeds that would decide;
+- `learning_curves` (learning_curves.learning_curves): the fitted law per arm with bootstrap intervals;
+- `crossover` (learning_curves.crossovers): the size from which scratch stays within the margin, with its interval,
+  backtest and trust;
+- `effective_data`, `transfer_exponent` (effective_data): D_T on the test loss, α (and β across a family);
+- `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
+
+Every non-scratch arm is compared with scratch (gap = arm − scratch). Pretrained arms (config.REGIMES[r].pretrained)
+are the answer; the others (e.g. `pixels`) are baselines that say where scratch stands. Effective data transferred
+is only computed for pretrained arms: nothing is transferred to a baseline.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from .. import results
-from ..config import Params
+from ..config import REGIMES, Analysis, Params
+from ..data.prepared import TEST, VAL
 from ..grid import ALL
-from . import benefits, curves, plots
+from . import benefits, curves, effective_data, equivalence, learning_curves, plots, scales
+from .seeds import SCRATCH
 
 # cells.csv: every scalar field of a cell result, with the arm beside the regime (per-evaluation histories and
 # per-layer values stay in the result files)
@@ -24,13 +43,21 @@ COLUMNS = [
         if c not in ("history", "transferability", "val_accuracy_by_lr", "traceback")
     ),
 ]
+SUMMARY = "summary.json"  # the study's row of `dvc metrics show`; each arm has its own row (see `metrics`)
+
+
+def is_pretrained(regime: str) -> bool:
+    """Whether a regime starts from pretrained weights (its gap to scratch is the answer) rather than being a
+    baseline trained without them (scratch itself, `pixels`)."""
+    return REGIMES[regime].pretrained
 
 
 @dataclass
 class Aggregated:
     cells: pd.DataFrame  # one row per grid cell, finished or not (status column)
     tables: dict[str, pd.DataFrame]  # name → table, also written as results/tables/<name>.csv
-    metrics: dict  # metrics/summary.json
+    fits: list[learning_curves.ArmFit]  # the fitted learning curves behind `learning_curves` and `crossover`
+    metrics: dict[str, dict] = field(default_factory=dict)  # path under metrics/ → its content
     figures: list[Path] = field(default_factory=list)
 
     @property
@@ -65,90 +92,172 @@ def load_cells(params: Params, root: Path) -> pd.DataFrame:
     table["size"] = table.examples_per_class.astype(str)
     every = table.examples_per_class == ALL
     table.loc[every, "examples_per_class"] = table.train_images[every] / table.classes[every]
-    table["examples_per_class"] = pd.to_numeric(table.examples_per_class)
-    table["depth"] = pd.to_numeric(table["depth"], errors="coerce")
-    table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce")
+    for column in ("examples_per_class", "depth", "test_accuracy", "test_loss", "steps", "best_step"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     table["arm"] = curves.arm_names(table.regime, table.depth)
     return table
 
 
-def incomplete(cells: pd.DataFrame) -> dict[str, str]:
-    """Cell → why it has no accuracy: failed (with its reason) or missing."""
+def incomplete(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells without an accuracy: dataset, backbone, arm, examples_per_class, seed, status (failed or
+    missing), reason."""
     bad = cells[(cells.status != "finished") | cells.test_accuracy.isna()]
-    return {
-        f"{r.dataset}/{r.backbone}/{r.arm}/{r.examples_per_class}/seed{r.seed}": (
-            f"{r.status}: {r.reason if isinstance(r.reason, str) else 'no test accuracy'}"
+    reason = bad.reason.where(bad.reason.map(lambda r: isinstance(r, str)), "no test accuracy")
+    columns = ["dataset", "backbone", "arm", "examples_per_class", "seed", "status", "reason"]
+    return bad.assign(reason=reason)[columns].sort_values(columns[:5], ignore_index=True)
+
+
+def labels(params: Params, prepared: Path) -> pd.DataFrame:
+    """Per dataset and size the labelled images a cell used: training (examples per class × classes), validation
+    (chooses learning rates and C, stops training) and test. Counted from the prepared split
+    (data/prepared/<dataset>.npz); without that file the class count is unknown (NaN)."""
+    rows = []
+    for dataset in params.study.datasets:
+        file = Path(prepared) / f"{dataset}.npz"
+        classes = validation = test = np.nan
+        if file.exists():
+            with np.load(file) as data:
+                split = data["split"]
+                classes, validation, test = (
+                    len(data["class_names"]),
+                    int((split == VAL).sum()),
+                    int((split == TEST).sum()),
+                )
+        rows += [
+            {
+                "dataset": dataset,
+                "examples_per_class": n,
+                "classes": classes,
+                "training_labels": n * classes,
+                "validation_labels": validation,
+                "test_labels": test,
+            }
+            for n in sorted(params.study.sizes)
+        ]
+    return pd.DataFrame(rows)
+
+
+def _family(model: str) -> str:
+    """A timm architecture without its size digits and pretrained tag: tf_efficientnet_lite0 → tf_efficientnet_lite."""
+    return re.sub(r"\d+$", "", model.split(".")[0])
+
+
+def _exponents(
+    transfers: list[effective_data.Transfer], params: Params | None, costs: Path | None, level: float
+) -> pd.DataFrame:
+    """α per arm, then α and β per backbone family with two or more backbones that have cost records (their
+    parameter counts are N; none without `params` and `costs`); family rows name their backbones joined by "+"."""
+    table = effective_data.transfer_exponents(transfers, level).assign(family="")
+    families = []
+    for dataset in params.study.datasets if params is not None and costs is not None else ():
+        counted = read_costs(costs, dataset)
+        backbones = pd.DataFrame(
+            [
+                {
+                    "backbone": b,
+                    "family": _family(params.backbones[b].model),
+                    "parameters": counted[b]["parameters"],
+                }
+                for b in params.study.backbones
+                if b in counted
+            ],
+            columns=["backbone", "family", "parameters"],
         )
-        for r in bad.itertuples()
-    }
+        mine = [t for t in transfers if t.key[0] == dataset]
+        families.append(
+            effective_data.family_exponents(mine, backbones, level).rename(columns={"backbones": "backbone"})
+        )
+    columns = ["dataset", "backbone", "family", "regime", "arm", *effective_data.EXPONENT_COLUMNS]
+    return pd.concat([table, *families], ignore_index=True).reindex(columns=columns)
 
 
-def analyse(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every table of the study from the finished cells."""
+def _comparator_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """A baseline arm has no pretraining: its "pretraining helps" reads "<arm> better"."""
+    baseline = ~table.regime.map(is_pretrained)
+    named = table.arm + " better"
+    return table.assign(
+        decision=table.decision.where(~baseline | (table.decision != equivalence.HELPS), named)
+    )
+
+
+def analyse(
+    cells: pd.DataFrame, analysis: Analysis, params: Params | None = None, costs: Path | None = None
+) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit]]:
+    """Every table of the study from the finished cells, and the learning-curve fits (module docstring).
+    `params` and `costs` add the family exponent β when two or more backbones of a family have cost records."""
     done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
-    summary, gap = curves.summarise(done), curves.gaps(done)
-    effective = curves.effective_data(summary)
-    return {
-        "accuracy": summary,
-        "gap": gap,
-        "crossover": curves.crossover(gap),
-        "effective_data": effective,
-        "transfer_exponent": curves.transfer_exponents(effective),
+    level, margin = analysis.level, analysis.margin
+    fits = learning_curves.fit_arms(done, analysis.bootstrap)
+    pretrained_or_scratch = done[done.regime.map(is_pretrained) | (done.regime == SCRATCH)]
+    transfers = effective_data.effective_transfers(
+        pretrained_or_scratch, analysis.bootstrap, cap=analysis.cap
+    )
+    tables = {
+        "accuracy": curves.summarise(done),
+        "gap": scales.gap_scales(done, level),
+        "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
+        "learning_curves": learning_curves.learning_curves(fits, level),
+        "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
+        "effective_data": effective_data.effective_data(transfers, level).astype({"examples_per_class": int}),
+        "transfer_exponent": _exponents(transfers, params, costs, level),
         "benefits": benefits.summarise(done),
         "transferability": curves.transferability(done),
-    }
-
-
-def _number(value) -> float | None:
-    return None if value is None or np.isnan(value) else round(float(value), 4)
-
-
-def headline(cells: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
-    """The compact metrics/summary.json: cell counts and incomplete cells, then per dataset → backbone → arm the
-    accuracy at the smallest and largest size and, for pretrained arms, the gap with its interval there, the
-    crossover, the effective data transferred at the smallest size and the exponent α. Full tables: results/tables/."""
-    out: dict = {
-        "cells": {
-            "grid": len(cells),
-            **{s: int((cells.status == s).sum()) for s in ("finished", "failed", "missing")},
-        },
         "incomplete": incomplete(cells),
     }
-    accuracy = tables["accuracy"]
-    for (dataset, backbone, arm), part in accuracy.groupby(["dataset", "backbone", "arm"], sort=True):
-        node = out.setdefault(dataset, {}).setdefault(backbone, {}).setdefault(arm, {})
-        for row in _ends(part).itertuples():
-            node[f"accuracy_at_{row.examples_per_class}"] = _number(row.mean)
-        key = (
-            (tables["gap"].dataset == dataset)
-            & (tables["gap"].backbone == backbone)
-            & (tables["gap"].arm == arm)
-        )
-        for row in _ends(tables["gap"][key]).itertuples():
-            node[f"gap_at_{row.examples_per_class}"] = _number(row.gap)
-            node[f"gap_at_{row.examples_per_class}_low"] = _number(row.low)
-            node[f"gap_at_{row.examples_per_class}_high"] = _number(row.high)
-        for row in _rows(tables["crossover"], dataset, backbone, arm):
-            node["crossover"] = int(row.crossover) if row.status == "reached" else row.status
-        effective = _rows(tables["effective_data"].sort_values("examples_per_class"), dataset, backbone, arm)
-        if effective:
-            node[f"transferred_at_{effective[0].examples_per_class}"] = _number(effective[0].transferred)
-            node[f"transferred_at_{effective[0].examples_per_class}_is"] = effective[0].kind
-        for row in _rows(tables["transfer_exponent"], dataset, backbone, arm):
-            node["alpha"] = _number(row.alpha)
+    return tables, fits
+
+
+def _round(value: float, digits: int = 1) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
+
+def size_text(n: float, cap: float) -> str:
+    """Examples per class as the report and metrics print them: 3.1, 180, 1,200, >10,000 (beyond the cap)."""
+    if not np.isfinite(n):
+        return f">{cap:,.0f}"
+    return f"{n:.1f}".removesuffix(".0") if n < 10 else f"{n:,.0f}"
+
+
+def crossover_text(row, cap: float) -> str:
+    """'180 [120, 400]': estimate [interval] in examples per class; '?' after an extrapolated estimate that is not
+    trusted (learning_curves.crossovers); 'not fitted' without fits."""
+    if row.status == "not fitted":
+        return "not fitted"
+    doubt = "?" if row.extrapolated and not row.trusted and np.isfinite(row.estimate) else ""
+    interval = f" [{size_text(row.low, cap)}, {size_text(row.high, cap)}]" if np.isfinite(row.low) else ""
+    return f"{size_text(row.estimate, cap)}{doubt}{interval}"
+
+
+def metrics(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], cap: float) -> dict[str, dict]:
+    """The files under metrics/, one row each of `dvc metrics show` (which prints one row per file, one column
+    per key, so a row per arm keeps it narrow): `summary.json` holds the study's finished / grid cells; each
+    `<dataset>/<backbone>/<arm>.json` its finished / grid cells, `acc` (mean test accuracy, %) and `gap` (arm −
+    scratch, accuracy points) at the smallest and largest size, and `crossover` (crossover_text)."""
+    finished = (cells.status == "finished") & cells.test_accuracy.notna()
+    out: dict[str, dict] = {SUMMARY: {"cells": f"{int(finished.sum())}/{len(cells)}"}}
+    for key, part in cells.groupby(["dataset", "backbone", "arm"], sort=True):
+        node: dict = {"cells": f"{int(finished[part.index].sum())}/{len(part)}"}
+        accuracy, gap = _ends(_of(tables["accuracy"], key)), _ends(_of(tables["gap"], key))
+        if len(accuracy):
+            node["acc"] = {str(r.examples_per_class): _round(r.mean * 100) for r in accuracy.itertuples()}
+        if len(gap):
+            node["gap"] = {str(r.examples_per_class): _round(r.points * 100) for r in gap.itertuples()}
+        for row in _of(tables["crossover"], key).itertuples():
+            node["crossover"] = crossover_text(row, cap)
+        out["{}/{}/{}.json".format(*key)] = node
     return out
 
 
+def _of(table: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The rows of one (dataset, backbone, arm)."""
+    dataset, backbone, arm = key
+    return table[(table.dataset == dataset) & (table.backbone == backbone) & (table.arm == arm)]
+
+
 def _ends(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the smallest and the largest size (none for an empty table)."""
+    """The rows of the smallest and the largest size (one row when they are the same; none for an empty table)."""
     table = table.sort_values("examples_per_class")
-    return table.iloc[[0, -1]] if len(table) else table
-
-
-def _rows(table: pd.DataFrame, dataset: str, backbone: str, arm: str) -> list:
-    return list(
-        table[(table.dataset == dataset) & (table.backbone == backbone) & (table.arm == arm)].itertuples()
-    )
+    return table.iloc[sorted({0, len(table) - 1})] if len(table) else table
 
 
 def write_tables(
@@ -168,6 +277,29 @@ def write_tables(
         ].to_csv(out, index=False)
 
 
+def write_metrics(content: dict[str, dict], folder: Path) -> None:
+    for name, node in content.items():
+        path = Path(folder) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(node, indent=1) + "\n")
+
+
+def read_metrics(folder: Path) -> dict:
+    """metrics/ as one tree: the summary's keys at the top, each arm's file under dataset → backbone → arm."""
+    tree: dict = {}
+    for file in sorted(Path(folder).rglob("*.json")):
+        content = json.loads(file.read_text())
+        if file == Path(folder) / SUMMARY:
+            tree.update(content)
+            continue
+        *branches, leaf = file.relative_to(folder).with_suffix("").parts
+        node = tree
+        for branch in branches:
+            node = node.setdefault(branch, {})
+        node[leaf] = content
+    return tree
+
+
 def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
     """Backbone → its cost record (results/costs/<dataset>/<backbone>.json), for the backbones that have one."""
     folder = Path(costs_dir) / dataset
@@ -177,9 +309,16 @@ def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
 
 
 def draw(
-    cells: pd.DataFrame, tables: dict[str, pd.DataFrame], plots_dir: Path, costs_dir: Path
+    cells: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    fits: list[learning_curves.ArmFit],
+    analysis: Analysis,
+    plots_dir: Path,
+    costs_dir: Path,
 ) -> list[Path]:
-    """The figure set of each dataset × backbone, and the cost figure of each dataset with cost records."""
+    """The figures that can say something, per dataset × backbone (accuracy with fitted curves; the gap with the
+    margin and decisions; D_T; validation curves; transferability; accuracy vs depth k) and per dataset (accuracy
+    vs inference cost, with two or more backbones)."""
     figures = []
     finished = cells[cells.status == "finished"]
     for (dataset, backbone), summary in tables["accuracy"].groupby(["dataset", "backbone"], sort=True):
@@ -189,23 +328,41 @@ def draw(
             return frame[(frame.dataset == dataset) & (frame.backbone == backbone)]
 
         name, stem = f"{dataset} · {backbone}", plots_dir / f"{dataset}_{backbone}"
-        crossing = part("crossover")
+        mine = [f for f in fits if f.key[:2] == (dataset, backbone)]
+        runs = finished[(finished.dataset == dataset) & (finished.backbone == backbone)]
         figures.append(
-            plots.accuracy_vs_size(summary, f"{name}: test accuracy", Path(f"{stem}_accuracy.png"))
+            plots.accuracy_vs_size(
+                summary,
+                runs,
+                mine,
+                part("crossover"),
+                analysis,
+                f"{name}: test accuracy",
+                Path(f"{stem}_accuracy.png"),
+            )
         )
         if not part("gap").empty:
             figures.append(
-                plots.gap_vs_size(part("gap"), crossing, f"{name}: pretraining gap", Path(f"{stem}_gap.png"))
+                plots.gap_vs_size(
+                    part("gap"),
+                    part("equivalence"),
+                    mine,
+                    part("crossover"),
+                    analysis,
+                    f"{name}: gap to scratch",
+                    Path(f"{stem}_gap.png"),
+                )
             )
-        if not part("effective_data").empty:
+        effective = part("effective_data")
+        if len(effective) and effective.transferred.notna().any():
             figures.append(
                 plots.effective_data(
-                    part("effective_data"),
-                    f"{name}: effective data transferred",
+                    effective,
+                    analysis.level,
+                    f"{name}: effective data transferred (test loss)",
                     Path(f"{stem}_effective_data.png"),
                 )
             )
-        runs = finished[(finished.dataset == dataset) & (finished.backbone == backbone)]
         if runs.history.map(lambda h: isinstance(h, dict)).any():
             figures.append(
                 plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
@@ -218,7 +375,7 @@ def draw(
                     Path(f"{stem}_transferability.png"),
                 )
             )
-        if summary.depth.notna().any():
+        if summary.depth.nunique() >= 2:
             figures.append(
                 plots.accuracy_vs_depth(
                     summary, f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
@@ -226,7 +383,7 @@ def draw(
             )
     for dataset, summary in tables["accuracy"].groupby("dataset", sort=True):
         costs = read_costs(costs_dir, dataset)
-        if costs:
+        if len(set(costs) & set(summary.backbone)) >= 2:
             figures.append(
                 plots.accuracy_vs_cost(
                     summary,
@@ -244,14 +401,16 @@ def run(
     table: Path,
     tables_dir: Path,
     curves_dir: Path,
-    metrics: Path,
+    metrics_dir: Path,
     plots_dir: Path,
     costs_dir: Path,
+    prepared_dir: Path,
 ) -> Aggregated:
     cells = load_cells(params, cells_root)
-    tables = analyse(cells)
+    tables, fits = analyse(cells, params.analysis, params, costs_dir)
+    tables["labels"] = labels(params, prepared_dir)
     write_tables(cells, tables, table, tables_dir, curves_dir)
-    summary = headline(cells, tables)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(summary, indent=1))
-    return Aggregated(cells, tables, summary, draw(cells, tables, plots_dir, costs_dir))
+    content = metrics(cells, tables, params.analysis.cap)
+    write_metrics(content, metrics_dir)
+    figures = draw(cells, tables, fits, params.analysis, plots_dir, costs_dir)
+    return Aggregated(cells, tables, fits, content, figures)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .curves import EPSILON, GROUP
+from .curves import GROUP
+from .scales import EPSILON
 
 MEASURES = ["start", "steps_to_90pct_odds", "area", "final"]
 

@@ -277,7 +277,11 @@ def fit_arm(
         return ArmFit(key, sizes, 1 - errors, seeds, None, (), (), np.nan)
     candidates = fit_candidates(sizes, errors, "logit", epsilon)
     curve = min(candidates, key=lambda c: c.aicc)
-    replicates = tuple(_refit(curve, sizes, row, epsilon) for row in resampled_means(logit_errors, draws))
+    # a draw's means depend only on which seeds it holds, not their order: 3 seeds give 10 distinct draws, so
+    # each distinct draw is refitted once (1000 replicates of 4 arms: 11.6 s -> 0.2 s)
+    distinct, which = np.unique(np.sort(draws, axis=1), axis=0, return_inverse=True)
+    refits = [_refit(curve, sizes, row, epsilon) for row in resampled_means(logit_errors, distinct)]
+    replicates = tuple(refits[i] for i in np.ravel(which))
     return ArmFit(
         key,
         sizes,
@@ -404,13 +408,14 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
     grid = size_grid(min(scratch.sizes[0], pretrained.sizes[0]), cap)
     largest = min(scratch.sizes[-1], pretrained.sizes[-1])
     estimate = crossover_size(scratch.curve, pretrained.curve, grid, margin)
-    replicates = np.array(
-        [
-            crossover_size(s, p, grid, margin)
-            for s, p in zip(scratch.replicates, pretrained.replicates)
-            if s is not None and p is not None
-        ]
-    )
+    pairs = [
+        (s, p) for s, p in zip(scratch.replicates, pretrained.replicates) if s is not None and p is not None
+    ]
+    met = {}  # replicates share refits (see fit_arm): one crossover per distinct pair
+    for s, p in pairs:
+        if (id(s), id(p)) not in met:
+            met[id(s), id(p)] = crossover_size(s, p, grid, margin)
+    replicates = np.array([met[id(s), id(p)] for s, p in pairs])
     low, high = (
         (
             np.quantile(replicates, (1 - level) / 2, method="lower"),

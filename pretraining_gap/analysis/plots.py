@@ -1,4 +1,7 @@
-"""Figures people open from a folder: one PNG per question, with titles, units and legends."""
+"""Figures people open from a folder: one PNG per question, with titles, units and legends.
+
+Units: accuracy in %, gaps in accuracy points (or log-odds, named as such), sizes in training examples per class.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,32 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
-from ..config import REGIMES  # noqa: E402
+from ..config import REGIMES, Analysis  # noqa: E402
+from . import equivalence as eq  # noqa: E402
+from .learning_curves import ArmFit, predict_accuracy, prediction_band  # noqa: E402
+from .seeds import SCRATCH  # noqa: E402
 
 COLOURS = {name: regime.colour for name, regime in REGIMES.items()}
 MARKERS = {name: regime.marker for name, regime in REGIMES.items()}
+# a size's equivalence decision as a marker: filled when decided, open when undecided
+DECISION_MARKERS = {eq.HELPS: "^", eq.WITHIN: "D", eq.SCRATCH_BETTER: "v", eq.UNDECIDED: "o"}
+CURVE_POINTS = 200
 
 
 def _colour(arm: str) -> str | None:
     return COLOURS.get(arm.split("_k")[0])
 
 
-def _size_axis(ax, sizes) -> None:
+def _size_axis(ax, sizes, end: float | None = None) -> None:
+    """Log-scaled examples per class, ticks at the measured sizes and at the decades beyond them up to `end`."""
     sizes = sorted(set(int(s) for s in sizes))
+    beyond = [10**k for k in range(1, 7) if sizes[-1] * 3 <= 10**k <= (end or 0) * 1.01]  # labels apart
+    ticks = sizes + beyond
     ax.set_xscale("log")
-    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("training examples per class (log scale)")
 
@@ -49,79 +63,317 @@ def _panels(count: int, width: float = 3.4, height: float = 3.0):
     return fig, list(axes.flat[:count])
 
 
-def accuracy_vs_size(summary: pd.DataFrame, title: str, out: Path) -> Path:
-    """Mean test accuracy over seeds with a ±1 standard-error band per arm, log-scaled examples per class."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+def _rows(table: pd.DataFrame, arm: str) -> pd.DataFrame:
+    return table[table.arm == arm]
+
+
+def reach(fits: list[ArmFit], crossover: pd.DataFrame, cap: float) -> float:
+    """How far right the size axis goes: the largest measured size, or beyond it to the farthest crossover
+    estimate (x 1.5), or to the cap when a crossover lies beyond it."""
+    largest = max((f.sizes[-1] for f in fits if f.curve is not None), default=np.nan)
+    estimates = crossover.estimate.dropna() if "estimate" in crossover else pd.Series(dtype=float)
+    if np.isnan(largest) or estimates.empty:
+        return largest
+    farthest = estimates.max()
+    return float(cap if np.isinf(farthest) else min(max(largest, farthest * 1.5), cap))
+
+
+def _grids(fit: ArmFit, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes over the measured range (drawn solid) and from its end to `end` (drawn dashed; empty if none)."""
+    first, last = fit.sizes[0], fit.sizes[-1]
+    inside = np.geomspace(first, last, CURVE_POINTS)
+    beyond = np.geomspace(last, end, CURVE_POINTS) if end > last * 1.01 else np.empty(0)
+    return inside, beyond
+
+
+def _draw_curve(ax, n_in, n_out, band_in, band_out, colour, label=None) -> None:
+    """A fitted curve: solid with its band over the measured sizes, dashed with a lighter band beyond."""
+    ax.plot(n_in, band_in["value"], color=colour, lw=1.6, label=label)
+    ax.fill_between(n_in, band_in["low"], band_in["high"], color=colour, alpha=0.18, lw=0)
+    if len(n_out):
+        ax.plot(n_out, band_out["value"], color=colour, lw=1.4, ls="--")
+        ax.fill_between(n_out, band_out["low"], band_out["high"], color=colour, alpha=0.08, lw=0)
+
+
+def _accuracy_band(fit: ArmFit, n: np.ndarray, level: float, error: bool = False) -> dict:
+    band = prediction_band(fit, n, level)
+    value, low, high = (band[c].to_numpy() * 100 for c in ("accuracy", "low", "high"))
+    if error:
+        value, low, high = 100 - value, 100 - high, 100 - low
+    return {"value": value, "low": low, "high": high}
+
+
+def accuracy_vs_size(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    fits: list[ArmFit],
+    crossover: pd.DataFrame,
+    analysis: Analysis,
+    title: str,
+    out: Path,
+) -> Path:
+    """Test accuracy (left, %) and test error (right, %, log scale: power laws look straight) against examples per
+    class: each seed as a faint dot, the log-odds mean over seeds as a marker, the fitted learning curve with its
+    bootstrap band solid over the measured sizes and dashed beyond them to the crossover (or the cap); a dotted
+    vertical line where scratch comes within the margin of a pretrained arm. Without fitted curves (fewer than
+    four sizes) only the accuracy panel."""
+    end = reach(fits, crossover, analysis.cap)
+    fitted = {f.key[3]: f for f in fits if f.curve is not None}
+    if fitted:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.8), constrained_layout=True)
+    else:
+        fig, left = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+        right = None
+    panels = [(left, False)] + ([(right, True)] if right else [])
     for arm, part in summary.groupby("arm", sort=True):
-        part = part.sort_values("examples_per_class")
-        x, mean, err = part.examples_per_class, part["mean"], part.stderr.fillna(0)
-        ax.plot(x, mean, marker="o", label=arm, color=_colour(arm))
-        ax.fill_between(x, mean - err, mean + err, alpha=0.2, color=_colour(arm))
-    _size_axis(ax, summary.examples_per_class)
-    ax.set_ylabel("test accuracy (fraction correct)")
-    ax.grid(alpha=0.3)
-    ax.legend(title="regime (mean ± s.e. over seeds)")
-    return _save(fig, out, title)
-
-
-def gap_vs_size(gap: pd.DataFrame, crossover: pd.DataFrame, title: str, out: Path) -> Path:
-    """Pretrained − scratch accuracy per size with its 95% interval; a dotted line where scratch catches up."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    ax.axhline(0, color="black", lw=0.8)
-    for arm, part in gap.groupby("arm", sort=True):
-        part = part.sort_values("examples_per_class")
-        colour = _colour(arm)
-        ax.plot(part.examples_per_class, part.gap * 100, marker="o", color=colour, label=arm)
-        if part.low.notna().any():
-            ax.fill_between(part.examples_per_class, part.low * 100, part.high * 100, alpha=0.2, color=colour)
-        for row in crossover[crossover.arm == arm].itertuples():
-            if row.status == "reached":
-                ax.axvline(
-                    row.crossover,
-                    color=colour,
-                    ls=":",
-                    label=f"{arm}: scratch catches up at {row.crossover:g}",
+        part, colour = part.sort_values("examples_per_class"), _colour(arm)
+        seeds = _rows(runs, arm)
+        marker = MARKERS.get(arm.split("_k")[0], "o")
+        for ax, error in panels:
+            values = seeds.test_accuracy * 100
+            dots = np.maximum(100 - values, 0.1) if error else values
+            ax.scatter(seeds.examples_per_class, dots, color=colour, s=9, alpha=0.35, lw=0)
+            means = part.logodds_mean * 100
+            ax.plot(
+                part.examples_per_class,
+                np.maximum(100 - means, 0.1) if error else means,
+                ls="none",
+                marker=marker,
+                color=colour,
+                ms=6,
+                label=None if arm in fitted else arm,
+            )
+            if arm in fitted:
+                n_in, n_out = _grids(fitted[arm], end if np.isfinite(end) else fitted[arm].sizes[-1])
+                _draw_curve(
+                    ax,
+                    n_in,
+                    n_out,
+                    _accuracy_band(fitted[arm], n_in, analysis.level, error),
+                    _accuracy_band(fitted[arm], n_out, analysis.level, error) if len(n_out) else None,
+                    colour,
+                    label=f"{arm} ({fitted[arm].curve.model} law)",
                 )
-    _size_axis(ax, gap.examples_per_class)
-    ax.set_ylabel("gap: pretrained − scratch (accuracy points)")
-    ax.grid(alpha=0.3)
-    one_seed = gap.low.isna().all()
-    ax.legend(title="regime (mean, 95% t interval)" if not one_seed else "regime (one seed: no interval)")
+    crossings = crossover[np.isfinite(crossover.estimate)] if len(crossover) else crossover
+    for row in crossings.itertuples():
+        for ax, _ in panels:
+            ax.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
+    for ax, _ in panels:
+        _size_axis(ax, summary.examples_per_class, end)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("test accuracy (%)")
+    left.set_ylim(top=100.5)
+    if right:
+        lowest = float(np.maximum(100 - runs.test_accuracy * 100, 0.1).min())
+        right.set_yscale("log")
+        right.set_ylim(bottom=max(0.05, lowest / 10))  # the extrapolated tail says little far below the data
+        right.yaxis.set_major_formatter(ScalarFormatter())
+        right.set_ylabel("test error (%, log scale)")
+    extras = (
+        [Line2D([], [], color="black", ls="--", label="extrapolated fit")]
+        if end > max((f.sizes[-1] for f in fitted.values()), default=np.inf)
+        else []
+    )
+    if len(crossings):
+        label = f"scratch within {analysis.margin * 100:g} pt from here"
+        extras.append(Line2D([], [], color="black", ls=":", label=label))
+    handles, _ = left.get_legend_handles_labels()
+    left.legend(
+        handles=handles + extras,
+        title=f"arm: log-odds mean, seeds{f', fit ± {analysis.level:.0%} band' if fitted else ''}",
+        fontsize="small",
+        title_fontsize="small",
+        loc="lower right",
+    )
     return _save(fig, out, title)
 
 
-def effective_data(effective: pd.DataFrame, title: str, out: Path) -> Path:
-    """D_T = n_E − n per size: filled markers are estimates, open triangles the bounds (▲ at least, ▼ at most)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+def _gap_band(scratch: ArmFit, fit: ArmFit, n: np.ndarray, level: float) -> dict:
+    """Fitted gap (arm − scratch, points) at sizes n with a percentile band over the paired bootstrap refits."""
+    value = (predict_accuracy(fit.curve, n) - predict_accuracy(scratch.curve, n)) * 100
+    pairs = [
+        (predict_accuracy(p, n) - predict_accuracy(s, n)) * 100
+        for s, p in zip(scratch.replicates, fit.replicates)
+        if s is not None and p is not None
+    ]
+    if not pairs:
+        return {"value": value, "low": np.full(len(n), np.nan), "high": np.full(len(n), np.nan)}
+    low, high = np.quantile(np.array(pairs), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"value": value, "low": low, "high": high}
+
+
+def gap_vs_size(
+    gap: pd.DataFrame,
+    decisions: pd.DataFrame,
+    fits: list[ArmFit],
+    crossover: pd.DataFrame,
+    analysis: Analysis,
+    title: str,
+    out: Path,
+) -> Path:
+    """The gap to scratch per arm and size, paired by seed: left in accuracy points with the equivalence margin
+    shaded, each size's decision as its marker (filled: decided, open: undecided), the t interval as a bar and the
+    fitted curves' difference with its bootstrap band (dashed beyond the measured sizes); right in log-odds, the
+    scale on which Kornblith et al. average, where a gap can grow while it shrinks in points."""
+    end = reach(fits, crossover, analysis.cap)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.8), constrained_layout=True)
+    margin = analysis.margin * 100
+    left.axhspan(-margin, margin, color="grey", alpha=0.25, lw=0)
+    fitted = {f.key[3]: f for f in fits if f.curve is not None}
+    arms = sorted(gap.arm.unique())
+    for i, arm in enumerate(arms):
+        part, colour = _rows(gap, arm).sort_values("examples_per_class"), _colour(arm)
+        shift = 1.035 ** (
+            i - (len(arms) - 1) / 2
+        )  # side by side, so the interval bars do not hide each other
+        decided = (
+            _rows(decisions, arm).set_index("examples_per_class").decision.reindex(part.examples_per_class)
+        )
+        for ax, scale in ((left, "points"), (right, "logodds")):
+            factor = 100 if scale == "points" else 1
+            x = part.examples_per_class * shift
+            y = part[scale] * factor
+            ax.errorbar(
+                x,
+                y,
+                yerr=[y - part[f"{scale}_low"] * factor, part[f"{scale}_high"] * factor - y],
+                ls="none",
+                color=colour,
+                elinewidth=1,
+                capsize=2,
+                alpha=0.8,
+            )
+            for decision, marker in DECISION_MARKERS.items():
+                chosen = (decided == decision).to_numpy()
+                if chosen.any():
+                    ax.scatter(
+                        x[chosen],
+                        y[chosen],
+                        marker=marker,
+                        s=46,
+                        zorder=3,
+                        edgecolors=colour,
+                        facecolors="white" if decision == eq.UNDECIDED else colour,
+                        linewidths=1.4,
+                    )
+        if arm in fitted and SCRATCH in fitted:
+            n_in, n_out = _grids(fitted[arm], end if np.isfinite(end) else fitted[arm].sizes[-1])
+            _draw_curve(
+                left,
+                n_in,
+                n_out,
+                _gap_band(fitted[SCRATCH], fitted[arm], n_in, analysis.level),
+                _gap_band(fitted[SCRATCH], fitted[arm], n_out, analysis.level) if len(n_out) else None,
+                colour,
+            )
+    for row in crossover.itertuples():
+        if np.isfinite(row.estimate):
+            left.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
+    for ax in (left, right):
+        ax.axhline(0, color="black", lw=0.8)
+        _size_axis(ax, gap.examples_per_class, end if ax is left else None)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("arm − scratch (accuracy points)")
+    right.set_ylabel("arm − scratch (log-odds)")
+    right.set_title("log-odds: logit(arm) − logit(scratch)", fontsize="medium")
+    left.set_title(
+        f"accuracy points; grey: within the ±{margin:g} pt margin; bars: {analysis.level:.0%} t intervals",
+        fontsize="medium",
+    )
+    arm_handles = [Line2D([], [], color=_colour(a), lw=2, label=a) for a in arms]
+    decision_handles = [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=m,
+            color="black",
+            markerfacecolor="white" if d == eq.UNDECIDED else "black",
+            label=d,
+        )
+        for d, m in DECISION_MARKERS.items()
+        if (decisions.decision == d).any()
+    ] + [
+        Line2D([], [], ls="none", marker="^", color="black", label=d)
+        for d in sorted(set(decisions.decision) - set(DECISION_MARKERS))
+    ]
+    left.legend(
+        handles=arm_handles,
+        title="arm (fit ± band)" if fitted else "arm",
+        fontsize="small",
+        loc="upper right",
+    )
+    right.legend(
+        handles=decision_handles,
+        title="decision at each size (Holm-corrected)",
+        fontsize="small",
+        title_fontsize="small",
+        loc="best",
+    )
+    return _save(fig, out, title)
+
+
+def effective_data(effective: pd.DataFrame, level: float, title: str, out: Path) -> Path:
+    """D_T = D_E − n per size, read off scratch's test-loss curve: filled markers are estimates with their bootstrap
+    interval (an arrow where it is open-ended), open triangles the bounds (▲ at least, ▼ at most), crosses the
+    extrapolations from scratch's fitted loss curve where the measured sizes give only a lower bound."""
+    fig, ax = plt.subplots(figsize=(9.6, 4.6), constrained_layout=True)
+    finite = pd.concat(
+        [effective.transferred, effective.low, effective.high, effective.transferred_extrapolated]
+    )
+    finite = finite[np.isfinite(finite)]
+    top = max(float(finite.max()) * 3 if len(finite) else 10, 10)
     for arm, part in effective.groupby("arm", sort=True):
         part, colour = part.sort_values("examples_per_class"), _colour(arm)
         estimates = part[part.kind == "estimate"]
-        ax.plot(
-            estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5
-        )  # not through bounds
-        for kind, marker, face, label in (
-            ("estimate", "o", colour, arm),
-            ("lower bound", "^", "none", f"{arm}: at least"),
-            ("upper bound", "v", "none", f"{arm}: at most"),
-        ):
+        ax.plot(estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5)
+        high = estimates.high.where(np.isfinite(estimates.high), top)
+        ax.errorbar(
+            estimates.examples_per_class,
+            estimates.transferred,
+            yerr=[estimates.transferred - estimates.low, high - estimates.transferred],
+            ls="none",
+            marker="o",
+            color=colour,
+            capsize=3,
+            label=f"{arm}: estimate",
+        )
+        for kind, marker, label in (("lower bound", "^", "at least"), ("upper bound", "v", "at most")):
             shown = part[part.kind == kind]
             if len(shown):
                 ax.scatter(
                     shown.examples_per_class,
                     shown.transferred,
                     marker=marker,
-                    facecolors=face,
+                    facecolors="none",
                     edgecolors=colour,
-                    s=50,
-                    label=label,
+                    s=60,
                     zorder=3,
+                    label=f"{arm}: {label}",
                 )
+        extrapolated = part[np.isfinite(part.transferred_extrapolated)]
+        if len(extrapolated):
+            ax.scatter(
+                extrapolated.examples_per_class,
+                extrapolated.transferred_extrapolated,
+                marker="x",
+                color=colour,
+                s=40,
+                label=f"{arm}: extrapolated from scratch's loss fit",
+            )
     ax.axhline(0, color="black", lw=0.8)
     _size_axis(ax, effective.examples_per_class)
     ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(top=top)
     ax.set_ylabel("effective data transferred D_T\n(examples per class, symlog)")
     ax.grid(alpha=0.3)
-    ax.legend(title="regime")
+    ax.legend(
+        fontsize="small",
+        title=f"arm (bars: {level:.0%} bootstrap interval)",
+        title_fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
     return _save(fig, out, title)
 
 
@@ -135,7 +387,7 @@ def learning_curves(cells: pd.DataFrame, title: str, out: Path) -> Path:
             for i, history in enumerate(part.history):
                 ax.plot(
                     history["step"],
-                    history["val_accuracy"],
+                    np.asarray(history["val_accuracy"], dtype=float) * 100,
                     color=_colour(arm),
                     alpha=0.7,
                     lw=1,
@@ -143,33 +395,58 @@ def learning_curves(cells: pd.DataFrame, title: str, out: Path) -> Path:
                 )
         ax.set_title(f"{size} per class")
         ax.set_xlabel("optimisation step")
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _save(fig, out, title)
 
 
 def transferability(table: pd.DataFrame, title: str, out: Path) -> Path:
-    """T per layer group in network order, one line per size and arm (T > 1: the layer stayed nearer its
-    pretrained than its random weights)."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.4), constrained_layout=True)
+    """Left: T per layer group in network order, one line per size (and arm), its optimisation steps in the
+    legend. Right: T of each group against the optimisation steps its cells took (one point per size): T shrinks
+    with steps, so sizes trained for different numbers of steps are not like for like (arXiv 2212.00399)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     sizes = sorted(table.examples_per_class.unique())
     shades = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for (arm, size), part in table.groupby(["arm", "examples_per_class"], sort=True):
         part = part.sort_values("order")
-        ax.plot(
+        steps = part.steps.mean()
+        left.plot(
             part.group,
             part["T"],
             marker=MARKERS.get(arm.split("_k")[0], "o"),
             color=shades[sizes.index(size)],
-            label=f"{arm}, {size} per class",
+            label=f"{arm}, {size}/class, {steps:.0f} steps" if np.isfinite(steps) else f"{arm}, {size}/class",
         )
-    ax.axhline(1, color="black", lw=0.8)
-    ax.set_xlabel("layer group (input → output)")
-    ax.set_ylabel("transferability T (ratio)")
-    ax.tick_params(axis="x", labelrotation=45)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if table["T"].min() < 3:  # T = 1: as near the random as the pretrained weights
+        left.axhline(1, color="black", lw=0.8)
+    left.set_xlabel("layer group (input → output)")
+    left.set_ylabel("transferability T (ratio, log scale)")
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    left.tick_params(axis="x", labelrotation=45)
+    left.grid(alpha=0.3)
+    left.legend(fontsize="small")
+    groups = table.drop_duplicates("group").sort_values("order").group.tolist()
+    tones = plt.cm.plasma(np.linspace(0, 0.85, len(groups)))
+    if table.steps.notna().any():
+        for group, tone in zip(groups, tones):
+            part = table[table.group == group].sort_values("steps")
+            right.plot(part.steps, part["T"], marker="o", color=tone, label=group)
+        right.set_xlabel("optimisation steps of the fine-tuned cells (mean over seeds)")
+        right.set_ylabel("transferability T (ratio, log scale)")
+        right.set_yscale("log")
+        right.yaxis.set_major_formatter(ScalarFormatter())
+        right.grid(alpha=0.3)
+        right.legend(
+            fontsize="x-small",
+            title="layer group",
+            title_fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+        )
+    else:
+        right.set_visible(False)
     return _save(fig, out, title)
 
 
@@ -181,15 +458,15 @@ def accuracy_vs_depth(summary: pd.DataFrame, title: str, out: Path) -> Path:
         part = part.sort_values("depth")
         ax.errorbar(
             part.depth,
-            part["mean"],
-            yerr=part.stderr.fillna(0),
+            part["mean"] * 100,
+            yerr=part.stderr.fillna(0) * 100,
             marker="o",
             capsize=3,
             label=f"{size} per class",
         )
     ax.set_xticks(sorted(depth.depth.unique()))
     ax.set_xlabel("transfer depth k (pretrained blocks kept)")
-    ax.set_ylabel("test accuracy (mean ± s.e.)")
+    ax.set_ylabel("test accuracy (%, mean ± s.e.)")
     ax.grid(alpha=0.3)
     ax.legend(title="training set")
     return _save(fig, out, title)
@@ -204,10 +481,18 @@ def accuracy_vs_cost(summary: pd.DataFrame, costs: dict[str, dict], title: str, 
         for row in summary[summary.examples_per_class == size].itertuples():
             x = costs[row.backbone]["gflops_per_image"]
             ax.scatter(
-                x, row.mean, color=_colour(row.arm), marker=MARKERS.get(row.regime, "o"), label=row.arm
+                x,
+                row.mean * 100,
+                color=_colour(row.arm),
+                marker=MARKERS.get(row.regime, "o"),
+                label=row.arm,
             )
             ax.annotate(
-                row.backbone, (x, row.mean), fontsize="x-small", xytext=(3, 3), textcoords="offset points"
+                row.backbone,
+                (x, row.mean * 100),
+                fontsize="x-small",
+                xytext=(3, 3),
+                textcoords="offset points",
             )
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
@@ -215,6 +500,6 @@ def accuracy_vs_cost(summary: pd.DataFrame, costs: dict[str, dict], title: str, 
         ax.set_title(f"{size} per class")
         ax.set_xscale("log")
         ax.set_xlabel("inference cost (GFLOPs per image, log)")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     return _save(fig, out, title)

@@ -1,5 +1,10 @@
-"""The study's one-page report: a self-contained HTML file (figures embedded) with the headline per dataset, the
-tables, the figures, the incomplete cells and the settings it was made with."""
+"""The study's one-page report: a self-contained HTML file (figures embedded). The answer first (a headline per
+dataset × backbone × pretrained arm, built from the tables), then the figures that carry it (accuracy, gap), a
+glossary, the data and cells behind it, per-layer transferability, and every table folded at the end.
+
+One unit convention throughout: accuracy in %, gaps in percentage points ("points"); log-odds and the error ratio
+are named wherever they are used; sizes are training examples per class.
+"""
 
 from __future__ import annotations
 
@@ -9,74 +14,412 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from ..config import Params
+from ..config import Analysis, Params
+from . import equivalence as eq
+from .aggregate import is_pretrained, size_text
+from .effective_data import MIN_UNCENSORED
+from .learning_curves import MAX_EXTRAPOLATION, MIN_SIZES
 
 TOOLS = ("torch", "timm", "numpy", "pandas", "scikit-learn", "scipy", "dvc", "mlflow", "matplotlib")
 STYLE = (
-    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}"
-    "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+    "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.45}"
+    "table{border-collapse:collapse;margin:.5em 0 1em;display:block;overflow-x:auto;max-width:100%}"
+    "td,th{border:1px solid #ccc;padding:.2em .5em;"
+    "text-align:right}th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+    "figcaption{color:#444;font-size:.92em;margin:.2em 0 1.5em}details{margin:.4em 0}summary{cursor:pointer}"
+    "dt{font-weight:bold;margin-top:.4em}dd{margin-left:1.5em}.answer li{margin:.6em 0}"
 )
+KEY = ["dataset", "backbone", "arm"]
 
 
-def _points(value: float) -> str:
-    return f"{value * 100:+.1f} points"
+def points(value: float) -> str:
+    """An accuracy difference (fraction) in points: 30, 6.9, 0.4 (integers from 10 on)."""
+    v = abs(value) * 100
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
 
-def headlines(gap: pd.DataFrame, crossover: pd.DataFrame) -> list[str]:
-    """One sentence per dataset × backbone × pretrained arm: the gap at the smallest and largest studied sizes and
-    where scratch catches up."""
-    sentences = []
-    for (dataset, backbone, arm), part in gap.groupby(["dataset", "backbone", "arm"], sort=True):
-        part = part.sort_values("examples_per_class")
-        first, last = part.iloc[0], part.iloc[-1]
-        cross = crossover[
-            (crossover.dataset == dataset) & (crossover.backbone == backbone) & (crossover.arm == arm)
-        ]
-        status = cross.status.iloc[0] if len(cross) else "no interval"
-        ending = {
-            "reached": f"scratch catches up at {cross.crossover.iloc[0]:g} per class"
-            if cross.crossover.iloc[0] > first.examples_per_class
-            else "the 95% interval includes 0 (or lies below it) already at the smallest size",
-            "not reached": f"scratch does not catch up within the studied sizes (up to {last.examples_per_class:g})",
-            "no interval": "no crossover: some size has fewer than two paired seeds, so no interval",
-        }[status]
-        sentences.append(
-            f"{dataset} · {backbone}: {arm} pretraining adds {_points(first.gap)} at "
-            f"{first.examples_per_class:g} example{'s' if first.examples_per_class != 1 else ''} per "
-            f"class and {_points(last.gap)} at {last.examples_per_class:g}; {ending}."
+def errors(ratio: float) -> str:
+    """Scratch errors per arm error as '2.1x fewer errors' (or 'more errors' below 1)."""
+    if not np.isfinite(ratio):
+        return "error ratio unknown"
+    return f"{ratio:.1f}x fewer errors" if ratio >= 1 else f"{1 / ratio:.1f}x more errors"
+
+
+def _per_class(n: float) -> str:
+    return f"{n:g} example{'s' if n != 1 else ''} per class"
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _pt(margin: float) -> str:
+    """A margin (fraction) as an adjective: '1-point'."""
+    return f"{margin * 100:g}-point"
+
+
+def _mine(table: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    if table is None or table.empty:
+        return pd.DataFrame(columns=table.columns if table is not None else [])
+    chosen = np.logical_and.reduce([table[k] == v for k, v in zip(KEY, key)])
+    return table[chosen]
+
+
+def gap_sentence(gap: pd.DataFrame, baseline: bool) -> str:
+    """The gap at the smallest and largest size in points with the error ratio, then in log-odds, saying so when
+    the two scales move in opposite directions. A baseline arm's gap says where it stands against scratch."""
+    gap = gap.sort_values("examples_per_class")
+    first, last = gap.iloc[0], gap.iloc[-1]
+
+    def verb(row, later: bool) -> str:
+        if baseline:
+            return ("ahead by " if row.points >= 0 else "behind by ") if later else ""
+        same = later and (row.points >= 0) == (first.points >= 0)
+        return "" if same else ("adds " if row.points >= 0 else "costs ")
+
+    if baseline:
+        side = "ahead of" if first.points >= 0 else "behind"
+        sentence = f"{first.arm} (no pretraining) is {side} scratch by "
+    else:
+        sentence = "Pretraining " + verb(first, False)
+    sentence += f"{points(first.points)} points ({errors(first.error_ratio)}) at {_per_class(first.examples_per_class)}"
+    if len(gap) > 1:
+        sentence += (
+            f" and {verb(last, True)}{points(last.points)} ({errors(last.error_ratio)}) at "
+            f"{last.examples_per_class:g}"
         )
-    return sentences
+    sentence += " [accuracy points, paired by seed]."
+    if len(gap) > 1 and np.isfinite([first.logodds, last.logodds]).all():
+        # magnitudes compare only while each scale keeps its sign; a sign change is stated as it is
+        steady = first.points * last.points > 0 and first.logodds * last.logodds > 0
+        shrinks = steady and abs(last.points) < abs(first.points)
+        grows = steady and abs(last.logodds) > abs(first.logodds)
+        change = (
+            f"{first.logodds:+.2f} at {first.examples_per_class:g} to {last.logodds:+.2f} at "
+            f"{last.examples_per_class:g}"
+        )
+        if shrinks and grows:
+            sentence += (
+                f" In log-odds (Kornblith et al.'s scale) it grows from {change}: the gap shrinks in points but "
+                "grows in log-odds."
+            )
+        elif steady and not shrinks and not grows:
+            sentence += (
+                f" In log-odds it shrinks from {change}: the gap grows in points but shrinks in log-odds."
+            )
+        else:
+            sentence += f" In log-odds: {change}."
+    return sentence
 
 
-def accuracy_table(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Sizes down, arms across: 'mean ± s.e.' in percent, per dataset and backbone."""
-    text = accuracy.assign(
-        cell=[
-            f"{m * 100:.1f} ± {s * 100:.1f}" if pd.notna(s) else f"{m * 100:.1f}"
-            for m, s in zip(accuracy["mean"], accuracy.stderr)
-        ]
+def crossover_sentence(row, analysis: Analysis, baseline: bool) -> str:
+    """Where scratch's fitted curve stays within the margin of the arm's, with its interval, extrapolation,
+    backtest and trust (learning_curves.crossovers)."""
+    cap, level = analysis.cap, f"{analysis.level:.0%}"
+    margin, within = _pt(row.margin), f"{row.margin * 100:g} point{'s' if row.margin != 0.01 else ''}"
+    if row.status == "not fitted":
+        return f"No fitted crossover: a learning curve needs at least {MIN_SIZES} measured sizes."
+    interval = (
+        f" [{level}: {size_text(row.low, cap)} to {size_text(row.high, cap).replace('>', 'beyond ')}]"
+        if np.isfinite(row.low)
+        else " [no interval: one seed]"
     )
-    return text.pivot(index=["dataset", "backbone", "examples_per_class"], columns="arm", values="cell")
-
-
-def gap_table(gap: pd.DataFrame) -> pd.DataFrame:
-    text = gap.assign(
-        cell=[
-            f"{g * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]" if pd.notna(lo) else f"{g * 100:+.1f}"
-            for g, lo, hi in zip(gap.gap, gap.low, gap.high)
-        ]
+    backtest = (
+        f"backtest error {points(row.backtest_abs_error)} points"
+        if np.isfinite(row.backtest_abs_error)
+        else "no backtest: too few sizes"
     )
-    return text.pivot(index=["dataset", "backbone", "examples_per_class"], columns="arm", values="cell")
+    whom = f"of {row.arm}" if baseline else "of the pretrained arm"
+    if row.status == "beyond cap":
+        met = (
+            f"; {row.met_fraction:.0%} of bootstrap refits meet before it"
+            if np.isfinite(row.met_fraction)
+            else ""
+        )
+        doubt = (
+            f", above the {margin} margin: the fits do not predict even one size ahead that closely"
+            if np.isfinite(row.backtest_abs_error) and row.backtest_abs_error > row.margin
+            else ""
+        )
+        return (
+            f"On the fitted learning curves scratch does not come within {within} {whom} before the cap of "
+            f"{cap:,} per class{interval}{met}; an extrapolation from {row.largest_measured:g} per class "
+            f"({backtest}{doubt})."
+        )
+    start = f"On the fitted learning curves scratch is within {within} {whom} or ahead"
+    if row.status == "at smallest size":
+        return f"{start} from the smallest size measured on{interval}."
+    text = f"{start} from about {size_text(row.estimate, cap)} per class on{interval}"
+    if row.status == "within measured sizes":
+        return text + "."
+    text += f", extrapolated beyond the largest size measured ({row.largest_measured:g}; {backtest})"
+    if not row.trusted:
+        why = []
+        if not np.isfinite(row.backtest_abs_error) or row.backtest_abs_error > row.margin:
+            why.append(
+                f"the backtest error is above the {margin} margin"
+                if np.isfinite(row.backtest_abs_error)
+                else "there is no backtest"
+            )
+        if row.estimate > MAX_EXTRAPOLATION * row.largest_measured:
+            why.append(f"it lies more than {MAX_EXTRAPOLATION:g}x beyond the largest size measured")
+        text += ": not to be trusted, " + " and ".join(why)
+    return text + "."
 
 
-def _show(frame: pd.DataFrame) -> str:
-    """A table as HTML, without the columns the arm name already says (regime, and depth unless used)."""
-    drop = ["regime"] + (["depth"] if frame.get("depth", pd.Series(dtype=float)).isna().all() else [])
-    return frame.drop(columns=drop, errors="ignore").round(3).to_html(index=False, na_rep="")
+def decision_sentence(decisions: pd.DataFrame) -> str:
+    """The per-size equivalence decisions, with the seeds that would decide the undecided sizes."""
+    decisions = decisions.sort_values("examples_per_class")
+    if decisions.empty or decisions.decision.isna().all():
+        return ""
+    parts = []
+    for decision, part in decisions.groupby("decision", sort=False):
+        sizes = [f"{n:g}" for n in part.examples_per_class]
+        text = f"{decision} at {_listing(sizes)}"
+        if decision == eq.UNDECIDED:
+            needed = [
+                "more than 1000" if np.isinf(s) else f"{s:.0f}" for s in part.seeds_needed if not np.isnan(s)
+            ]
+            if needed:
+                text += (
+                    f" (about {_listing(needed)} seeds would decide {'it' if len(needed) == 1 else 'them'})"
+                )
+        parts.append(text)
+    return f"Per size: {'; '.join(parts)}."
+
+
+def method_sentence(decisions: pd.DataFrame, analysis: Analysis) -> str:
+    """How the per-size decisions were made: seeds, margin, correction, level."""
+    if decisions.empty:
+        return "Gaps are arm − scratch, paired by seed."
+    seeds, sizes = int(decisions.seeds.max()), int(decisions.groupby(KEY).size().max())
+    return (
+        f"Gaps are arm − scratch, paired by seed. Per-size decisions: one-sided t tests against the "
+        f"±{_pt(analysis.margin)} margin with {seeds} seed{'s' if seeds != 1 else ''}, Holm-corrected over the "
+        f"{sizes} sizes of each arm, at level {1 - analysis.level:.2g}."
+    )
+
+
+def headlines(tables: dict[str, pd.DataFrame], analysis: Analysis) -> dict[tuple, list[str]]:
+    """(dataset, backbone) → one paragraph per pretrained arm, then one per baseline arm (where scratch stands
+    against it): the gap at the smallest and largest size, the crossover, the per-size decisions."""
+    out: dict[tuple, list[str]] = {}
+    gap = tables["gap"]
+    keys = gap[KEY].drop_duplicates().itertuples(index=False)
+    ordered = sorted(keys, key=lambda k: (k[0], k[1], not is_pretrained(_regime(gap, k)), k[2]))
+    for key in ordered:
+        baseline = not is_pretrained(_regime(gap, key))
+        parts = [gap_sentence(_mine(gap, key), baseline)]
+        for row in _mine(tables["crossover"], key).itertuples():
+            parts.append(crossover_sentence(row, analysis, baseline))
+        parts.append(decision_sentence(_mine(tables["equivalence"], key)))
+        label = f"{key[2]} vs scratch" if baseline else key[2]
+        out.setdefault(key[:2], []).append(f"{label}: " + " ".join(p for p in parts if p))
+    return out
+
+
+def _regime(table: pd.DataFrame, key) -> str:
+    return _mine(table, tuple(key)).regime.iloc[0]
+
+
+def effective_sentence(effective: pd.DataFrame, exponents: pd.DataFrame, level: float) -> str:
+    """D_T per size of one arm in words, bounds named, and α."""
+    effective = effective.sort_values("examples_per_class")
+    if effective.empty:
+        return ""
+    arm, texts = effective.arm.iloc[0], []
+    for row in effective.itertuples():
+        n = f"{row.examples_per_class:g}"
+        if row.kind == "estimate":
+            high = "beyond" if np.isinf(row.high) else f"{row.high:.1f}"
+            interval = f" [{row.low:.1f} to {high}]" if np.isfinite(row.low) else ""
+            texts.append(f"{row.transferred:.1f} at {n}{interval}")
+        elif row.kind == "lower bound":
+            extra = (
+                f", about {row.transferred_extrapolated:.0f} extrapolated from scratch's loss fit"
+                if np.isfinite(row.transferred_extrapolated)
+                else ""
+            )
+            texts.append(f"at least {row.transferred:.0f} at {n}{extra}")
+        else:
+            texts.append(f"at most {row.transferred:.1f} at {n}")
+    sentence = (
+        f"{arm}: D_T (examples per class) = {'; '.join(texts)} ({level:.0%} bootstrap intervals; negative: the "
+        "pretrained arm's test loss is worse than scratch's at the same size)."
+    )
+    for row in exponents[exponents.family.isna() | (exponents.family == "")].itertuples():
+        sentence += (
+            f" α = {row.alpha:.2f} [{row.alpha_low:.2f} to {row.alpha_high:.2f}] over {row.points} sizes."
+            if row.status == "estimated"
+            else f" α not estimable ({row.points} uncensored sizes with D_T > 0; {MIN_UNCENSORED} needed)."
+        )
+    return sentence
+
+
+GLOSSARY = {
+    "arm": "one line of the figures: a regime (scratch, linear, frozen, finetune, chainthaw, pixels), or a regime at "
+    "one transfer depth (depth_k3). Pretrained arms start from ImageNet weights; baseline arms (pixels) do not.",
+    "gap": "arm − scratch test accuracy, paired by seed (both trained on the same subset), in accuracy points; also "
+    "in log-odds, logit(arm) − logit(scratch), the scale Kornblith et al. (2019) average on, and as the error "
+    "ratio, scratch errors / arm errors. A gap can shrink in points while it grows in log-odds.",
+    "margin": "the gap below which pretraining no longer matters (params.yaml analysis.margin).",
+    "equivalence decision": "per size: 'pretraining helps' (gap shown above the margin), 'within margin' (two "
+    "one-sided tests show it inside ± margin), 'scratch better' (shown below − margin), or 'undecided' (the seeds "
+    "cannot tell; the report says about how many would). Holm-corrected over the sizes of an arm.",
+    "learning curve": "test error against examples per class n, fitted as e_inf + a·n^−b (a broken power law, "
+    "Caballero et al. 2022, only from 10 sizes, chosen by AICc) on logit(error), with a bootstrap over whole seeds.",
+    "crossover": "the smallest n from which scratch's fitted curve stays within the margin of the arm's (or above "
+    "it) up to the cap; its interval comes from the bootstrap refits; 'extrapolated' when it lies beyond the "
+    "largest size measured.",
+    "backtest": "each curve refitted without the largest size, asked to predict it; the error (points, the worse "
+    "of the two arms) says how far to trust an extrapolation: only when it is within the margin and the crossover "
+    f"within {MAX_EXTRAPOLATION:g}x the largest size.",
+    "D_T": "effective data transferred (Hernandez et al. 2021): the extra examples per class scratch needs to reach "
+    "the arm's test loss at n (D_E − n), read off scratch's loss curve; 'at least' when scratch does not get there "
+    "within the measured sizes.",
+    "α, β": "exponents of D_T ∝ n^α (and N^β across backbone sizes of one family, N = parameters).",
+    "T": "per-layer transferability (Chen et al., arXiv 2212.00399): mean |θ_random − θ_finetuned| / mean "
+    "|θ_pretrained − θ_finetuned| over a layer group's convolution and linear weights: how much nearer the "
+    "fine-tuned weights stayed to their pretrained values than to a random init.",
+    "steps to 90% odds": "(benefits table) the first validation step whose odds p/(1 − p) reach 90% of the run's "
+    "best odds (Kornblith et al. 2019, Fig. 8).",
+    "seed": "one nested subset series with its initialisation and data order; the unit that is paired and resampled.",
+}
+
+
+def glossary() -> str:
+    return (
+        "<dl>"
+        + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
+        + "</dl>"
+    )
+
+
+def labels_text(labels: pd.DataFrame) -> str:
+    """The labelled images per size, and how the validation labels compare with the training labels."""
+    if labels.empty or labels.classes.isna().all():
+        return "<p>Label counts need the prepared datasets (data/prepared/).</p>"
+    notes = []
+    for dataset, part in labels.groupby("dataset"):
+        first = part.sort_values("examples_per_class").iloc[0]
+        notes.append(
+            f"{dataset}: every cell chose its learning rate (or C) and its stopping step on the same "
+            f"{first.validation_labels:.0f} validation labels, {first.validation_labels / first.training_labels:.0f}x "
+            f"the {first.training_labels:.0f} training labels of its smallest size."
+        )
+    shown = labels.rename(
+        columns={
+            "examples_per_class": "examples per class",
+            "training_labels": "training labels",
+            "validation_labels": "validation labels",
+            "test_labels": "test labels",
+        }
+    )
+    return "<p>" + " ".join(html.escape(n) for n in notes) + "</p>" + shown.to_html(index=False, na_rep="")
+
+
+def unconverged(cells: pd.DataFrame) -> str:
+    """The cells that stopped on their step budget while validation still improved (when results record it)."""
+    if cells is None or "converged" not in cells:
+        return ""
+    done = cells[cells.status == "finished"]
+    flag = done.converged.map(lambda v: str(v).lower() in ("false", "0", "0.0"))
+    bad = done[flag]
+    if bad.empty:
+        return "<p>Every finished cell converged (validation stopped improving before the step budget).</p>"
+    counts = bad.groupby("arm").size()
+    lines = "".join(
+        f"<li>{html.escape(arm)}: {n} of {int((done.arm == arm).sum())} cells</li>"
+        for arm, n in counts.items()
+    )
+    columns = [
+        c
+        for c in (
+            "dataset",
+            "backbone",
+            "arm",
+            "examples_per_class",
+            "seed",
+            "steps",
+            "best_step",
+            "budget_steps",
+        )
+        if c in bad
+    ]
+    return (
+        "<p>Cells that ended on their step budget while validation still improved: their accuracy may be "
+        "understated (a scratch arm stopped early inflates the gap).</p>"
+        f"<ul>{lines}</ul>" + _folded("the unconverged cells", bad[columns].to_html(index=False, na_rep=""))
+    )
+
+
+def transferability_text(table: pd.DataFrame) -> str:
+    """What Chen et al. found, then what these cells show, with steps beside T."""
+    paper = (
+        "Chen et al. (arXiv 2212.00399) define T per layer and find, against the consensus of Yosinski et al. (2014), "
+        "that the lower layers are usually <em>not</em> the most transferable: they are domain-sensitive. T falls "
+        "with more target data. T also grows with a layer's weight scale and shrinks with the number of optimisation "
+        "steps, so T is compared like with like: between sizes trained for the same number of steps, and between "
+        "layers with the weight scale in mind."
+    )
+    if table.empty:
+        return f"<p>{paper}</p><p>No cell of this study recorded T.</p>"
+    notes = []
+    for (dataset, backbone, arm), part in table.groupby(KEY, sort=True):
+        steps = part.groupby("examples_per_class").steps.mean()
+        top = part.loc[part.groupby("examples_per_class")["T"].idxmax()].set_index("examples_per_class").group
+        leaders = top.unique()
+        lead = (
+            f"highest T in {leaders[0]} at every size"
+            if len(leaders) == 1
+            else "highest T in " + _listing([f"{g} at {n:g}" for n, g in top.items()])
+        )
+        text = f"{dataset} · {backbone} · {arm}: {lead}."
+        if steps.notna().all():
+            text += (
+                " Optimisation steps (mean over seeds): "
+                + ", ".join(f"{s:.0f} at {n:g}" for n, s in steps.items())
+                + "."
+            )
+            same = [list(g.index) for _, g in steps.groupby(steps.round()) if len(g) > 1]
+            for sizes in same:
+                small, large = (
+                    part[part.examples_per_class == sizes[0]],
+                    part[part.examples_per_class == sizes[-1]],
+                )
+                ratio = (large.set_index("group")["T"] / small.set_index("group")["T"]).median()
+                text += (
+                    f" At the same steps, {sizes[-1]:g} against {sizes[0]:g} per class changes T by "
+                    f"{(ratio - 1) * 100:+.0f}% (median over groups): data alone."
+                )
+            if not same:
+                text += " No two sizes share their step count: between sizes, data and steps change together."
+        notes.append(html.escape(text))
+    return f"<p>{paper}</p><p>" + "</p><p>".join(notes) + "</p>"
+
+
+def _bold_arm(sentence: str) -> str:
+    """A headline as a list item, its arm (before the first colon) in bold."""
+    arm, _, rest = sentence.partition(": ")
+    return f"<li><strong>{html.escape(arm)}</strong>: {html.escape(rest)}</li>"
+
+
+def _figure(path: Path, caption: str = "") -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    text = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">{text}</figure>'
+
+
+def _folded(title: str, body: str) -> str:
+    return f"<details><summary>{html.escape(title)}</summary>{body}</details>"
+
+
+def _section(title: str, body: str, level: int = 2) -> str:
+    return f"<h{level}>{html.escape(title)}</h{level}>\n{body}"
 
 
 def tool_versions() -> dict[str, str]:
@@ -89,64 +432,229 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _figure(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></figure>'
+def _percent(frame: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
+    frame = frame.copy()
+    for c in columns:
+        if c in frame:
+            frame[c] = (pd.to_numeric(frame[c], errors="coerce") * 100).round(digits)
+    return frame
 
 
-def _section(title: str, body: str) -> str:
-    return f"<h2>{html.escape(title)}</h2>\n{body}"
+def _show(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A table as HTML without the columns the arm name already says (regime, and depth unless used)."""
+    drop = ["regime"] + (["depth"] if frame.get("depth", pd.Series(dtype=float)).isna().all() else [])
+    return frame.drop(columns=drop, errors="ignore").round(digits).to_html(index=False, na_rep="")
+
+
+def accuracy_table(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Sizes down, arms across: 'mean ± s.e.' in %, per dataset and backbone."""
+    text = accuracy.assign(
+        cell=[
+            f"{m * 100:.1f} ± {s * 100:.1f}" if pd.notna(s) else f"{m * 100:.1f}"
+            for m, s in zip(accuracy["mean"], accuracy.stderr)
+        ]
+    )
+    return text.pivot(index=["dataset", "backbone", "examples_per_class"], columns="arm", values="cell")
+
+
+def gap_table(gap: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and size: the gap in points [interval], log-odds [interval], error ratio, decision."""
+    merged = gap.merge(
+        decisions[[*KEY, "examples_per_class", "decision", "seeds_needed"]],
+        on=[*KEY, "examples_per_class"],
+        how="left",
+    )
+    return pd.DataFrame(
+        {
+            "dataset": merged.dataset,
+            "backbone": merged.backbone,
+            "arm": merged.arm,
+            "examples per class": merged.examples_per_class,
+            "points [interval]": [
+                f"{p * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]" if pd.notna(lo) else f"{p * 100:+.1f}"
+                for p, lo, hi in zip(merged.points, merged.points_low, merged.points_high)
+            ],
+            "log-odds [interval]": [
+                f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]" if pd.notna(lo) else f"{p:+.2f}"
+                for p, lo, hi in zip(merged.logodds, merged.logodds_low, merged.logodds_high)
+            ],
+            "error ratio [interval]": [
+                f"{r:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else f"{r:.2f}"
+                for r, lo, hi in zip(merged.error_ratio, merged.error_ratio_low, merged.error_ratio_high)
+            ],
+            "decision": merged.decision,
+            "seeds to decide": merged.seeds_needed,
+        }
+    )
+
+
+def _tables(tables: dict[str, pd.DataFrame]) -> str:
+    points_columns = ["e_inf", "e_inf_low", "e_inf_high", "rmse", "backtest_abs_error"]
+    crossover = _percent(tables["crossover"], ["margin", "backtest_abs_error"])
+    folded = [
+        (
+            "Test accuracy (%, mean ± standard error over seeds)",
+            accuracy_table(tables["accuracy"]).to_html(na_rep=""),
+        ),
+        (
+            "Gap to scratch on three scales, with the equivalence decision (points, log-odds, error ratio; "
+            "t intervals per size)",
+            gap_table(tables["gap"], tables["equivalence"]).to_html(index=False, na_rep=""),
+        ),
+        (
+            "Equivalence tests (gap and margin in points; Holm-adjusted p-values)",
+            _show(_percent(tables["equivalence"], ["gap", "sd", "margin"])),
+        ),
+        (
+            "Learning-curve fits (error = e_inf + a·n^−b; e_inf, rmse and backtest in points)",
+            _show(_percent(tables["learning_curves"], points_columns).dropna(axis=1, how="all")),
+        ),
+        ("Crossover (examples per class; margin and backtest in points)", _show(crossover, 2)),
+        ("Effective data transferred (examples per class, on test loss)", _show(tables["effective_data"], 2)),
+        ("Transfer exponents α (and β)", _show(tables["transfer_exponent"].dropna(axis=1, how="all"))),
+        (
+            "The three benefits (validation curves; accuracies in %, steps as counted)",
+            _show(
+                _percent(
+                    tables["benefits"],
+                    [c for c in tables["benefits"] if c.split("_vs")[0] in ("start", "area", "final")],
+                ),
+                1,
+            )
+            if len(tables["benefits"])
+            else "<p>No validation curves recorded.</p>",
+        ),
+    ]
+    return "\n".join(_folded(title, body) for title, body in folded)
+
+
+def _figures_of(figures: list[Path], stem: str, kinds: tuple[str, ...]) -> list[Path]:
+    return [f for kind in kinds for f in figures if f.name == f"{stem}_{kind}.png"]
+
+
+CAPTIONS = {
+    "accuracy": "Test accuracy (left, %) and test error (right, %, log scale) against training examples per "
+    "class: faint dots are seeds, markers the log-odds means, lines the fitted learning curves with their bootstrap "
+    "bands (dashed: extrapolated to the crossover or the cap); dotted verticals: where scratch comes within the "
+    "margin of a pretrained arm.",
+    "gap": "The gap to scratch per size: left in accuracy points with the margin shaded grey, each size's decision "
+    "as its marker (filled: decided, open: undecided), t intervals as bars and the fitted curves' difference with "
+    "its band; right the same gaps in log-odds.",
+    "effective_data": "Effective data transferred D_T against size, on the test loss (filled: estimates with "
+    "bootstrap intervals; open triangles: bounds; crosses: extrapolated from scratch's fitted loss curve).",
+    "transferability": "Per-layer transferability T by layer group (left, one line per size with its optimisation "
+    "steps) and against the optimisation steps (right, one line per layer group).",
+    "learning": "Validation accuracy against optimisation step, per size: one line per seed and arm.",
+    "depth": "Test accuracy against transfer depth k (pretrained layer groups kept), per size.",
+}
 
 
 def build(
     tables: dict[str, pd.DataFrame],
-    incomplete: dict[str, str],
+    cells: pd.DataFrame | None,
     figures: list[Path],
     params: Params,
     commit: str | None,
 ) -> str:
-    """The report as one HTML string."""
-    gap, name = tables["gap"], params.study.name
+    """The report as one HTML string (module docstring). `tables`: results/tables/ by name; `cells`: cells.csv."""
+    name, analysis = params.study.name, params.analysis
+    said = headlines(tables, analysis) if len(tables["gap"]) else {}
     parts = [
-        f"<h1>{html.escape(name)}: how much is ImageNet pretraining worth?</h1>",
-        "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in headlines(gap, tables["crossover"])) + "</ul>"
-        if len(gap)
-        else "<p>No pretrained regime has a scratch partner yet: no gap to report.</p>",
-        _section(
-            "Test accuracy (%, mean ± standard error over seeds)",
-            accuracy_table(tables["accuracy"]).to_html(na_rep=""),
-        ),
-        _section(
-            "Gap to scratch (accuracy points, paired by seed, [95% t interval])",
-            gap_table(gap).to_html(na_rep="") if len(gap) else "<p>none</p>",
-        ),
-        _section(
-            "Crossover and effective data transferred",
-            _show(tables["crossover"]) + _show(tables["effective_data"]) + _show(tables["transfer_exponent"]),
-        ),
-        _section("The three benefits (validation curves; means over seeds)", _show(tables["benefits"])),
-        _section(
-            "Per-layer transferability T (fine-tuned cells; means over seeds)",
-            _show(tables["transferability"]) if len(tables["transferability"]) else "<p>no T recorded</p>",
-        ),
-        _section(
-            f"Incomplete cells ({len(incomplete)}), left out of every mean",
-            "<ul>"
-            + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in incomplete.items())
+        f"<h1>{html.escape(name)}: how much is ImageNet pretraining worth, and when does it stop mattering?</h1>",
+        "<p><em>Accuracy in %, gaps in percentage points (points) unless a sentence names log-odds or the error "
+        "ratio; sizes in training examples per class. Terms: see the glossary below.</em></p>",
+    ]
+    pairs = sorted(set(tables["accuracy"][["dataset", "backbone"]].itertuples(index=False, name=None)))
+    for dataset, backbone in pairs:
+        stem = f"{dataset}_{backbone}"
+        sentences = said.get((dataset, backbone), [])
+        decisions = tables["equivalence"]
+        mine = decisions[(decisions.dataset == dataset) & (decisions.backbone == backbone)]
+        answer = (
+            f"<p>{html.escape(method_sentence(mine, analysis))}</p><ul class='answer'>"
+            + "".join(_bold_arm(s) for s in sentences)
             + "</ul>"
-            if incomplete
-            else "<p>none: every cell of the grid finished.</p>",
-        ),
-        _section("Figures", "\n".join(_figure(f) for f in figures)),
+            if sentences
+            else "<p>No arm has a scratch partner yet: no gap to report.</p>"
+        )
+        shown = "".join(
+            _figure(f, CAPTIONS[f.stem.removeprefix(stem + "_")])
+            for f in _figures_of(figures, stem, ("accuracy", "gap"))
+        )
+        parts.append(_section(f"{dataset} · {backbone}", answer + shown))
+    parts.append(_section("Glossary", glossary()))
+    effective, exponents = tables["effective_data"], tables["transfer_exponent"]
+    if len(effective):
+        words = [
+            effective_sentence(_mine(effective, key), _mine(exponents, key), analysis.level)
+            for key in effective[KEY].drop_duplicates().itertuples(index=False)
+        ]
+        shown = "".join(
+            _figure(f, CAPTIONS["effective_data"])
+            for dataset, backbone in pairs
+            for f in _figures_of(figures, f"{dataset}_{backbone}", ("effective_data",))
+        )
+        parts.append(
+            _section(
+                "Effective data transferred (on the test loss)",
+                "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in words if w) + "</ul>" + shown,
+            )
+        )
+    parts.append(_section("Labels per size", labels_text(tables.get("labels", pd.DataFrame()))))
+    incomplete = tables.get("incomplete", pd.DataFrame())
+    parts.append(
+        _section(
+            "Cells",
+            (
+                f"<p>{len(incomplete)} cell{'s' if len(incomplete) != 1 else ''} without an accuracy, left out of "
+                "every mean:</p>" + incomplete.to_html(index=False, na_rep="")
+                if len(incomplete)
+                else "<p>Every cell of the grid finished.</p>"
+            )
+            + unconverged(cells),
+        )
+    )
+    transfer = tables["transferability"]
+    parts.append(
+        _section(
+            "Per-layer transferability T",
+            transferability_text(transfer)
+            + "".join(
+                _figure(f, CAPTIONS["transferability"])
+                for dataset, backbone in pairs
+                for f in _figures_of(figures, f"{dataset}_{backbone}", ("transferability",))
+            )
+            + (
+                _folded("T per layer group and size, with the steps", _show(transfer, 2))
+                if len(transfer)
+                else ""
+            ),
+        )
+    )
+    more = [
+        _figure(f, CAPTIONS.get(f.stem.rsplit("_", 1)[-1], ""))
+        for dataset, backbone in pairs
+        for f in _figures_of(figures, f"{dataset}_{backbone}", ("learning", "depth"))
+    ] + [
+        _figure(f, "Test accuracy against inference cost per backbone, per size.")
+        for f in figures
+        if f.stem.endswith("_cost")
+    ]
+    if more:
+        parts.append(_section("More figures", "".join(more)))
+    parts.append(_section("Tables", _tables(tables)))
+    parts.append(
         _section(
             "Settings",
-            f"<p>git commit: <code>{html.escape(commit or 'unknown')}</code></p>"
-            + "<p>"
+            f"<p>git commit: <code>{html.escape(commit or 'unknown')}</code></p><p>"
             + ", ".join(f"{k} {v}" for k, v in tool_versions().items())
             + "</p>"
-            + f"<pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>",
-        ),
-    ]
+            + _folded(
+                "params.yaml as read",
+                f"<pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>",
+            ),
+        )
+    )
     return (
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"

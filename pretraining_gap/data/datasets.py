@@ -1,21 +1,25 @@
-"""Target datasets: list a source, fix its pool / validation / test split, then decode and resize each image once."""
+"""Target datasets: list a source, fix its pool / validation / test split, check it, then decode each image once.
+
+Every file of an image folder is used or named: a file Pillow decodes is an image of its class whatever its
+extension; junk (hidden files, Thumbs.db, ...) is skipped and counted; any other file in a class folder stops
+`prepare` with the list of them all (a class would shrink without a word otherwise), and a file beside the class
+folders is named in the report. Images are converted as a viewer shows them (data/images.py).
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ..config import Dataset, ImageFolder, SklearnDigits, Torchvision
 from ..grid import ALL, ParamsError
-from .prepared import POOL, TEST, UNUSED, VAL, Prepared
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+from . import images
+from .prepared import PARTS, POOL, TEST, UNUSED, VAL, Prepared
 
 
 @dataclass
@@ -27,69 +31,101 @@ class Catalogue:
     labels: np.ndarray
     class_names: list[str]
     official: np.ndarray | None = None  # POOL / VAL / TEST per image from the source's own split
+    junk: int = 0  # files skipped by design (images.is_junk)
+    unused: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): not in any class, not used
+
+    def official_parts(self) -> list[str]:
+        """The parts ("val", "test") the source's own split gives; the others are taken from the pool."""
+        has = set() if self.official is None else set(np.unique(self.official).tolist())
+        return [PARTS[code] for code in (VAL, TEST) if code in has]
+
+
+def source_key(name: str, cfg: Dataset) -> str:
+    """The params key that names where a dataset's images come from."""
+    leaf = "path" if isinstance(cfg, ImageFolder) else "root" if isinstance(cfg, Torchvision) else "source"
+    return f"datasets.{name}.{leaf}"
 
 
 def _sklearn_digits(key: str, cfg: SklearnDigits) -> Catalogue:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 ink levels to 0..255
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 ink levels to 0..255
     return Catalogue(
-        lambda i: Image.fromarray(images[i]),
-        [f"digit {i}" for i in range(len(images))],
+        lambda i: Image.fromarray(pixels[i]),
+        [f"digit {i}" for i in range(len(pixels))],
         digits.target.astype(np.int64),
         [str(c) for c in digits.target_names],
     )
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+def _listing(lines: Sequence[tuple[Path | str, str]]) -> str:
+    return "".join(f"\n    {path}: {reason}" for path, reason in lines)
 
 
-def _class_folders(key: str, root: Path) -> dict[str, list[Path]]:
-    """One sub-folder per class, each with at least one image."""
-    if not root.is_dir():
+def _scan(key: str, root: Path) -> images.DatasetScan:
+    """The folder's class sub-folders, every file of each used or named; refused with every problem listed."""
+    try:
+        scan = images.scan_dataset(root)
+    except OSError as error:
         raise ParamsError(
-            key, f"folder {root} not found", "point it at a folder holding one sub-folder per class"
-        )
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
+            key,
+            f"folder {root} cannot be listed ({error.strerror})",
+            "point it at a folder holding one sub-folder per class",
+        ) from None
+    if not scan.classes:
         raise ParamsError(
             key, f"{root} has no class sub-folders", "put each class's images in its own sub-folder"
         )
-    files = {folder.name: _image_files(folder) for folder in folders}
-    for name, images in files.items():
-        if not images:
-            raise ParamsError(
+    problems = [
+        (key, f"class folder {root / name} holds no images", "add images to it or remove the folder")
+        for name, found in scan.classes.items()
+        if not found.files and not found.unused
+    ]
+    bad = [entry for found in scan.classes.values() for entry in found.unused]
+    if bad:
+        problems.append(
+            (
                 key,
-                f"class folder {root / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
-                "add images to it or remove the folder",
+                f"{len(bad)} files in its class folders are not images Pillow can decode (listed below); "
+                "every file in a class folder is an example of that class",
+                "replace them with images, or move them out of the class folders:" + _listing(bad),
             )
-    return files
+        )
+    if problems:
+        raise ParamsError(*problems[0], *problems[1:])
+    return scan
 
 
 def _imagefolder(key: str, cfg: ImageFolder) -> Catalogue:
-    """`path`: one sub-folder per class; an optional `test_path` with the same sub-folders is the test set."""
-    train = _class_folders(f"{key}.path", cfg.path)
-    test = _class_folders(f"{key}.test_path", cfg.test_path) if cfg.test_path else {}
-    if test and set(test) != set(train):
+    """`path`: one sub-folder per class (its sub-folders belong to it, as in torchvision's ImageFolder); an optional
+    `test_path` with the same sub-folders is the test set."""
+    train = _scan(f"{key}.path", cfg.path)
+    test = _scan(f"{key}.test_path", cfg.test_path) if cfg.test_path else None
+    if test and set(test.classes) != set(train.classes):
         raise ParamsError(
             f"{key}.test_path",
-            f"its class folders differ from path's: only in one of them: {sorted(set(test) ^ set(train))}",
+            "its class folders differ from path's: only in one of them: "
+            f"{sorted(set(test.classes) ^ set(train.classes))}",
             "give both folders the same class sub-folders",
         )
-    class_names = sorted(train)
-    entries = [(file, c, POOL) for c, name in enumerate(class_names) for file in train[name]]
-    entries += [(file, c, TEST) for c, name in enumerate(class_names) for file in test.get(name, [])]
+    class_names = sorted(train.classes)
+    parts = [(train, POOL)] + ([(test, TEST)] if test else [])
+    entries = [
+        (file, c, code)
+        for scan, code in parts
+        for c, name in enumerate(class_names)
+        for file in scan.classes[name].files
+    ]
     files = [file for file, _, _ in entries]
     return Catalogue(
         lambda i: Image.open(files[i]),
         [str(f) for f in files],
         np.array([c for _, c, _ in entries], dtype=np.int64),
         class_names,
-        np.array([part for _, _, part in entries], dtype=np.int8) if test else None,
+        np.array([code for _, _, code in entries], dtype=np.int8) if test else None,
+        sum(scan.junk_count() for scan, _ in parts),
+        [(str(path), reason) for scan, _ in parts for path, reason in scan.all_unused()],
     )
 
 
@@ -104,25 +140,26 @@ _PARTS = (
 def _open_parts(key: str, cls: type, cfg: Torchvision) -> list[tuple[int, object]]:
     """The official parts of a torchvision dataset class: train (or trainval), val and test where it has them."""
     arguments = inspect.signature(cls).parameters
+    # the file as it is: torchvision's default loader converts to RGB, which blackens transparent pixels
+    unconverted = {"loader": Image.open} if "loader" in arguments else {}
     parts = []
     for code, options in _PARTS:
         for option in options:
             if not set(option) <= set(arguments):
                 continue
             try:
-                parts.append((code, cls(root=cfg.root, download=cfg.download, **option)))
+                parts.append((code, cls(root=cfg.root, download=cfg.download, **unconverted, **option)))
                 break
             except ValueError:  # no such split in this class
                 continue
-            except (
-                RuntimeError,
-                OSError,
-            ) as error:  # torchvision's "Dataset not found or corrupted", missing files
+            except (RuntimeError, OSError) as error:  # "Dataset not found or corrupted", no network
                 raise ParamsError(
                     f"{key}.root",
                     f"{cls.__name__} not found under {cfg.root} ({error})",
-                    "set download: true once, or point root at the folder torchvision downloaded into",
-                ) from error
+                    "the download needs a network: run once where there is one, or copy the dataset under root"
+                    if cfg.download
+                    else "set download: true once, or point root at the folder torchvision downloaded into",
+                ) from None
     return parts
 
 
@@ -192,30 +229,6 @@ def catalogue(name: str, cfg: Dataset) -> Catalogue:
     return SOURCES[cfg.source](f"datasets.{name}", cfg)
 
 
-def resize(images: np.ndarray, resolution: int) -> np.ndarray:
-    """(N, H, W) or (N, H, W, C) uint8 to (N, resolution, resolution, 3) uint8; grey becomes RGB."""
-    import torch  # here, so that params checks can read SOURCES without paying for torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(images).float()
-    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def square(image: Image.Image, resolution: int) -> np.ndarray:
-    """The centred square of the shorter side, resized to (resolution, resolution, 3) uint8.
-
-    Aspect ratio: the long side's edges are cut off rather than the object squashed, as ImageNet evaluation does.
-    """
-    image.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale still >= resolution (fast)
-    image = image.convert("RGB")  # grey, palette and RGBA alike
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return resize(np.array(image.crop((left, top, left + side, top + side)))[None], resolution)[0]
-
-
 def assign_split(
     labels: np.ndarray, official: np.ndarray | None, val_per_class: int, test_per_class: int, seed: int
 ) -> np.ndarray:
@@ -237,59 +250,113 @@ def assign_split(
     return split
 
 
-def check_class_sizes(
-    name: str, cfg: Dataset, labels: np.ndarray, split: np.ndarray, class_names: list[str], sizes: list
-) -> None:
-    """Every class needs val_per_class validation, test_per_class test and max(sizes) pool images."""
-    key = f"datasets.{name}"
-    for code, need, what, param in (
-        (TEST, cfg.test_per_class, "test", "test_per_class"),
-        (VAL, cfg.val_per_class, "validation", "val_per_class"),
-        (POOL, max((s for s in sizes if s != ALL), default=1), "training (after validation and test)", None),
-    ):
-        counts = np.bincount(labels[split == code], minlength=len(class_names))
-        smallest = int(np.argmin(counts))
-        if counts[smallest] >= need:
-            continue
-        have = int(counts[smallest])
-        total = int((labels == smallest).sum())
-        problem = f"class {class_names[smallest]!r} has only {have} {what} images ({total} in all)"
-        if param:
-            raise ParamsError(
-                f"{key}.{param}",
-                f"{problem}, {need} asked",
-                f"lower {key}.{param} to at most {have}, or add images to that class",
-            )
+def check_classes(name: str, cfg: Dataset, labels: np.ndarray, class_names: list[str]) -> None:
+    """A classifier needs at least 2 classes with images (batch norm and the loss have nothing to learn from one)."""
+    present = [class_names[c] for c in np.unique(labels)]
+    if len(present) < 2:
         raise ParamsError(
-            "study.sizes",
-            f"{need} examples per class asked, but {problem}",
-            f"keep study.sizes at most {have}, lower {key}.val_per_class / test_per_class, "
-            "or add images to that class",
+            source_key(name, cfg),
+            f"{len(present)} class found ({', '.join(map(repr, present)) or 'no images'}); a study needs at least "
+            "2 classes",
+            "give each class its own sub-folder of images"
+            if isinstance(cfg, ImageFolder)
+            else "choose a dataset with at least 2 classes",
         )
 
 
+def check_class_sizes(
+    name: str,
+    cfg: Dataset,
+    labels: np.ndarray,
+    split: np.ndarray,
+    class_names: list[str],
+    sizes: list[int | str],
+    official: Collection[str] = (),
+) -> None:
+    """Every class needs test_per_class test, val_per_class validation and max(sizes) pool images.
+
+    `official`: the parts ("val", "test") that come from the source's own split; the others are taken, in the order
+    test, validation, from the class's training images, which the pool then shares with them. Every class short of
+    images is listed, each with fixes that work on their own.
+    """
+    key = f"datasets.{name}"
+    largest = max((s for s in sizes if s != ALL), default=1)  # `all` takes what each class has
+    needs = {TEST: cfg.test_per_class, VAL: cfg.val_per_class, POOL: largest}
+    settings = {TEST: f"{key}.test_per_class", VAL: f"{key}.val_per_class", POOL: "study.sizes"}
+    shared_parts = [POOL] + [code for code in (VAL, TEST) if PARTS[code] not in official]
+    problems = []
+    for c, class_name in enumerate(class_names):
+        have = {code: int(((labels == c) & (split == code)).sum()) for code in needs}
+        short = next((code for code in (TEST, VAL, POOL) if have[code] < needs[code]), None)
+        if short is None:
+            continue
+        what = {TEST: "test", VAL: "validation", POOL: "training (after validation and test)"}[short]
+        if short in shared_parts:
+            total = sum(have[code] for code in shared_parts)
+            problem = f"class {class_name!r} has only {have[short]} {what} images ({total} in all)"
+            asked = sum(needs[code] for code in shared_parts)
+            fixes = [
+                f"lower {settings[code]} to at most {total - (asked - needs[code])}"
+                if code != POOL
+                else f"keep study.sizes at most {total - (asked - largest)}"
+                for code in shared_parts[::-1]
+                if total - (asked - needs[code]) >= 1
+            ]
+            if not isinstance(cfg, Torchvision):
+                fixes.append(f"add {asked - total} image{'s' * (asked - total > 1)} to that class")
+            if not fixes:
+                fixes.append(f"lower {', '.join(settings[code] for code in shared_parts[::-1])} together")
+        else:  # a part of the source's own split
+            problem = (
+                f"class {class_name!r} has only {have[short]} {what} images in the source's own {what} part"
+            )
+            fixes = (
+                [f"lower {settings[short]} to at most {have[short]}"]
+                if have[short]
+                else [f"use a dataset whose {what} part holds every class"]
+            )
+        if short == POOL:
+            problem = f"{largest} examples per class asked, but {problem}"
+        else:
+            problem += f", {needs[short]} asked"
+        problems.append((settings[short], problem, ", or ".join(fixes)))
+    if problems:
+        raise ParamsError(*problems[0], *problems[1:])
+
+
 def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -> Prepared:
-    """Decode and resize every image the split uses, once (a progress bar on stderr)."""
+    """Decode, convert (images.to_rgb) and square every image the split uses, once (a progress bar on stderr).
+
+    Raises ParamsError listing every image that cannot be decoded, all in one message.
+    """
     chosen = np.flatnonzero(split != UNUSED)
-    images = np.empty((len(chosen), resolution, resolution, 3), dtype=np.uint8)
-    for row, i in enumerate(tqdm(chosen, desc="decode", unit="image", disable=None)):
-        try:
-            images[row] = square(catalogue.read(int(i)), resolution)
-        except OSError as error:  # PIL's UnidentifiedImageError and truncated files
-            raise ParamsError(
-                key,
-                f"cannot read image {catalogue.names[i]}: {error}",
-                "replace or remove that file, then run again",
-            ) from error
-    return Prepared(images, catalogue.labels[chosen], split[chosen], catalogue.class_names)
+    decoded = images.decode_images(
+        lambda row: catalogue.read(int(chosen[row])), [catalogue.names[i] for i in chosen], resolution
+    )
+    if decoded.failures:
+        raise ParamsError(
+            key,
+            f"{len(decoded.failures)} of its images cannot be decoded (listed below)",
+            "replace or remove them, then run again:" + _listing(decoded.failures),
+        )
+    return Prepared(
+        decoded.images,
+        catalogue.labels[chosen],
+        split[chosen],
+        catalogue.class_names,
+        dict(sorted(decoded.kinds.items(), key=lambda kind: -kind[1])),
+        catalogue.junk,
+        catalogue.unused,
+        catalogue.official_parts(),
+    )
 
 
 def prepare(name: str, cfg: Dataset, sizes: list[int]) -> Prepared:
     """The dataset block `datasets.<name>`, split and checked against `sizes` before any image is decoded."""
     listed = catalogue(name, cfg)
+    check_classes(name, cfg, listed.labels, listed.class_names)
     split = assign_split(
         listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed
     )
-    check_class_sizes(name, cfg, listed.labels, split, listed.class_names, sizes)
-    key = f"datasets.{name}.{'path' if cfg.source == 'imagefolder' else 'source'}"
-    return decode(listed, split, cfg.resolution, key)
+    check_class_sizes(name, cfg, listed.labels, split, listed.class_names, sizes, listed.official_parts())
+    return decode(listed, split, cfg.resolution, source_key(name, cfg))

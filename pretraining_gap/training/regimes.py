@@ -102,9 +102,9 @@ def _image_split(inputs: CellInputs) -> _Data:
 
 
 def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -> tuple[Outcome, nn.Module]:
-    """Train once per learning rate of the regime's grid (one step past an edge the best sits on, tuning.py); keep
-    the best on validation (accuracy, then loss). A learning rate whose run diverges loses; the cell fails only
-    when every one diverges."""
+    """Train once per learning rate of the regime's grid (one step past an edge the best sits on, tuning.py), or
+    per pair of a depth-k cell's rates (transferred, new); keep the best on validation (accuracy, then loss). A
+    learning rate whose run diverges loses; the cell fails only when every one diverges."""
     seconds, diverged = 0.0, []
 
     def run(lr: float) -> tuple[nn.Module, loop.Fit] | None:
@@ -121,7 +121,11 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
     def score(trial) -> tuple[float, ...]:
         return (-math.inf,) if trial is None else (trial[1].best[0], -trial[1].best[1])
 
-    found = tuning.search(inputs.regime.lr, run, score)
+    cfg = inputs.regime
+    if isinstance(cfg, Depth):
+        found = tuning.search_pairs([(a, b) for a in cfg.lr for b in cfg.lr_new], run, score)
+    else:
+        found = tuning.search(cfg.lr, run, score)
     if found.trial is None:
         raise diverged[0]
     model, fit = found.trial
@@ -134,14 +138,19 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
         images_per_second=fit.images_per_second,
         steps=fit.steps,
         best_step=fit.best_step,
-        lr=found.best,
+        lr=found.best[0] if isinstance(found.best, tuple) else found.best,
+        lr_new=found.best[1] if isinstance(found.best, tuple) else None,
         val_accuracy_by_lr={
-            f"{lr:g}": trial[1].best[0] if trial else math.nan for lr, trial in found.tried.items()
+            _lr_name(lr): trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
         at_grid_edge=found.at_edge,
         history=fit.history,
     )
     return outcome, model
+
+
+def _lr_name(lr: float | tuple[float, float]) -> str:
+    return " ".join(f"{v:g}" for v in lr) if isinstance(lr, tuple) else f"{lr:g}"
 
 
 def _gradient(
@@ -215,33 +224,37 @@ def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
 
 
 def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """AnB (`transferred: frozen`) or AnB+ (`finetune`): keep the first k groups, re-initialise the rest."""
+    """AnB (`transferred: frozen`) or AnB+ (`finetune`, Yosinski et al. 2014): keep the first k layer groups,
+    re-initialise the rest (weights and batch-norm statistics, from the seeded random init).
+
+    The transferred groups train at `lr`, the re-initialised groups and the head at `lr_new`, a pair chosen on
+    validation: one rate for both made the trunk drift under its frozen ImageNet statistics while the few new
+    batch norms on top averaged statistics that no longer held (k = 7 fell to chance on validation). The head is
+    finetune's seeded head, so k = every group is finetune.
+    """
     cfg: Depth = inputs.regime
     frozen_transfer = cfg.transferred == "frozen"
 
-    def build(lr):
-        model = _pretrained(inputs)
-        groups = layer_groups.groups(model)[:-1]  # the classifier is new in every regime
-        kept = {name for _, names in groups[: inputs.cell.depth] for name in names}
-        kept_modules = {name.rsplit(".", 1)[0] for name in kept}
-        random = _random(inputs)
-        state = {
-            k: v if k.rsplit(".", 1)[0] in kept_modules else random.state_dict()[k]
-            for k, v in model.state_dict().items()
-        }
-        model.load_state_dict(state)
-        for name, p in model.named_parameters():
-            p.requires_grad_(not (frozen_transfer and name in kept))
-        modules = dict(model.named_modules())
+    def build(lrs: tuple[float, float]):
+        lr, lr_new = lrs
+        model, random = _pretrained(inputs), _random(inputs).state_dict()
+        *groups, (_, head) = layer_groups.groups(model)
+        new = {name for _, names in groups[inputs.cell.depth :] for name in names}
+        new_modules = {name.rsplit(".", 1)[0] for name in new}
+        model.load_state_dict(
+            {k: random[k] if k.rsplit(".", 1)[0] in new_modules else v for k, v in model.state_dict().items()}
+        )
+        named = dict(model.named_parameters())
+        transferred = [n for n in named if n not in new and n not in head]
+        for n in transferred:
+            named[n].requires_grad_(not frozen_transfer)
+        param_groups = [{"params": [named[n] for n in (*head, *sorted(new))], "lr": lr_new}]
+        if not frozen_transfer:
+            param_groups.append({"params": [named[n] for n in transferred], "lr": lr})
         kept_bn = tuple(
-            m for name, m in modules.items() if name in kept_modules and m in loop.batchnorms(model)
+            m for name, m in model.named_modules() if name not in new_modules and m in loop.batchnorms(model)
         )
-        freeze_bn = frozen_transfer or cfg.batchnorm == "frozen"
-        return (
-            model,
-            [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}],
-            kept_bn if freeze_bn else (),
-        )
+        return model, param_groups, kept_bn if frozen_transfer or cfg.batchnorm == "frozen" else ()
 
     return _gradient(inputs, _image_split(inputs), build)
 
@@ -339,7 +352,8 @@ def work(cell: Cell, params: Params, n_train: int) -> int:
     cfg = params.regime(cell.regime)
     if cfg.on_features or not cfg.gradient:
         return 0
-    return loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps * len(cfg.lr)
+    grid = len(cfg.lr) * len(getattr(cfg, "lr_new", [None]))
+    return loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps * grid
 
 
 # Each runner trains one cell: CellInputs -> (its outcome, the trained model).

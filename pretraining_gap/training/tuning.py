@@ -20,13 +20,27 @@ class Search(Generic[Trial]):
     """The values tried (in order), each one's trial, the best value and whether it lies at the edge of what was
     tried."""
 
-    tried: dict[float, Trial]
-    best: float
+    tried: dict  # value (or pair of values) -> its trial
+    best: float | tuple[float, float]
     at_edge: bool
 
     @property
     def trial(self) -> Trial:
         return self.tried[self.best]
+
+
+def search_pairs(
+    grid: list[tuple[float, float]],
+    run: Callable[[tuple[float, float]], Trial],
+    score: Callable[[Trial], tuple],
+) -> Search[Trial]:
+    """Run every pair of a two-dimensional grid (no extension); `at_edge` when the best sits at an end of an axis
+    that has two or more values."""
+    tried = {pair: run(pair) for pair in sorted(grid)}
+    best = max(tried, key=lambda v: score(tried[v]))
+    axes = [sorted({pair[i] for pair in tried}) for i in range(2)]
+    at_edge = any(len(axis) >= 2 and best[i] in (axis[0], axis[-1]) for i, axis in enumerate(axes))
+    return Search(tried, best, at_edge)
 
 
 def search(

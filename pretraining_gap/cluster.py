@@ -1,0 +1,82 @@
+"""Jobs as Ray tasks (`execution.backend: ray`): a local Ray instance, or a cluster the study joins.
+
+The driver (the train stage) submits every job at once and takes the results as they finish; it alone writes
+result files and logs to MLflow, so workers need neither the repository nor the tracking store. The stage's
+data goes to the object store once (`ray.put`), not once per task. A worker or node lost mid-task makes Ray run
+the task again, up to `execution.retries` times; a task still lost after that comes back as a failed result
+naming the loss. Ctrl-C cancels the tasks still queued or running; finished results are already written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from .config import Execution
+from .grid import ParamsError
+
+Job = TypeVar("Job")
+log = logging.getLogger(__name__)
+
+
+def _connect(cfg: Execution) -> None:
+    """Join the cluster at RAY_ADDRESS or `execution.address`, or start a local Ray instance when both are empty."""
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS") or cfg.address or None
+    if ray.is_initialized():
+        return
+    import pretraining_gap
+
+    # the cluster runs the driver's own copy of the package: the code whose digest is in every cell's identity
+    runtime_env = {"py_modules": [pretraining_gap]} if address else None
+    try:
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ParamsError(
+            "execution.address",
+            f"cannot reach a Ray cluster at {address}: {error}",
+            "start one (`ray start --head`), fix the address (or RAY_ADDRESS), or leave it empty for a local instance",
+        ) from None
+    log.info("Ray: %s, dashboard %s", address or "a local instance", context.dashboard_url or "not running")
+
+
+def _task(fn: Callable[..., Any], job: Any, *shared: Any) -> Any:
+    """`fn(job, *shared)` in a Ray worker, with torch's threads matched to the CPUs the task was given."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return fn(job, *shared)
+
+
+def run(
+    fn: Callable[..., Any],
+    jobs: list[Job],
+    cfg: Execution,
+    shared: tuple = (),
+    lost: Callable[[Job, str], Any] = None,
+) -> Iterator[tuple[Job, Any]]:
+    """(job, fn(job, *shared)) as each task finishes; `shared` goes to the object store once. A task whose worker
+    is lost more than `cfg.retries` times gives `lost(job, reason)` instead."""
+    import ray
+    from ray.exceptions import RayError
+
+    _connect(cfg)
+    remote = ray.remote(_task).options(num_cpus=cfg.cpus, num_gpus=cfg.gpus, max_retries=cfg.retries)
+    stored = [ray.put(value) for value in shared]
+    pending = {remote.remote(fn, job, *stored): job for job in jobs}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                yield job, ray.get(done[0])
+            except RayError as error:  # the worker or node died on every try
+                yield job, lost(job, f"{type(error).__name__}: {error}")
+    finally:
+        for ref in pending:  # Ctrl-C, or the caller stopped: nothing queued keeps running
+            ray.cancel(ref, force=True)
