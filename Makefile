@@ -39,7 +39,7 @@ plots: $(ENV)
 	$(RUN) dvc plots show
 
 ui: $(ENV)
-	$(RUN) python tools/mlflow_ui.py --port $(PORT)
+	$(RUN) python -m tools.mlflow_ui --port $(PORT)
 
 study-all: $(ENV)
 	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'

@@ -282,7 +282,7 @@ def test_a_deleted_experiment_says_to_restore_it_and_the_command_given_restores_
         tracker = tracking.Tracker("pretraining-gap")
         MlflowClient(tracker.uri).delete_experiment(tracker.experiment_id)
         with pytest.raises(tracking.TrackingError, match="was deleted, in the MLflow UI"):
-            tracker.log_summary("summary", {"gap": 0.1}, [artifact])
+            tracker.log_study("digits", "tiny", {"accuracy/finetune": {1: 0.5}}, {"gap": 0.1}, [artifact])
         with pytest.raises(tracking.TrackingError) as error:
             tracking.Tracker("pretraining-gap")
     message = str(error.value)
@@ -293,7 +293,7 @@ def test_a_deleted_experiment_says_to_restore_it_and_the_command_given_restores_
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     subprocess.run(command, shell=True, env={**os.environ, "PATH": path}, check=True, capture_output=True)
     with store_uri(store):
-        tracking.Tracker("pretraining-gap").log_summary("summary", {"gap": 0.1}, [artifact])
+        tracking.Tracker("pretraining-gap").log_study("digits", "tiny", {}, {"gap": 0.1}, [artifact])
 
 
 def logged_cell(store: Path, folder: Path, size: int) -> str:

@@ -2,7 +2,7 @@
 
 MLflow 3.17 opens an experiment on its GenAI overview (traces, tokens, no runs); these links open the "Model
 training" views instead: the cells' table sorted by size, and the parent runs' learning-curve charts.
-Run from the study's folder (`make ui`): python tools/mlflow_ui.py [--port 5000]
+Run from the study's folder (`make ui`): python -m tools.mlflow_ui [--port 5000]
 """
 
 import os
@@ -12,6 +12,7 @@ from pretraining_gap import cli
 
 def main() -> None:
     parser = cli.parser(__doc__)
+    parser.prog = "python -m tools.mlflow_ui"
     parser.add_argument("--port", type=int, default=5000, help="the port the UI listens on")
     parser.add_argument("--links", action="store_true", help="print the links and stop (no server)")
     args = parser.parse_args()

@@ -3,9 +3,10 @@ Vega-Lite and vega-embed inside it. DVC's own page loads them from a CDN, so wit
 blank; this one needs nothing but the file. The libraries come from the npm registry (`npm pack`) at the versions
 below, the majors DVC's page uses (its specs are Vega-Lite 5); their licences go beside the page.
 
-python tools/offline_plots.py   (needs npm and the registry; the result is committed)
+python -m tools.offline_plots   (needs npm and the registry; the result is committed)
 """
 
+import argparse
 import json
 import subprocess
 import tarfile
@@ -36,6 +37,11 @@ PAGE = """<!DOCTYPE html>
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        prog="python -m tools.offline_plots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args()
     scripts = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, version in PACKAGES.items():

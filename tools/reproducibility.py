@@ -7,7 +7,7 @@ three ways and prints, per cell and way, the test accuracy, the kept step and a 
               before `parallel.one_thread`, and how the plain way (tools/plain_way.py) trains every cell
 
 Two ways that print the same digest trained bit for bit the same cell. Example (a few minutes on 2 cores):
-python tools/reproducibility.py finetune:1:1 finetune:1:2 scratch:1:1
+python -m tools.reproducibility finetune:1:1 finetune:1:2 scratch:1:1
 """
 
 import argparse
