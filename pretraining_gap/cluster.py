@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -43,11 +44,13 @@ def _connect(cfg: Execution) -> None:
     log.info("Ray: %s, dashboard %s", address or "a local instance", context.dashboard_url or "not running")
 
 
-def _task(fn: Callable[..., Any], job: Any, *shared: Any) -> Any:
-    """`fn(job, *shared)` in a Ray worker, with torch's threads matched to the CPUs the task was given."""
+def _task(fn: Callable[..., Any], job: Any, *shared: Any, log_level: int = logging.INFO) -> Any:
+    """`fn(job, *shared)` in a Ray worker, with torch's threads matched to the CPUs the task was given; its log
+    lines reach the driver's terminal (Ray forwards them, prefixed with the worker)."""
     import ray
     import torch
 
+    logging.basicConfig(level=log_level, format="%(name)s: %(message)s")
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     return fn(job, *shared)
@@ -68,7 +71,8 @@ def run(
     _connect(cfg)
     remote = ray.remote(_task).options(num_cpus=cfg.cpus, num_gpus=cfg.gpus, max_retries=cfg.retries)
     stored = [ray.put(value) for value in shared]
-    pending = {remote.remote(fn, job, *stored): job for job in jobs}
+    level = logging.getLogger().getEffectiveLevel()
+    pending = {remote.remote(fn, job, *stored, log_level=level): job for job in jobs}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -77,6 +81,8 @@ def run(
                 yield job, ray.get(done[0])
             except RayError as error:  # the worker or node died on every try
                 yield job, lost(job, f"{type(error).__name__}: {error}")
-    finally:
-        for ref in pending:  # Ctrl-C, or the caller stopped: nothing queued keeps running
+    finally:  # Ctrl-C, or the caller stopped: nothing queued or running goes on
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        for ref in pending:
             ray.cancel(ref, force=True)
+        ray.shutdown()  # a local instance stops; on a cluster, only this driver leaves

@@ -20,7 +20,6 @@ import numpy as np
 
 from . import parallel, progress, results
 from .config import Params
-from .data import subsets
 from .data.prepared import Prepared
 from .grid import Cell
 from .planning import Plan
@@ -36,14 +35,15 @@ class StudyError(RuntimeError):
 
 @dataclass(frozen=True)
 class Job:
-    """One cell to train, with the paths its worker reads (workers load the stage's data once each)."""
+    """One cell to train: its options, its training subset, and the stage's data files (a local worker loads them
+    once; a Ray task gets the arrays from the object store instead)."""
 
     cell: Cell
     params: Params
-    prepared: Path
-    subsets: Path
-    features: Path
     fingerprint: str
+    train_idx: np.ndarray
+    prepared: Path
+    features: Path
 
 
 @lru_cache(maxsize=1)
@@ -51,16 +51,16 @@ def _loaded(prepared: Path, features: Path) -> tuple[Prepared, np.ndarray]:
     return Prepared.load(prepared), np.load(features)
 
 
-def train_cell(job: Job) -> CellResult:
+def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | None = None) -> CellResult:
     """One cell's result; an error inside the cell becomes a failed result, never the end of the study."""
     from .training import device, loop, regimes  # torch and timm, in the worker
 
-    cell = job.cell
+    cell, train_idx = job.cell, job.train_idx
     log.debug("training %s", cell.run_name)
     started = time.time()
     try:
-        data, features = _loaded(job.prepared, job.features)
-        train_idx = subsets.subset(subsets.load(job.subsets, cell.seed), cell.examples_per_class)
+        if data is None:
+            data, features = _loaded(job.prepared, job.features)
         inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
         outcome, _ = regimes.RUNNERS[cell.regime](inputs)
         fields = {
@@ -108,9 +108,31 @@ def _prepared_data(plan: Plan, params: Params, dataset: str, prepared: Path) -> 
     }
 
 
-def run(
-    plan: Plan, params: Params, prepared: Path, subsets_file: Path, features: Path, out: Path, tracker
-) -> list[CellResult]:
+def lost(job: Job, reason: str) -> CellResult:
+    """The failed result of a cell whose worker was lost on every try (retried by the next run)."""
+    now = int(time.time() * 1000)
+    return CellResult.of(
+        job.cell,
+        status="failed",
+        reason=reason,
+        traceback=reason,
+        fingerprint=job.fingerprint,
+        started_ms=now,
+        finished_ms=now,
+    )
+
+
+def dispatch(jobs: list[Job], params: Params, prepared: Path, features: Path):
+    """(job, result) as each cell finishes, from local workers or Ray tasks (`execution.backend`)."""
+    if params.execution.backend == "ray":
+        from . import cluster
+
+        shared = (Prepared.load(prepared), np.load(features))
+        return cluster.run(train_cell, jobs, params.execution, shared, lost)
+    return parallel.run(train_cell, jobs, workers())
+
+
+def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, tracker) -> list[CellResult]:
     """Train the plan's cells in a pool of workers; write and log each result as it arrives; log kept cells
     whose MLflow run is missing or stale. Returns every cell's result, in grid order."""
     results.remove_partial(out)
@@ -118,7 +140,8 @@ def run(
     logged = tracker.logged_fingerprints(dataset, backbone)
     data = _prepared_data(plan, params, dataset, prepared)
     jobs = [
-        Job(cell, params, prepared, subsets_file, features, plan.fingerprint(cell)) for cell in plan.to_train
+        Job(cell, params, plan.fingerprint(cell), plan.train_idx[cell], prepared, features)
+        for cell in plan.to_train
     ]
     done, unlogged, broken = {}, [], []
 
@@ -136,7 +159,7 @@ def run(
         done[cell] = result
     work = {cell: plan.work.get(cell, 0) for cell in plan.to_train}
     with progress.study(f"{dataset} · {backbone}", len(jobs), sum(work.values())) as study:
-        for job, result in parallel.run(train_cell, jobs, workers()):
+        for job, result in dispatch(jobs, params, prepared, features):
             cell, file = job.cell, results.path(out, job.cell)
             results.write(file, result)
             left = study.finished(work[cell])  # on a terminal the bar shows it: ""

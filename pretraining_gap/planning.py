@@ -115,6 +115,7 @@ class Plan:
     kept: list[tuple[Cell, CellResult]]
     to_train: list[Cell]
     identities: dict[Cell, dict]
+    train_idx: dict[Cell, np.ndarray]  # each cell's training subset: indices into the prepared data
     work: dict[Cell, int] = field(default_factory=dict)  # a cell to train: its steps (regimes.work)
 
     def fingerprint(self, cell: Cell) -> str:
@@ -138,4 +139,4 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
     work = {c: regimes.work(c, params, len(inputs.train_idx(c))) for c in to_train}
     to_train.sort(key=lambda c: -work[c])
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
-    return Plan(kept, to_train, identities, work)
+    return Plan(kept, to_train, identities, {cell: inputs.train_idx(cell) for cell in to_train}, work)

@@ -138,6 +138,23 @@ def _curves_view(names: list[str]) -> dict:
     }
 
 
+def _reachable(uri: str) -> None:
+    """A tracking server answers its health check within seconds, or the study stops before training (MLflow's
+    own client would retry for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+    except OSError as error:
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server {uri} ({error}). Fix: start it (`mlflow server "
+            "--backend-store-uri sqlite:///mlflow.db --host 0.0.0.0 --port 5000` on the server), correct "
+            "MLFLOW_TRACKING_URI, or unset it to log to sqlite:///<repo>/mlflow.db"
+        ) from None
+
+
 def study_root() -> Path:
     """The repository the study lives in, also when `dvc exp run --temp/--queue` runs it in .dvc/tmp/exps/…"""
     root = Path(os.environ.get("DVC_ROOT", ".")).resolve()
@@ -269,6 +286,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri, self.name = tracking_uri(), experiment
+        _reachable(self.uri)
         with _store(self.uri, "open"), _one_opener(self.uri):
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)

@@ -35,7 +35,7 @@ def main(args) -> None:
     tracker = tracking.Tracker(params.study.name)
     inputs = planning.Inputs.load(params, args.backbone, args.prepared, args.subsets, args.features)
     plan = planning.plan(params, args.dataset, args.backbone, inputs, args.out)
-    execution.run(plan, params, args.prepared, args.subsets, args.features, args.out, tracker)
+    execution.run(plan, params, args.prepared, args.features, args.out, tracker)
 
 
 if __name__ == "__main__":

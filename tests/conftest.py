@@ -35,7 +35,9 @@ def tiny_params(weights: Path) -> dict:
         backbones=["tiny"], regimes=["scratch", "linear", "finetune"], sizes=[1, 3], seeds=[1, 2]
     )
     params["datasets"]["digits"].update(resolution=16, val_per_class=5, test_per_class=10)
-    params["backbones"] = {"tiny": {"model": "test_efficientnet", "weights": str(weights)}}
+    params["backbones"] = {
+        "tiny": {"model": "test_efficientnet", "weights": str(weights), "feature_resolution": 16}
+    }
     params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
     return params
 

@@ -8,9 +8,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_params
 from PIL import Image
 
+from conftest import tiny_params
 from pretraining_gap import config, results
 from pretraining_gap.analysis import aggregate, benefits, report
 from pretraining_gap.analysis.scales import logit, sigmoid

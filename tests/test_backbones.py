@@ -13,12 +13,12 @@ import pytest
 import timm
 import torch
 import yaml
-from conftest import ROOT, tiny_weights
 from PIL import Image
 from safetensors.torch import save_file
 from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 
+from conftest import ROOT, tiny_weights
 from pretraining_gap.config import Backbone
 from pretraining_gap.grid import ParamsError
 from pretraining_gap.training import backbones

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_study_repo, run, tiny_params
 
+from conftest import make_study_repo, run, tiny_params
 from pretraining_gap import config
 from pretraining_gap.grid import ParamsError
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 from PIL import Image
 from pydantic import TypeAdapter
 
+from conftest import make_study_repo, run, tiny_params, tiny_weights
 from pretraining_gap import config
 from pretraining_gap.data import datasets
 from pretraining_gap.data.prepared import POOL, TEST, UNUSED, VAL, Prepared

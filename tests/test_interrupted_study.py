@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights, trained
 from mlflow import MlflowClient
+
+from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights, trained
 
 CELLS = 4  # sizes [1, 3] x seeds [1, 2], one regime
 GROUP = Path("results/cells/digits/tiny/scratch")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_study_repo, run, tiny_params, tiny_weights
 from mlflow import MlflowClient
+
+from conftest import make_study_repo, run, tiny_params, tiny_weights
 
 
 @pytest.mark.slow  # queue workers start celery and every stage imports torch: minutes on a 2-core machine

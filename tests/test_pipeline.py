@@ -10,10 +10,11 @@ import pytest
 import timm
 import torch
 import yaml
-from conftest import make_study_repo, run, tiny_params, tiny_weights, trained
 from mlflow import MlflowClient
 from PIL import Image
 from safetensors.torch import save_file
+
+from conftest import make_study_repo, run, tiny_params, tiny_weights, trained
 
 REGIMES = ["scratch", "linear", "finetune"]
 

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
 from conftest import ROOT, run, study_env, tiny_params, tiny_weights, trained
 
 BIN = Path(sys.executable).parent

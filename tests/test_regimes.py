@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, tiny_params, tiny_weights
 
+from conftest import ROOT, tiny_params, tiny_weights
 from pretraining_gap import config
 from pretraining_gap.data.datasets import assign_split
 from pretraining_gap.data.prepared import POOL, TEST, Prepared

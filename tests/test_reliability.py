@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_params, tiny_weights
 from mlflow import MlflowClient
 
+from conftest import tiny_params, tiny_weights
 from pretraining_gap import config, execution, planning, results, tracking
 from pretraining_gap.data import datasets, subsets
 from pretraining_gap.data.prepared import POOL, Prepared
@@ -69,7 +69,8 @@ def train(workspace: dict, raw: dict, out: Path, store: Path, tracker_class=trac
     with store_uri(store):
         tracker = tracker_class(params.study.name)
         plan = planning.plan(params, "digits", "tiny", planning.Inputs.load(params, "tiny", *paths), out)
-        return [r.model_dump(exclude_none=True) for r in execution.run(plan, params, *paths, out, tracker)]
+        done = execution.run(plan, params, workspace["prepared"], workspace["features"], out, tracker)
+        return [r.model_dump(exclude_none=True) for r in done]
 
 
 def cell_runs(store: Path) -> list:
@@ -139,14 +140,10 @@ def without_timing(result: dict) -> dict:
 
 def test_the_same_cell_trained_twice_gives_bit_identical_results(workspace):
     """CPU kernels are deterministic here; the cell seeds its own generators, so global RNG use does not matter."""
-    job = execution.Job(
-        Cell("digits", "tiny", "finetune", 3, 1),
-        config.validate(workspace["params"]),
-        workspace["prepared"],
-        workspace["subsets"],
-        workspace["features"],
-        "same",
-    )
+    cell = Cell("digits", "tiny", "finetune", 3, 1)
+    train_idx = subsets.subset(subsets.load(workspace["subsets"], cell.seed), cell.examples_per_class)
+    params = config.validate(workspace["params"])
+    job = execution.Job(cell, params, "same", train_idx, workspace["prepared"], workspace["features"])
     first = execution.train_cell(job).model_dump()
     np.random.seed(123), torch.manual_seed(123), torch.rand(1000), np.random.rand(1000)
     second = execution.train_cell(job).model_dump()

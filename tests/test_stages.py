@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, make_study_repo, run, study_env, tiny_params
 
 STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "interpreter")

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import yaml
+
 from conftest import ROOT, study_env, tiny_params, tiny_weights
 
 # every module of tools/ is a command, but the package's own file and the study-repository helper
