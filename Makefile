@@ -1,32 +1,55 @@
-# make study: the default study, end to end.  make study-all: the same grid with all five regimes and depth-k,
-# as a DVC experiment.  make test: the readability gates (ruff) and the test suite.  Each makes .venv when missing.
+# The README's commands, run with the project's own environment: .venv, made (and kept installed) when missing.
+#   make study      the default study, end to end (dvc repro)
+#   make repro      dvc repro again, after a change to params.yaml: only what changed reruns
+#   make report     the report stage and what it needs; prints where the report is
+#   make plots      dvc plots show: every figure in one offline page, dvc_plots/index.html
+#   make ui         MLflow's UI on the study's store (PORT=5000), with the link to the study's runs
+#   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
+#   make test       the readability gates (ruff) and the test suite
+# The stages run the `python` first on PATH: every target puts $(BIN) first. BIN=<folder> runs the targets with
+# the tools of an environment made elsewhere (a conda env, another venv), as it is: nothing is installed then.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
+VENV ?= .venv
+BIN ?= $(VENV)/bin
+PORT ?= 5000
+RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: study study-all test lint clean
+ifeq ($(BIN),$(VENV)/bin)
+ENV := $(VENV)/.installed
+endif
 
-$(BIN)/python:
+.PHONY: study repro report plots ui study-all test lint clean
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-study: $(VENV)/.installed
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+study repro: $(ENV)
+	$(RUN) dvc repro
 
-study-all: $(VENV)/.installed
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc exp run \
-		-S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
+report: $(ENV)
+	$(RUN) dvc repro report
+	@echo "report: $(CURDIR)/reports/index.html"
 
-test: lint $(VENV)/.installed
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest
+plots: $(ENV)
+	$(RUN) dvc plots show
 
-lint: $(VENV)/.installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+ui: $(ENV)
+	$(RUN) python -m tools.mlflow_ui --port $(PORT)
+
+study-all: $(ENV)
+	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
+
+test: lint $(ENV)
+	$(RUN) pytest
+
+lint: $(ENV)
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
 
 clean:
 	rm -rf data results plots mlflow.db mlruns

@@ -8,7 +8,7 @@ at the end, naming those cells, when any failed unexpectedly or could not be log
 
 from __future__ import annotations
 
-import itertools
+import json
 import logging
 import time
 import traceback
@@ -17,9 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from . import parallel, results
+from . import parallel, progress, results
 from .config import Params
 from .data.prepared import Prepared
 from .grid import Cell
@@ -57,7 +56,7 @@ def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | No
     from .training import device, loop, regimes  # torch and timm, in the worker
 
     cell, train_idx = job.cell, job.train_idx
-    log.info("training %s", cell.run_name)
+    log.debug("training %s", cell.run_name)
     started = time.time()
     try:
         if data is None:
@@ -99,6 +98,16 @@ def start_workers() -> None:
     parallel.start_server(workers(), "pretraining_gap.training.regimes")
 
 
+def _prepared_data(plan: Plan, params: Params, dataset: str, prepared: Path) -> dict:
+    """The prepared data as MLflow's dataset input of every cell: its content digest, file and settings."""
+    return {
+        "name": dataset,
+        "digest": next(iter(plan.identities.values()))["data_digest"],
+        "source": json.dumps({"uri": str(prepared)}),
+        "profile": json.dumps(params.datasets[dataset].model_dump(mode="json")),
+    }
+
+
 def lost(job: Job, reason: str) -> CellResult:
     """The failed result of a cell whose worker was lost on every try (retried by the next run)."""
     now = int(time.time() * 1000)
@@ -129,35 +138,41 @@ def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, t
     results.remove_partial(out)
     dataset, backbone = next(iter(plan.identities)).dataset, next(iter(plan.identities)).backbone
     logged = tracker.logged_fingerprints(dataset, backbone)
+    data = _prepared_data(plan, params, dataset, prepared)
     jobs = [
         Job(cell, params, plan.fingerprint(cell), plan.train_idx[cell], prepared, features)
         for cell in plan.to_train
     ]
-    trained = ((job.cell, result, True) for job, result in dispatch(jobs, params, prepared, features))
-    kept = ((cell, result, False) for cell, result in plan.kept)
     done, unlogged, broken = {}, [], []
-    for cell, result, new in tqdm(
-        itertools.chain(kept, trained),
-        total=len(plan.kept) + len(jobs),
-        desc=f"{dataset} · {backbone}",
-        unit="cell",
-    ):
-        file = results.path(out, cell)
-        if new:
-            results.write(file, result)
-        if result.status == "finished":
-            log.info("%s: test accuracy %.3f", cell.run_name, result.test_accuracy)
-        else:
-            log.warning("%s failed: %s", cell.run_name, result.reason)
-            if result.traceback:
-                broken.append(cell)
-        if logged.get(cell.key) != result.fingerprint:
-            try:
-                tracker.log_cell(cell, result, plan.identities[cell], file)
-            except TrackingError as error:  # the result file is kept all the same
-                log.error("%s: result kept in %s but not logged to MLflow: %s", cell.run_name, file, error)
-                unlogged.append(cell)
+
+    def log_to_mlflow(cell: Cell, result: CellResult, file: Path) -> None:
+        if logged.get(cell.key) == result.fingerprint:
+            return
+        try:
+            tracker.log_cell(cell, result, plan.identities[cell], file, data)
+        except TrackingError as error:  # the result file is kept all the same
+            log.error("%s: result kept in %s but not logged to MLflow: %s", cell.run_name, file, error)
+            unlogged.append(cell)
+
+    for cell, result in plan.kept:
+        log_to_mlflow(cell, result, results.path(out, cell))
         done[cell] = result
+    work = {cell: plan.work.get(cell, 0) for cell in plan.to_train}
+    with progress.study(f"{dataset} · {backbone}", len(jobs), sum(work.values())) as study:
+        for job, result in dispatch(jobs, params, prepared, features):
+            cell, file = job.cell, results.path(out, job.cell)
+            results.write(file, result)
+            left = study.finished(work[cell])  # on a terminal the bar shows it: ""
+            seconds = (result.finished_ms - result.started_ms) / 1000
+            which = f"[{study.done_cells}/{len(jobs)}] {cell.run_name}"
+            if result.status == "finished":
+                log.info("%s: test accuracy %.3f (%.0f s)%s", which, result.test_accuracy, seconds, left)
+            else:
+                log.warning("%s failed: %s%s", which, result.reason, left)
+                if result.traceback:
+                    broken.append(cell)
+            log_to_mlflow(cell, result, file)
+            done[cell] = result
     if broken:
         raise StudyError(
             f"{len(broken)} cells failed with an unexpected error: "

@@ -11,7 +11,10 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import TypeVar
+
+from . import progress
 
 Job = TypeVar("Job")
 
@@ -28,13 +31,16 @@ def workers(device_type: str) -> int:
     return available_cores() if device_type == "cpu" else 1
 
 
-def _single_thread(log_level: int) -> None:
+def _single_thread(log_level: int, terminal_lock, lines) -> None:
     """One thread for torch and for the BLAS under numpy / scikit-learn: two workers already fill two cores, and
-    more threads than cores spin-wait on each other (the linear probe ran 4x slower that way). Logs as the parent."""
+    more threads than cores spin-wait on each other (the linear probe ran 4x slower that way). Logs warnings and
+    errors as the parent does (the driver reports each cell; a worker's info lines, such as timm's per-cell
+    "Loaded … from checkpoint", would repeat it); its step bars take their own terminal line (progress.py)."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    logging.basicConfig(level=log_level, format="%(name)s: %(message)s")
+    logging.basicConfig(level=max(log_level, logging.WARNING), format="%(name)s: %(message)s")
+    progress.join_workers(terminal_lock, lines)
 
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -57,21 +63,40 @@ def start_server(workers: int, module: str) -> None:
         forkserver.ensure_running()
 
 
+@contextmanager
+def one_thread():
+    """One thread for torch and the BLAS while the block runs here, as in a worker: a cell's numbers depend on
+    torch's thread count (CPU kernels split their sums by thread; tools/reproducibility.py), so a cell trained
+    alone here must get the one thread a worker gives it, or its result would depend on what else was trained."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int) -> Iterator[tuple[Job, dict]]:
     """(job, fn(job)) as each finishes; `fn` must be a module-level function (it is pickled to the workers).
 
-    With one worker or one job, runs here, in order, with torch's own thread count.
+    With one worker or one job, runs here, in order, with one thread as in a worker (one_thread).
     """
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            yield job, fn(job)
+            with one_thread():
+                result = fn(job)
+            yield job, result
         return
-    context = _context()
+    context, workers = _context(), min(workers, len(jobs))
     with ProcessPoolExecutor(
-        min(workers, len(jobs)),
+        workers,
         mp_context=context,
         initializer=_single_thread,
-        initargs=(logging.getLogger().getEffectiveLevel(),),
+        initargs=(logging.getLogger().getEffectiveLevel(), *progress.worker_lines(context, workers)),
     ) as pool:
         futures = {pool.submit(fn, job): job for job in jobs}
         for future in as_completed(futures):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -116,6 +116,7 @@ class Plan:
     to_train: list[Cell]
     identities: dict[Cell, dict]
     train_idx: dict[Cell, np.ndarray]  # each cell's training subset: indices into the prepared data
+    work: dict[Cell, int] = field(default_factory=dict)  # a cell to train: its steps (regimes.work)
 
     def fingerprint(self, cell: Cell) -> str:
         return fingerprint(self.identities[cell])
@@ -135,6 +136,7 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
         else:
             log.info("kept %s (%s earlier, same inputs and code)", cell.run_name, result.status)
             kept.append((cell, result))
-    to_train.sort(key=lambda c: -regimes.work(c, params, len(inputs.train_idx(c))))
+    work = {c: regimes.work(c, params, len(inputs.train_idx(c))) for c in to_train}
+    to_train.sort(key=lambda c: -work[c])
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
-    return Plan(kept, to_train, identities, {cell: inputs.train_idx(cell) for cell in to_train})
+    return Plan(kept, to_train, identities, {cell: inputs.train_idx(cell) for cell in to_train}, work)

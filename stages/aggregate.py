@@ -4,17 +4,18 @@ Reads params.yaml: study, regimes.depth.k (the grid whose cells it reads), backb
 exponent beta), analysis (margin, cap, bootstrap, level).
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, config
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
+
+from pretraining_gap import cli
 
 log = logging.getLogger("aggregate")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--cells", type=Path, default=Path("results/cells"), help="folder of per-cell result files"
     )
@@ -46,10 +47,14 @@ def main() -> None:
         default=Path("data/prepared"),
         help="folder of prepared datasets <dataset>.npz (class and validation counts; optional)",
     )
-    args = parser.parse_args()
-    params = config.load()
+    return parser
+
+
+def main(args) -> None:
+    from pretraining_gap import config
     from pretraining_gap.analysis import aggregate
 
+    params = config.load()
     out = aggregate.run(
         params,
         args.cells,
@@ -83,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

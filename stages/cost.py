@@ -3,20 +3,19 @@
 Reads params.yaml: datasets.<dataset>.resolution, backbones.<backbone>.model, training.batch_size.
 """
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
-import numpy as np
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
 
-from pretraining_gap import cli, config
+from pretraining_gap import cli
 
 log = logging.getLogger("cost")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml (its resolution)")
     parser.add_argument("backbone", help="name of a block under 'backbones:' in params.yaml")
     parser.add_argument(
@@ -26,11 +25,16 @@ def main() -> None:
         "--seconds", type=float, default=1.5, help="seconds of timed training, then of inference"
     )
     parser.add_argument("--out", type=Path, required=True, help="the .json file to write")
-    args = parser.parse_args()
-    params = config.load()
-    from pretraining_gap import cost
+    return parser
+
+
+def main(args) -> None:
+    import numpy as np
+
+    from pretraining_gap import config, cost
     from pretraining_gap.training import device
 
+    params = config.load()
     with np.load(args.prepared) as f:  # reads only this member, not the images
         num_classes = len(f["class_names"])
     result = cost.measure(
@@ -56,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

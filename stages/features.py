@@ -3,29 +3,34 @@
 Reads params.yaml: backbones.<backbone>.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
 
-from pretraining_gap import cli, config
-from pretraining_gap.data.prepared import Prepared
+from pretraining_gap import cli
 
 log = logging.getLogger("features")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument("backbone", help="name of a block under 'backbones:' in params.yaml")
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument(
         "--out", type=Path, required=True, help="the .npy file of features (images x dimensions)"
     )
-    args = parser.parse_args()
-    cfg = config.load().backbones[args.backbone]
+    return parser
+
+
+def main(args) -> None:
+    import numpy as np
+
+    from pretraining_gap import config
+    from pretraining_gap.data.prepared import Prepared
     from pretraining_gap.training import backbones, device, features
 
+    cfg = config.load().backbones[args.backbone]
     backbones.check(args.backbone, cfg)
     feats = features.extract(cfg, Prepared.load(args.prepared).images, device.choose())
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -34,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

@@ -7,25 +7,30 @@ Reads params.yaml: study.backbones, study.sizes, backbones.<each>, datasets.<dat
 it also checks every backbone's weights, so a bad backbone fails here, before any training.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, config
-from pretraining_gap.data import datasets
-from pretraining_gap.data.prepared import POOL, TEST, VAL
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
+
+from pretraining_gap import cli
 
 log = logging.getLogger("prepare")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument("dataset", help="name of a block under 'datasets:' in params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="the .npz file to write")
-    args = parser.parse_args()
-    params = config.load()
+    return parser
+
+
+def main(args) -> None:
+    from pretraining_gap import config
+    from pretraining_gap.data import datasets
+    from pretraining_gap.data.prepared import POOL, TEST, VAL
     from pretraining_gap.training import backbones
 
+    params = config.load()
     for name in params.study.backbones:
         backbones.check(name, params.backbones[name])
     cfg = params.datasets[args.dataset]
@@ -54,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

@@ -1,23 +1,24 @@
-"""DVC stage report: the one-page HTML report, and the MLflow summary run with the headline numbers, the report,
-the tables and the figures.
+"""DVC stage report: the one-page HTML report; in MLflow, per dataset × backbone, the parent run of its cells with
+the learning curves as metric histories (step = examples per class), the headline numbers, the report, the tables
+and the figures.
 
 Reads params.yaml: study, datasets, backbones, training, regimes, analysis (the settings it prints).
 """
 
-import argparse
 import logging
+import shlex
 from pathlib import Path
 
-import pandas as pd
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
 
-from pretraining_gap import cli, config, tracking
+from pretraining_gap import cli
 
 log = logging.getLogger("report")
 
 
 def numbers(tree: dict, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of the metrics tree (aggregate.read_metrics), as flat MLflow metric names such as
-    `digits.efficientnet_lite0.finetune.gap.1` (text leaves stay in the files)."""
+    """The numeric leaves of a metrics tree (aggregate.read_metrics), as flat MLflow metric names such as
+    `finetune.gap.1` (text leaves stay in the files)."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
@@ -27,8 +28,8 @@ def numbers(tree: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--table", type=Path, default=Path("results/cells.csv"), help="tidy table, one row per cell"
     )
@@ -43,20 +44,31 @@ def main() -> None:
     )
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
-    args = parser.parse_args()
-    p = config.load()
+    return parser
+
+
+def main(args) -> None:
+    import pandas as pd
+
+    from pretraining_gap import config, tracking
     from pretraining_gap.analysis import aggregate, report
 
+    p = config.load()
     tracker = tracking.Tracker(p.study.name)
     tables, figures = report.read_tables(args.tables), sorted(args.plots.glob("*.png"))
     cells = pd.read_csv(args.table) if args.table.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.build(tables, cells, figures, p, tracker.commit))
-    tracker.log_summary(
-        f"{p.study.name} · summary",
-        numbers(aggregate.read_metrics(args.metrics)),
-        [args.out, args.table, args.metrics, *sorted(args.tables.glob("*.csv")), *figures],
-    )
+    metrics, files = aggregate.read_metrics(args.metrics), sorted(args.tables.glob("*.csv"))
+    for (dataset, backbone), curves in tracking.curves(args.tables).items():
+        others = [f"_{b}_" for b in p.study.backbones if b != backbone]
+        mine = [
+            f for f in figures if f.name.startswith(f"{dataset}_") and not any(o in f.name for o in others)
+        ]
+        scalars = numbers(metrics.get(dataset, {}).get(backbone, {}))
+        tracker.log_study(
+            dataset, backbone, curves, scalars, [args.out, args.table, args.metrics, *files, *mine]
+        )
     said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
     log.info(
         "report -> %s (%d figures); the answer:\n%s",
@@ -64,7 +76,9 @@ def main() -> None:
         len(figures),
         "\n".join(f"{d} · {b} · {s}" for (d, b), sentences in said.items() for s in sentences),
     )
+    serve = shlex.join(tracking.ui_command(tracker.uri))
+    log.info("MLflow: %s%s", f"`{serve}` (or `make ui`), then " if serve else "", tracker.runs_url())
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

@@ -3,22 +3,28 @@
 Reads params.yaml: study.seeds, study.sizes, datasets.<dataset>.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from pretraining_gap import cli, config
-from pretraining_gap.data import datasets, subsets
-from pretraining_gap.data.prepared import POOL, Prepared
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
+
+from pretraining_gap import cli
 
 log = logging.getLogger("subsample")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     parser.add_argument("prepared", type=Path, help="the prepared dataset (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="the .json file of per-seed class orderings")
-    args = parser.parse_args()
+    return parser
+
+
+def main(args) -> None:
+    from pretraining_gap import config
+    from pretraining_gap.data import datasets, subsets
+    from pretraining_gap.data.prepared import POOL, Prepared
+
     params = config.load()
     study, name = params.study, args.prepared.stem
     data = Prepared.load(args.prepared)
@@ -32,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

@@ -3,14 +3,15 @@
 Reads params.yaml: study, datasets.<dataset>, backbones.<backbone>, training, regimes.
 """
 
-import argparse
 from pathlib import Path
 
-from pretraining_gap import cli, config, execution, planning, tracking
+import interpreter  # noqa: F401  first: a Python without the project stops here, in one line
+
+from pretraining_gap import cli
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments():
+    parser = cli.parser(__doc__)
     for key in ("dataset", "backbone"):
         parser.add_argument(key, help=f"a name listed in study.{key}s of params.yaml")
     parser.add_argument("--prepared", type=Path, required=True, help="the prepared dataset (.npz)")
@@ -19,7 +20,12 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder of result files, one sub-folder per regime"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main(args) -> None:
+    from pretraining_gap import config, execution, planning, tracking
+
     params = config.load()
     execution.start_workers()
     if "depth" in params.study.regimes:
@@ -33,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(arguments(), main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,11 +42,19 @@ def tiny_params(weights: Path) -> dict:
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=study_env(cwd), capture_output=True, text=True)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env or study_env(cwd), capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def trained(output: str) -> list[tuple[str, str, str, str, str]]:
+    """The cells a train stage's log says it trained, one line each ("[3/8] digits · tiny · scratch · 2/class ·
+    seed 1: test accuracy …" or "… failed: …"), as (dataset, backbone, arm, size, seed)."""
+    return re.findall(r"\[\d+/\d+\] (\S+) · (\S+) · (\S+) · (\S+)/class · seed (\d+)", output)
 
 
 @pytest.fixture(scope="session")

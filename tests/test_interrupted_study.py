@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights
+from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights, trained
 
 CELLS = 4  # sizes [1, 3] x seeds [1, 2], one regime
 GROUP = Path("results/cells/digits/tiny/scratch")
@@ -77,8 +76,8 @@ def test_a_killed_study_resumes_with_only_the_unfinished_cells(prepared_repo, tm
     resumed = run(["dvc", "repro"], repo)
     if sig == signal.SIGKILL:  # DVC could not release its locks; it clears those of dead processes itself
         assert "had been killed. Auto removed it from the lock file" in resumed.stderr
-    trained = re.findall(r"training digits · tiny · scratch · (\d+)/class · seed (\d+)", resumed.stderr)
-    assert len(trained) == CELLS - len(kept)  # each unfinished cell once, no finished one again
+    retrained = [cell for cell in trained(resumed.stderr) if cell[:3] == ("digits", "tiny", "scratch")]
+    assert len(retrained) == CELLS - len(kept)  # each unfinished cell once, no finished one again
     final = snapshot(repo / GROUP)
     assert len(final) == CELLS and all(final[name] == kept[name] for name in kept)
     assert all(json.loads(text)["status"] == "finished" for text, _ in final.values())

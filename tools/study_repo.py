@@ -44,4 +44,8 @@ def make_study_repo(path: Path, params: Params | dict) -> Path:
     write_params(path / "params.yaml", params)
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=path, env=study_env(path), check=True)
+    shutil.copytree(
+        ROOT / ".dvc/plots", path / ".dvc/plots"
+    )  # the offline page of `dvc plots show`, its templates
+    shutil.copy(ROOT / ".dvc/config", path / ".dvc/config")
     return path

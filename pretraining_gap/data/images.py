@@ -173,7 +173,7 @@ def decode_images(read: Callable[[int], Image.Image], names: Sequence[str], reso
     others: every failure is collected with its name, so one message can name them all."""
     images = np.empty((len(names), resolution, resolution, 3), dtype=np.uint8)
     used, kinds, failures = [], Counter(), []
-    for i in tqdm(range(len(names)), desc="decode", unit="image"):
+    for i in tqdm(range(len(names)), desc="decode", unit="image", disable=None):
         try:
             with read(i) as image:
                 images[len(used)], kind = _square(image, resolution)

@@ -33,7 +33,8 @@ def extract(
     mean, std = backbones.normalisation(model)
     side = resolution(backbone_cfg)
     chunks = []
-    for i in tqdm(range(0, len(images), batch_size), desc=f"features at {side} px", unit="batch"):
+    batches = range(0, len(images), batch_size)
+    for i in tqdm(batches, desc=f"features at {side} px", unit="batch", disable=None):  # None: terminal only
         x = loop.to_input(images[i : i + batch_size], mean, std).to(device)
         if x.shape[-1] != side:
             x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)

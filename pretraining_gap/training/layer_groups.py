@@ -58,13 +58,13 @@ def transferability(
     of runs with equal steps. Layers whose weights did not change (frozen) have no T.
     """
     out = {}
-    for name in layers:
-        to_pretrained = (pretrained[name] - finetuned[name]).abs().mean()
+    for name in layers:  # in float64, so a logged T carries no float32 rounding (1.2000000476837158)
+        to_pretrained = (pretrained[name] - finetuned[name]).abs().double().mean()
         if to_pretrained > 0:
-            out[name] = ((random[name] - finetuned[name]).abs().mean() / to_pretrained).item()
+            out[name] = ((random[name] - finetuned[name]).abs().double().mean() / to_pretrained).item()
     return out
 
 
 def weight_scale(state: dict[str, torch.Tensor], layers: list[str]) -> dict[str, float]:
     """Mean absolute weight per layer: beside T, it shows how much of T is the layer's scale."""
-    return {name: state[name].abs().mean().item() for name in layers}
+    return {name: state[name].abs().double().mean().item() for name in layers}

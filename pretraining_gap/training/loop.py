@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+from .. import progress
 from ..config import Training
 from . import convolutions
 from .early_stopping import EarlyStopping
@@ -122,8 +122,14 @@ class Diverged(RuntimeError):
 class Fit:
     """How one training went: per-evaluation history, the kept (best) evaluation, steps and time."""
 
-    history: dict[str, list] = field(
-        default_factory=lambda: {"step": [], "train_loss": [], "val_accuracy": [], "val_loss": []}
+    history: dict[str, list] = field(  # time_ms: when the evaluation was made, ms since the epoch (MLflow's)
+        default_factory=lambda: {
+            "step": [],
+            "train_loss": [],
+            "val_accuracy": [],
+            "val_loss": [],
+            "time_ms": [],
+        }
     )
     best_step: int = 0
     best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
@@ -170,7 +176,9 @@ def fit(
         accuracy, val_loss = evaluate(model, *val, device)
         set_train_mode(model, eval_modules)
         train_loss = float(np.mean(losses)) if losses else None  # none before the first step
-        for key, value in zip(result.history, (step, train_loss, accuracy, val_loss)):
+        for key, value in zip(
+            result.history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))
+        ):
             result.history[key].append(value)
         losses = []
         return stopping.update(step, accuracy, val_loss, model)
@@ -180,7 +188,7 @@ def fit(
     set_train_mode(model, eval_modules)
     order, cursor = torch.randperm(len(x), generator=generator), 0
     start = time.perf_counter()
-    bar = tqdm(range(1, plan.steps + 1), desc=desc, unit="step", leave=False)
+    bar = progress.steps(plan.steps, desc)  # a step bar on a terminal only
     for step in bar:
         if cursor + plan.batch_size > len(x):
             order, cursor = torch.randperm(len(x), generator=generator), 0
