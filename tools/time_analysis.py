@@ -9,8 +9,8 @@ benefits table); per-layer transferability is not either, unless `--transferabil
 means (results/tables/transferability.csv), whose T is then given to every seed of that size.
 MLflow logging of the report stage goes to a store inside the temporary folder.
 
-  python tools/time_analysis.py                                    # the committed default study
-  python tools/time_analysis.py --keep /tmp/default-study          # keep the folder to look at its outputs
+  python -m tools.time_analysis                                    # the committed default study
+  python -m tools.time_analysis --keep /tmp/default-study          # keep the folder to look at its outputs
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.time_analysis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--cells", type=Path, default=ROOT / "results/cells.csv", help="a study's cells.csv")
     parser.add_argument(
