@@ -201,8 +201,25 @@ class Scratch(Regime):
     colour, marker, summary = "tab:grey", "o", "random init, every layer trained"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.01])
     budget_multiplier: float = Field(
-        ge=1, description="times the fine-tuning steps (He et al. 2019: scratch needs longer)", examples=[2]
+        ge=1, description="times the fine-tuning steps (He et al. 2019: scratch needs longer)", examples=[8]
     )
+    choosing_multiplier: float | None = Field(
+        None,
+        gt=0,
+        description="the shorter budget the learning rates are compared on (each with its own schedule); the "
+        "chosen one then trains at budget_multiplier. Unset: every rate trains at budget_multiplier",
+        examples=[2],
+    )
+
+    @model_validator(mode="after")
+    def _choosing_shorter(self) -> Scratch:
+        if self.choosing_multiplier is not None and self.choosing_multiplier > self.budget_multiplier:
+            raise _Invalid(
+                "regimes.scratch.choosing_multiplier",
+                f"{self.choosing_multiplier:g} is above budget_multiplier {self.budget_multiplier:g}",
+                "give a shorter budget to compare the rates on, or leave it unset",
+            )
+        return self
 
 
 class Linear(Regime):

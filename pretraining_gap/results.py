@@ -33,6 +33,7 @@ class Outcome(BaseModel):
     steps: int | None = None  # optimisation steps the kept run took
     best_step: int | None = None  # the step whose weights were kept
     budget_steps: int | None = None  # the kept run's step budget
+    choosing_steps: int | None = None  # the shorter budget the learning rates were compared on, if any
     batch_size: int | None = None
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
     lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)

@@ -31,7 +31,7 @@ def raw_params(tmp_path_factory) -> dict:
     p["regimes"] = yaml.safe_load((ROOT / "params.yaml").read_text())["regimes"]
     p["regimes"]["depth"].update(k=[2], transferred="frozen")
     p["regimes"]["chainthaw"].update(phase_budget=0.5)
-    p["regimes"]["scratch"].update(budget_multiplier=1)  # beating chance needs no longer schedule here
+    p["regimes"]["scratch"].update(budget_multiplier=1, choosing_multiplier=None)  # beats chance sooner
     p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=1.0, batch_size=15)
     return p
 
@@ -211,3 +211,12 @@ def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats
         {k: v for k, v in r.history.items() if k != "time_ms"} for r in (depth, finetune)
     ]  # not the clock
     assert curves[0] == curves[1] and depth.test_accuracy == finetune.test_accuracy
+
+
+def test_rates_compared_on_a_shorter_budget_then_the_chosen_one_trained_on_the_whole(raw_params, data, feats):
+    halving = copy.deepcopy(raw_params)
+    halving["regimes"]["scratch"].update(lr=[0.01, 0.03], budget_multiplier=2, choosing_multiplier=1)
+    result, _ = run("scratch", typed(halving), data, feats)
+    assert result.choosing_steps == 40 and result.budget_steps == 80  # the module's budget: 40 steps
+    assert set(result.val_accuracy_by_lr) >= {"0.01", "0.03"} and result.lr in (0.01, 0.03, 0.001, 0.09)
+    assert result.history["step"][-1] > 40  # the kept run is the long one

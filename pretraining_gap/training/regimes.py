@@ -75,7 +75,7 @@ class CellInputs:
 
 # A builder makes a fresh model for one learning rate: (model, optimiser param groups, modules kept in eval mode).
 Builder = Callable[[float], tuple[nn.Module, list[dict], tuple[nn.Module, ...]]]
-Trainer = Callable[[nn.Module, list[dict], tuple[nn.Module, ...]], loop.Fit]
+Trainer = Callable[[nn.Module, list[dict], tuple[nn.Module, ...], loop.Budget], loop.Fit]
 
 
 @dataclass
@@ -102,17 +102,21 @@ def _image_split(inputs: CellInputs) -> _Data:
     return _split(inputs, lambda idx: loop.to_input(inputs.data.images[idx], mean, std))
 
 
-def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -> tuple[Outcome, nn.Module]:
+def _best_lr(
+    inputs: CellInputs, split: _Data, build: Builder, train: Trainer, plan: loop.Budget, choosing: loop.Budget
+) -> tuple[Outcome, nn.Module]:
     """Train once per learning rate of the regime's grid (one step past an edge the best sits on, tuning.py), or
-    per pair of a depth-k cell's rates (transferred, new); keep the best on validation (accuracy, then loss). A
-    learning rate whose run diverges loses; the cell fails only when every one diverges."""
+    per pair of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best on validation
+    (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once more on the
+    whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of their own, the
+    winner is trained to convergence). A rate whose run diverges loses; the cell fails only when every one does."""
     seconds, diverged = 0.0, []
 
-    def run(lr: float) -> tuple[nn.Module, loop.Fit] | None:
+    def run(lr, budget: loop.Budget = choosing) -> tuple[nn.Module, loop.Fit] | None:
         nonlocal seconds
         model, groups, eval_modules = build(lr)
         try:
-            fit = train(model, groups, eval_modules)
+            fit = train(model, groups, eval_modules, budget)
         except loop.Diverged as error:
             diverged.append(error)
             return None
@@ -129,7 +133,10 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
         found = tuning.search(cfg.lr, run, score)
     if found.trial is None:
         raise diverged[0]
-    model, fit = found.trial
+    final = found.trial if choosing == plan else run(found.best, plan)
+    if final is None:
+        raise diverged[-1]
+    model, fit = final
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
     outcome = Outcome(
         test_accuracy=test_accuracy,
@@ -139,11 +146,15 @@ def _best_lr(inputs: CellInputs, split: _Data, build: Builder, train: Trainer) -
         images_per_second=fit.images_per_second,
         steps=fit.steps,
         best_step=fit.best_step,
+        budget_steps=plan.steps,
+        batch_size=plan.batch_size,
+        converged=fit.best_step < CONVERGED * plan.steps,
         lr=found.best[0] if isinstance(found.best, tuple) else found.best,
         lr_new=found.best[1] if isinstance(found.best, tuple) else None,
         val_accuracy_by_lr={
             _lr_name(lr): trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
+        choosing_steps=None if choosing == plan else choosing.steps,
         at_grid_edge=found.at_edge,
         history=fit.history,
     )
@@ -157,16 +168,20 @@ def _lr_name(lr: float | tuple[float, float]) -> str:
 def _gradient(
     inputs: CellInputs, split: _Data, build: Builder, multiplier: float = 1.0, augment: bool = True
 ) -> tuple[Outcome, nn.Module]:
-    """One `loop.fit` per learning rate, with the subset-size step budget times `multiplier`."""
+    """One `loop.fit` per learning rate, with the subset-size step budget times `multiplier` (the rates compared
+    on the regime's `choosing_multiplier` budget, when it has one and a grid to choose from)."""
     plan = loop.budget(len(split.train[0]), inputs.training, multiplier)
+    shorter = getattr(inputs.regime, "choosing_multiplier", None)
+    choice = len(inputs.regime.lr) > 1
+    choosing = loop.budget(len(split.train[0]), inputs.training, shorter) if shorter and choice else plan
 
-    def train(model, groups, eval_modules):
+    def train(model, groups, eval_modules, budget):
         return loop.fit(
             model,
             groups,
             split.train,
             split.val,
-            plan,
+            budget,
             inputs.training,
             inputs.cell.seed,
             inputs.device,
@@ -176,10 +191,7 @@ def _gradient(
             desc=inputs.cell.run_name,
         )
 
-    outcome, model = _best_lr(inputs, split, build, train)
-    converged = outcome.best_step < CONVERGED * plan.steps
-    update = {"budget_steps": plan.steps, "batch_size": plan.batch_size, "converged": converged}
-    return outcome.model_copy(update=update), model
+    return _best_lr(inputs, split, build, train, plan, choosing)
 
 
 def _pretrained(inputs: CellInputs) -> nn.Module:
@@ -290,7 +302,7 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         model = _pretrained(inputs)
         return model, [{"lr": lr}], loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
 
-    def train(model, groups, eval_modules):
+    def train(model, groups, eval_modules, budget):
         named = dict(model.named_parameters())
         *pretrained, (_, head) = layer_groups.groups(model)
         phases = [("new layers", head), *pretrained, ("all layers", list(named))]
@@ -322,9 +334,10 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         chain.images_per_second = chain.steps * plan.batch_size / chain.seconds
         return chain
 
-    outcome, model = _best_lr(inputs, split, build, train)
+    outcome, model = _best_lr(inputs, split, build, train, plan, plan)
     budget_steps = plan.steps * (len(layer_groups.groups(model)) + 1)
-    return outcome.model_copy(update={"budget_steps": budget_steps, "batch_size": plan.batch_size}), model
+    # each phase stops on its own; converged is a single run's notion
+    return outcome.model_copy(update={"budget_steps": budget_steps, "converged": None}), model
 
 
 def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -357,7 +370,11 @@ def work(cell: Cell, params: Params, n_train: int) -> int:
     if cfg.on_features or not cfg.gradient:
         return 0
     grid = len(cfg.lr) * len(getattr(cfg, "lr_new", [None]))
-    return loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps * grid
+    full = loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps
+    shorter = getattr(cfg, "choosing_multiplier", None)
+    if shorter and grid > 1:
+        return loop.budget(n_train, params.training, shorter).steps * grid + full
+    return full * grid
 
 
 # Each runner trains one cell: CellInputs -> (its outcome, the trained model).
