@@ -10,6 +10,7 @@ weights that fit) is checked by `prepare`, before any training.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import types
 import typing
@@ -361,6 +362,16 @@ class Execution(Block):
     retries: int = Field(
         2, ge=0, description="times a cell whose worker or node is lost runs again", examples=[2]
     )
+
+    @model_validator(mode="after")
+    def _ray_installed(self) -> Execution:
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise _Invalid(
+                "execution.backend",
+                "ray is not installed in this environment",
+                "pip install -e '.[cluster]' (Ray, README: More than one machine), or backend: local",
+            )
+        return self
 
 
 class Analysis(Block):

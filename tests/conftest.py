@@ -39,6 +39,13 @@ def tiny_params(weights: Path) -> dict:
         "tiny": {"model": "test_efficientnet", "weights": str(weights), "feature_resolution": 16}
     }
     params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
+    # one rate per regime and short multipliers: the tests that choose among several set their own grids
+    regimes = params["regimes"]
+    regimes["scratch"].update(lr=[0.03], budget_multiplier=2)
+    del regimes["scratch"]["choosing_multiplier"]
+    regimes["finetune"].update(lr=[0.001], budget_multiplier=1)
+    regimes["frozen"].update(lr=[0.001])
+    regimes["depth"].update(lr=[0.001], lr_new=[0.01], budget_multiplier=1)
     return params
 
 

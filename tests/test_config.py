@@ -1,4 +1,5 @@
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,13 @@ def test_a_block_given_as_a_value_is_rejected():
     with pytest.raises(ParamsError, match="expected a block") as error:
         config.validate(broken(lambda p: p["regimes"].update(scratch=None)))
     assert error.value.key == "regimes.scratch"
+
+
+def test_ray_as_backend_without_ray_installed_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what find_spec reports where ray is not installed
+    with pytest.raises(ParamsError, match=r"\.\[cluster\]") as error:
+        config.validate(broken(lambda p: p.update(execution={"backend": "ray"})))
+    assert error.value.key == "execution.backend"
 
 
 @pytest.mark.parametrize("lr", [0.001, [0.0003, 0.001, 0.003]])
