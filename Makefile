@@ -4,6 +4,7 @@
 #   make report     the report stage and what it needs; prints where the report is
 #   make plots      dvc plots show: every figure in one offline page, dvc_plots/index.html
 #   make ui         MLflow's UI on the study's store (PORT=5000), with the link to the study's runs
+#   make study-full the default grid with 5 seeds (the README's table), as a DVC experiment
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
 #   make test       the readability gates (ruff) and the test suite
 # The stages run the `python` first on PATH: every target puts $(BIN) first. BIN=<folder> runs the targets with
@@ -18,7 +19,7 @@ ifeq ($(BIN),$(VENV)/bin)
 ENV := $(VENV)/.installed
 endif
 
-.PHONY: study repro report plots ui study-all test lint clean
+.PHONY: study repro report plots ui study-full study-all test lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ plots: $(ENV)
 
 ui: $(ENV)
 	$(RUN) python -m tools.mlflow_ui --port $(PORT)
+
+study-full: $(ENV)
+	$(RUN) dvc exp run -S 'study.seeds=[1,2,3,4,5]'
 
 study-all: $(ENV)
 	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
