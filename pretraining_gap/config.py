@@ -200,7 +200,13 @@ class Regime(Block):
 class Scratch(Regime):
     pretrained: ClassVar[bool] = False
     colour, marker, summary = "tab:grey", "o", "random init, every layer trained"
-    lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.01])
+    lr: LearningRates = Field(description="AdamW peak learning rate(s), with batch norm", examples=[0.01])
+    group_norm_lr: LearningRates | None = Field(
+        None,
+        description="rate(s) tried with GroupNorm (8 groups) in place of every batch norm, beside the batch-norm "
+        "rates: the normalisation is chosen per cell on validation. Unset: batch norm only",
+        examples=[0.001],
+    )
     budget_multiplier: float = Field(
         ge=1, description="times the fine-tuning steps (He et al. 2019: scratch needs longer)", examples=[8]
     )

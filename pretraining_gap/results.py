@@ -38,6 +38,7 @@ class Outcome(BaseModel):
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
     lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)
     lr_new: float | None = None  # depth-k: of the re-initialised groups and the head
+    norm: str | None = None  # scratch: the normalisation chosen on validation, batch or group (GroupNorm)
     C: float | None = None  # chosen inverse regularisation strength (linear probe, pixel classifiers)
     classifier: str | None = (
         None  # the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm

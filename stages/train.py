@@ -28,10 +28,9 @@ def main(args) -> None:
 
     params = config.load()
     execution.start_workers()
-    if "depth" in params.study.regimes:
-        from pretraining_gap.training import regimes
+    from pretraining_gap.training import regimes
 
-        regimes.check_depth(params, args.backbone)
+    regimes.check_backbone(params, args.backbone)
     tracker = tracking.Tracker(params.study.name)
     inputs = planning.Inputs.load(params, args.backbone, args.prepared, args.subsets, args.features)
     plan = planning.plan(params, args.dataset, args.backbone, inputs, args.out)

@@ -39,6 +39,7 @@ def tiny_params(weights: Path) -> dict:
         "tiny": {"model": "test_efficientnet", "weights": str(weights), "feature_resolution": 16}
     }
     params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
+    params["analysis"].update(bootstrap=100)
     # one rate per regime and short multipliers: the tests that choose among several set their own grids
     regimes = params["regimes"]
     regimes["scratch"].update(lr=[0.03], budget_multiplier=2)

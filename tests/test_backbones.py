@@ -303,3 +303,19 @@ def test_a_checkpoint_with_another_head_loads_its_body(tmp_path):
     model = backbones.create(cfg, 5, pretrained=True, seed=0)
     assert model.get_classifier().out_features == 5
     assert torch.equal(model.conv_stem.weight, body.conv_stem.weight)
+
+
+def test_group_norm_replaces_every_batch_norm_and_keeps_the_activations():
+    cfg = Backbone(model="tf_efficientnet_lite0", weights="package")
+    plain = backbones.create(cfg, 10, pretrained=False, seed=1)
+    grouped = backbones.create(cfg, 10, pretrained=False, seed=1, norm="group")
+    kinds = [type(m).__name__ for m in grouped.modules()]
+    assert "BatchNormAct2d" not in kinds and kinds.count("GroupNormAct") == 49
+    assert [type(m).__name__ for m in plain.modules() if type(m).__name__.startswith("ReLU")] == [
+        k for k in kinds if k.startswith("ReLU")
+    ]
+    conv = {n: v for n, v in plain.state_dict().items() if "conv" in n}
+    assert all(torch.equal(v, grouped.state_dict()[n]) for n, v in conv.items())  # the same seeded init
+    assert grouped(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError):
+        backbones.group_norm(torch.nn.Sequential(torch.nn.BatchNorm2d(12)))

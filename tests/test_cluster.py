@@ -16,6 +16,7 @@ from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights,
 from tools.study_repo import write_params
 
 CELLS = Path("results/cells/digits/tiny")
+TRAIN = "train@digits-tiny"  # and what it needs: the analysis stages are tested elsewhere
 
 
 def accuracies(repo: Path) -> dict[str, float]:
@@ -50,9 +51,9 @@ def test_ray_gives_the_local_backends_results(prepared, tmp_path):
     import shutil
 
     shutil.copytree(prepared[0], local, symlinks=True)
-    run(["dvc", "repro"], local)
+    run(["dvc", "repro", TRAIN], local)
     on_ray = copy_with(prepared, tmp_path / "ray")
-    done = run(["dvc", "repro"], on_ray)
+    done = run(["dvc", "repro", TRAIN], on_ray)
     assert "Ray: a local instance" in done.stderr
     assert accuracies(on_ray) == accuracies(local) and len(accuracies(local)) == 8
 
@@ -66,7 +67,7 @@ def ray_workers_training() -> list[int]:
 def start(repo: Path, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
-            ["dvc", "repro"],
+            ["dvc", "repro", TRAIN],
             cwd=repo,
             env=study_env(repo),
             stdout=out,
@@ -87,7 +88,7 @@ def wait_for(condition, study: subprocess.Popen, log: Path, what: str, seconds: 
 def test_a_worker_killed_mid_cell_is_retried_and_the_study_completes(prepared, tmp_path):
     repo = copy_with(prepared, tmp_path / "repo", retries=2)
     params = json.loads(json.dumps(prepared[1]))
-    params["training"].update(min_steps=200, max_steps=200)  # seconds per cell: time to kill one mid-way
+    params["training"].update(min_steps=100, max_steps=100)  # seconds per cell: time to kill one mid-way
     write_params(repo / "params.yaml", {**params, "execution": {"backend": "ray", "retries": 2}})
     log = tmp_path / "repro.log"
     study = start(repo, log)
@@ -105,7 +106,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_the_study_completes(prepared, t
 def test_an_interrupted_study_on_ray_resumes_with_only_the_missing_cells(prepared, tmp_path):
     repo = copy_with(prepared, tmp_path / "repo")
     params = json.loads(json.dumps(prepared[1]))
-    params["training"].update(min_steps=200, max_steps=200)
+    params["training"].update(min_steps=100, max_steps=100)
     params["study"]["regimes"] = ["scratch"]
     write_params(repo / "params.yaml", {**params, "execution": {"backend": "ray"}})
     log = tmp_path / "repro.log"
@@ -124,7 +125,7 @@ def test_an_interrupted_study_on_ray_resumes_with_only_the_missing_cells(prepare
     while ray_workers_training() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ray_workers_training(), "Ctrl-C left Ray tasks running"
-    resumed = run(["dvc", "repro"], repo)
+    resumed = run(["dvc", "repro", TRAIN], repo)
     retrained = [cell for cell in trained(resumed.stderr) if cell[:3] == ("digits", "tiny", "scratch")]
     assert len(retrained) == 4 - len(kept)
     final = accuracies(repo)

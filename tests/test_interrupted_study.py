@@ -25,7 +25,8 @@ def prepared_repo(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("interrupted")
     params = tiny_params(tiny_weights(base / "tiny.safetensors"))
     params["study"].update(regimes=["scratch"])
-    params["training"].update(min_steps=300, max_steps=300)  # about 4 s a cell: slow enough to kill mid-study
+    # 300 steps (scratch's 2x in the tiny params), a few seconds a cell: slow enough to kill mid-study
+    params["training"].update(min_steps=150, max_steps=150)
     repo = make_study_repo(base / "repo", params)
     run(["dvc", "repro", "--glob", "features@*"], repo)
     return repo

@@ -201,7 +201,7 @@ def test_a_cells_identity_sees_weights_content_and_training_code_but_not_analysi
         1
     )  # other values at the same path: params.yaml does not change, so DVC is told to rerun
     save_file(timm.create_model("test_efficientnet").state_dict(), str(weights))
-    replaced = run(["dvc", "repro", "--force", "--glob", "train@*"], repo)
+    replaced = run(["dvc", "repro", "--force", "--single-item", "train@digits-tiny"], repo)
     assert trained_cells(replaced.stderr) == {"finetune"}
 
     plots = repo / "pretraining_gap/analysis/plots.py"
@@ -211,4 +211,4 @@ def test_a_cells_identity_sees_weights_content_and_training_code_but_not_analysi
 
     loop = repo / "pretraining_gap/training/loop.py"
     loop.write_text(loop.read_text() + "\n# a training edit\n")
-    assert trained_cells(run(["dvc", "repro"], repo).stderr) == {"scratch", "finetune"}
+    assert trained_cells(run(["dvc", "repro", "train@digits-tiny"], repo).stderr) == {"scratch", "finetune"}

@@ -162,8 +162,11 @@ def test_learning_rate_grid_is_chosen_on_validation_and_extended_past_its_edge(r
 def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
     too_deep = copy.deepcopy(raw_params)
     too_deep["regimes"]["depth"]["k"] = [2, 40]
+    too_deep["study"]["regimes"] = ["scratch", "depth"]
     with pytest.raises(ParamsError, match="regimes.depth.k.*between 1 and"):
-        regimes.check_depth(typed(too_deep), "tiny")
+        regimes.check_backbone(typed(too_deep), "tiny")
+    too_deep["regimes"]["depth"]["k"] = [2]
+    regimes.check_backbone(typed(too_deep), "tiny")  # and GroupNorm fits its channels
 
 
 def test_every_regime_of_the_schema_has_a_runner():
@@ -215,8 +218,15 @@ def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats
 
 def test_rates_compared_on_a_shorter_budget_then_the_chosen_one_trained_on_the_whole(raw_params, data, feats):
     halving = copy.deepcopy(raw_params)
-    halving["regimes"]["scratch"].update(lr=[0.01, 0.03], budget_multiplier=2, choosing_multiplier=1)
-    result, _ = run("scratch", typed(halving), data, feats)
+    halving["regimes"]["scratch"].update(
+        lr=[0.01, 0.03], group_norm_lr=[0.001], budget_multiplier=2, choosing_multiplier=1
+    )
+    result, model = run("scratch", typed(halving), data, feats)
     assert result.choosing_steps == 40 and result.budget_steps == 80  # the module's budget: 40 steps
-    assert set(result.val_accuracy_by_lr) >= {"0.01", "0.03"} and result.lr in (0.01, 0.03, 0.001, 0.09)
+    assert set(result.val_accuracy_by_lr) >= {"batch 0.01", "batch 0.03", "group 0.001"}
+    assert result.val_accuracy_by_lr[f"{result.norm} {result.lr:g}"] == max(
+        result.val_accuracy_by_lr.values()
+    )
+    norms = {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
+    assert norms == ({"BatchNormAct2d"} if result.norm == "batch" else {"GroupNormAct"})
     assert result.history["step"][-1] > 40  # the kept run is the long one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_validation_sweep_prints_a_validation_accuracy_per_learning_rate(tmp_pat
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = subprocess.run(
         [sys.executable, "-m", "tools.validation_sweep", "scratch", "--lr", "0.01", "0.1"]
-        + ["--sizes", "1", "3", "--backbone", "tiny"],
+        + ["--sizes", "1", "3", "--backbone", "tiny", "--set", "regimes.scratch.budget_multiplier=1,2"],
         cwd=tmp_path,
         env=study_env(ROOT),
         capture_output=True,
@@ -45,8 +46,10 @@ def test_validation_sweep_prints_a_validation_accuracy_per_learning_rate(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 2
-    for lr, line in zip(("0.01", "0.1"), lines):
+    assert len(lines) == 4
+    for (multiplier, lr), line in zip(itertools.product((1, 2), ("0.01", "0.1")), lines):
         assert re.fullmatch(
-            rf"scratch lr={lr}: validation accuracy 1/class [01]\.\d{{3}}, 3/class [01]\.\d{{3}}", line
+            rf"scratch lr={lr} regimes\.scratch\.budget_multiplier={multiplier}: validation accuracy "
+            r"1/class seed 1 [01]\.\d{3}, 3/class seed 1 [01]\.\d{3}",
+            line,
         )

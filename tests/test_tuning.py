@@ -58,3 +58,32 @@ def test_a_pair_grid_keeps_the_best_pair_and_says_when_it_is_on_an_edge():
         [(1e-3, b) for b in (1e-3, 1e-2, 1e-1)], lambda p: p, lambda p: (-abs(p[1] - 1e-2),)
     )
     assert single.best == (1e-3, 1e-2) and not single.at_edge
+
+
+def test_families_are_searched_on_their_own_grids_and_the_best_of_all_kept():
+    """Batch norm's rates and group norm's lie a decade apart: each family gets its own grid and edge rule."""
+    calls = []
+    best = {"batch": 3e-2, "group": 3e-4}  # group norm's best is below its grid: extended down, and it wins
+
+    def run(setting):
+        calls.append(setting)
+        return setting
+
+    def score(setting):
+        family, value = setting
+        return (peaked(best[family])(value)[0] + (0.5 if family == "group" else 0),)
+
+    found = tuning.search_families({"batch": [1e-2, 3e-2, 1e-1], "group": [1e-3, 3e-3]}, run, score)
+    assert [c for c in calls if c[0] == "batch"] == [("batch", 1e-2), ("batch", 3e-2), ("batch", 1e-1)]
+    assert [c for c in calls if c[0] == "group"] == [
+        ("group", 1e-3),
+        ("group", 3e-3),
+        ("group", pytest.approx(1e-3 / 3)),
+    ]
+    assert found.best == ("group", pytest.approx(1e-3 / 3)) and found.at_edge
+    assert set(found.tried) == set(calls)
+
+
+def test_a_family_without_values_is_not_tried():
+    found = tuning.search_families({"batch": [1e-2], "group": None}, lambda s: s, lambda s: (0,))
+    assert found.best == ("batch", 1e-2) and list(found.tried) == [("batch", 1e-2)] and not found.at_edge

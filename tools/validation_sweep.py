@@ -1,12 +1,16 @@
-"""Validation accuracy of each learning rate in a grid, for one regime, at a few sizes (seed 1).
+"""Validation accuracy of each learning rate in a grid, for one regime, at a few sizes and seeds.
 
-The study's learning rates in params.yaml were chosen with this script; it reads only the validation split.
-Run from the study's root folder (it reads its params.yaml).
-Example: python -m tools.validation_sweep finetune --lr 3e-4 1e-3 3e-3 --sizes 1 10
+The study's learning rates and budgets in params.yaml were chosen with sweeps like this one (README, Choices); it
+reads only the validation split. Run from the study's root folder (it reads its params.yaml); `--set` varies any
+other params key as well, each of its comma-separated values crossed with the learning rates.
+Examples:
+  python -m tools.validation_sweep finetune --lr 3e-4 1e-3 3e-3 --sizes 1 10
+  python -m tools.validation_sweep scratch --lr 0.03 --sizes 10 --set regimes.scratch.budget_multiplier=2,4,8
 """
 
 import argparse
 import copy
+import itertools
 from pathlib import Path
 
 import yaml
@@ -16,6 +20,16 @@ from pretraining_gap.data import datasets, subsets
 from pretraining_gap.data.prepared import POOL
 from pretraining_gap.grid import Cell
 
+REGIMES = ["scratch", "finetune", "chainthaw"]  # trained on images, one cell per size (depth's need a k)
+
+
+def setting(text: str) -> tuple[list[str], list]:
+    """'regimes.scratch.budget_multiplier=2,4,8' -> (['regimes', 'scratch', 'budget_multiplier'], [2, 4, 8])."""
+    key, _, values = text.partition("=")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text}: expected KEY=VALUE[,VALUE...]")
+    return key.split("."), [yaml.safe_load(v) for v in values.split(",")]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -23,9 +37,11 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("regime", choices=["scratch", "finetune"])
+    parser.add_argument("regime", choices=REGIMES)
     parser.add_argument("--lr", type=float, nargs="+", required=True, help="peak learning rates to try")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10], help="examples per class")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="subset seeds")
+    parser.add_argument("--set", type=setting, nargs="*", default=[], metavar="KEY=V1,V2", help="params keys")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     args = parser.parse_args()
@@ -34,19 +50,30 @@ def main() -> None:
     raw = yaml.safe_load(Path("params.yaml").read_text())
     params = config.validate(raw)
     data = datasets.prepare(args.dataset, params.datasets[args.dataset], args.sizes)
-    orderings = subsets.class_orderings(data.labels, data.part(POOL), seed=1)
+    orderings = {
+        seed: subsets.class_orderings(data.labels, data.part(POOL), seed=seed) for seed in args.seeds
+    }
     on = device.choose()
-    for lr in args.lr:
-        trial = copy.deepcopy(raw)
-        trial["regimes"][args.regime]["lr"] = lr
-        trial = config.validate(trial)
-        scores = []
-        for n in args.sizes:
-            cell = Cell(args.dataset, args.backbone, args.regime, n, 1)
-            inputs = regimes.CellInputs.of(trial, cell, data, subsets.subset(orderings, n), None, on)
-            outcome, _ = regimes.RUNNERS[args.regime](inputs)
-            scores.append(f"{n}/class {outcome.best_val_accuracy:.3f}")
-        print(f"{args.regime} lr={lr:g}: validation accuracy " + ", ".join(scores), flush=True)
+    keys = [key for key, _ in args.set]
+    for values in itertools.product(*(values for _, values in args.set)):
+        for lr in args.lr:
+            trial = copy.deepcopy(raw)
+            for key, value in zip(keys, values):
+                block = trial
+                for part in key[:-1]:
+                    block = block[part]
+                block[key[-1]] = value
+            trial["regimes"][args.regime]["lr"] = lr
+            trial = config.validate(trial)
+            scores = []
+            for n, seed in itertools.product(args.sizes, args.seeds):
+                cell = Cell(args.dataset, args.backbone, args.regime, n, seed)
+                subset = subsets.subset(orderings[seed], n)
+                inputs = regimes.CellInputs.of(trial, cell, data, subset, None, on)
+                outcome, _ = regimes.RUNNERS[args.regime](inputs)
+                scores.append(f"{n}/class seed {seed} {outcome.best_val_accuracy:.3f}")
+            label = "".join(f" {'.'.join(k)}={v}" for k, v in zip(keys, values))
+            print(f"{args.regime} lr={lr:g}{label}: validation accuracy " + ", ".join(scores), flush=True)
 
 
 if __name__ == "__main__":

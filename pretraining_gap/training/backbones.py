@@ -12,10 +12,13 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.layers import BatchNormAct2d, GroupNormAct
 from torch import nn
 
 from ..config import Backbone
 from ..grid import ParamsError
+
+GROUPS = 8  # GroupNorm's groups: they divide the channels of the EfficientNet and ResNet families
 
 log = logging.getLogger(__name__)
 
@@ -257,18 +260,37 @@ def _hub_model(cfg: Backbone, num_classes: int, key: str) -> nn.Module:
         ) from None
 
 
-def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int) -> nn.Module:
-    """A timm model with a new `num_classes` head; random parts are initialised from `seed`."""
+def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int, norm: str = "batch") -> nn.Module:
+    """A timm model with a new `num_classes` head; random parts are initialised from `seed`. `norm="group"` (a
+    random init only) puts GroupNorm with 8 groups where the architecture has batch norm (its `norm_layer`)."""
     torch.manual_seed(seed)  # the seeded init of the head and, for scratch, of everything
     name, weights = cfg.model, cfg.weights
     if not pretrained:
-        return timm.create_model(name, num_classes=num_classes)
+        model = timm.create_model(name, num_classes=num_classes)
+        return group_norm(model) if norm == "group" else model
     if weights == "hub":
         return _hub_model(cfg, num_classes, f"backbones.<block of {name}>.weights")
     model = timm.create_model(name, num_classes=1000)
     model.load_state_dict(_pretrained_state(cfg, model, f"backbones.<block of {name}>.weights"))
     if num_classes != model.num_classes:
         model.reset_classifier(num_classes)
+    return model
+
+
+def group_norm(model: nn.Module) -> nn.Module:
+    """`model` with GroupNorm (Wu & He 2018; `GROUPS` groups, the same activation) in place of every batch norm:
+    scratch's alternative to batch statistics that batches of 10-32 images estimate badly. Raises ValueError when
+    a layer's channels are not a multiple of `GROUPS`."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BatchNormAct2d):
+            new = GroupNormAct(module.num_features, GROUPS, eps=module.eps, affine=module.affine)
+            new.act, new.drop = module.act, module.drop
+        elif isinstance(module, nn.BatchNorm2d):
+            new = nn.GroupNorm(GROUPS, module.num_features, eps=module.eps, affine=module.affine)
+        else:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, new)
     return model
 
 

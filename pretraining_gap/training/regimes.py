@@ -129,6 +129,8 @@ def _best_lr(
     cfg = inputs.regime
     if isinstance(cfg, Depth):
         found = tuning.search_pairs([(a, b) for a in cfg.lr for b in cfg.lr_new], run, score)
+    elif isinstance(cfg, Scratch):
+        found = tuning.search_families({"batch": cfg.lr, "group": cfg.group_norm_lr}, run, score)
     else:
         found = tuning.search(cfg.lr, run, score)
     if found.trial is None:
@@ -149,8 +151,7 @@ def _best_lr(
         budget_steps=plan.steps,
         batch_size=plan.batch_size,
         converged=fit.best_step < CONVERGED * plan.steps,
-        lr=found.best[0] if isinstance(found.best, tuple) else found.best,
-        lr_new=found.best[1] if isinstance(found.best, tuple) else None,
+        **_chosen(cfg, found.best),
         val_accuracy_by_lr={
             _lr_name(lr): trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
@@ -161,8 +162,25 @@ def _best_lr(
     return outcome, model
 
 
-def _lr_name(lr: float | tuple[float, float]) -> str:
-    return " ".join(f"{v:g}" for v in lr) if isinstance(lr, tuple) else f"{lr:g}"
+def _candidates(cfg: Regime) -> int:
+    """How many settings a gradient regime's cell compares (before any extension past a grid's edge)."""
+    rates = len(cfg.lr) + len(getattr(cfg, "group_norm_lr", None) or [])
+    return rates * len(getattr(cfg, "lr_new", [None]))
+
+
+def _chosen(cfg: Regime, best: float | tuple) -> dict:
+    """The outcome's fields for what `_best_lr` chose: a depth-k pair of rates, scratch's (normalisation, rate)."""
+    if isinstance(cfg, Depth):
+        return {"lr": best[0], "lr_new": best[1]}
+    if isinstance(cfg, Scratch):
+        return {"norm": best[0], "lr": best[1]}
+    return {"lr": best}
+
+
+def _lr_name(lr: float | tuple) -> str:
+    """'0.001', '0.001 0.01' (a depth-k pair), 'group 0.001' (scratch with GroupNorm)."""
+    values = lr if isinstance(lr, tuple) else (lr,)
+    return " ".join(v if isinstance(v, str) else f"{v:g}" for v in values)
 
 
 def _gradient(
@@ -172,7 +190,7 @@ def _gradient(
     on the regime's `choosing_multiplier` budget, when it has one and a grid to choose from)."""
     plan = loop.budget(len(split.train[0]), inputs.training, multiplier)
     shorter = getattr(inputs.regime, "choosing_multiplier", None)
-    choice = len(inputs.regime.lr) > 1
+    choice = _candidates(inputs.regime) > 1
     choosing = loop.budget(len(split.train[0]), inputs.training, shorter) if shorter and choice else plan
 
     def train(model, groups, eval_modules, budget):
@@ -205,8 +223,9 @@ def _random(inputs: CellInputs) -> nn.Module:
 def scratch(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     cfg: Scratch = inputs.regime
 
-    def build(lr):
-        model = _random(inputs)
+    def build(setting: tuple[str, float]):
+        norm, lr = setting
+        model = backbones.create(inputs.backbone, inputs.num_classes, False, inputs.cell.seed, norm)
         return model, [{"params": list(model.parameters()), "lr": lr}], ()
 
     return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
@@ -272,16 +291,28 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
 
 
-def check_depth(params: Params, backbone: str) -> None:
-    """Fail before training when a depth k exceeds the backbone's pretrained layer groups."""
-    available = len(layer_groups.groups(timm.create_model(params.backbones[backbone].model))) - 1
-    asked = max(params.regimes.depth.k)
-    if asked > available:
-        raise ParamsError(
-            "regimes.depth.k",
-            f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
-            f"keep k between 1 and {available} ({available} is the same as finetune)",
-        )
+def check_backbone(params: Params, backbone: str) -> None:
+    """Fail before training when the regimes ask the backbone for what it does not have: a depth k beyond its
+    pretrained layer groups, GroupNorm in an architecture whose channels its groups do not divide."""
+    model = timm.create_model(params.backbones[backbone].model)
+    if "depth" in params.study.regimes:
+        available = len(layer_groups.groups(model)) - 1
+        asked = max(params.regimes.depth.k)
+        if asked > available:
+            raise ParamsError(
+                "regimes.depth.k",
+                f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
+                f"keep k between 1 and {available} ({available} is the same as finetune)",
+            )
+    if "scratch" in params.study.regimes and params.regimes.scratch.group_norm_lr:
+        try:
+            backbones.group_norm(model)
+        except ValueError as error:
+            raise ParamsError(
+                "regimes.scratch.group_norm_lr",
+                f"{backbone} cannot take GroupNorm with {backbones.GROUPS} groups ({error})",
+                "remove group_norm_lr: scratch then keeps the architecture's batch norm",
+            ) from None
 
 
 def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -369,7 +400,7 @@ def work(cell: Cell, params: Params, n_train: int) -> int:
     cfg = params.regime(cell.regime)
     if cfg.on_features or not cfg.gradient:
         return 0
-    grid = len(cfg.lr) * len(getattr(cfg, "lr_new", [None]))
+    grid = _candidates(cfg)
     full = loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps
     shorter = getattr(cfg, "choosing_multiplier", None)
     if shorter and grid > 1:

@@ -20,8 +20,8 @@ class Search(Generic[Trial]):
     """The values tried (in order), each one's trial, the best value and whether it lies at the edge of what was
     tried."""
 
-    tried: dict  # value (or pair of values) -> its trial
-    best: float | tuple[float, float]
+    tried: dict  # value (or pair of values, or (family, value)) -> its trial
+    best: float | tuple
     at_edge: bool
 
     @property
@@ -67,3 +67,21 @@ def search(
     chosen = best()
     ordered = sorted(tried)
     return Search(tried, chosen, len(ordered) >= 2 and chosen in (ordered[0], ordered[-1]))
+
+
+def search_families(
+    grids: dict[str, list[float]], run: Callable[[tuple[str, float]], Trial], score: Callable[[Trial], tuple]
+) -> Search[Trial]:
+    """`search` over each family's own grid (e.g. the learning rates of batch norm and of group norm, whose best
+    rates lie a decade apart), each run given (family, value); the best of all, at an edge when it is at an edge of
+    its own family's values."""
+    searches = {
+        family: search(grid, lambda value, family=family: run((family, value)), score)
+        for family, grid in grids.items()
+        if grid
+    }
+    tried = {
+        (family, value): trial for family, found in searches.items() for value, trial in found.tried.items()
+    }
+    best = max(tried, key=lambda key: score(tried[key]))  # the first of ties: families in the order given
+    return Search(tried, best, searches[best[0]].at_edge)
