@@ -359,3 +359,12 @@ def test_unconverged_cells_are_listed_per_arm():
     text = report.unconverged(cells)
     assert "scratch: 2 of 3 cells" in text
     assert report.unconverged(cells.drop(columns="converged")) == ""
+
+
+def test_labels_of_the_size_all_are_the_whole_pool(study):
+    params, tmp_path = study
+    raw = params.model_dump(mode="json", exclude_none=True)
+    raw["study"]["sizes"] = ["all", 1]
+    table = aggregate.labels(config.Params.model_validate(raw), tmp_path / "prepared").set_index("size")
+    assert table.loc["all", "training_labels"] == 600 and table.loc["all", "examples_per_class"] == 60
+    assert table.loc["1", "training_labels"] == 10 and list(table.index) == ["1", "all"]

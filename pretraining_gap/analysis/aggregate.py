@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import results
 from ..config import REGIMES, Analysis, Params
-from ..data.prepared import TEST, VAL
+from ..data.prepared import POOL, TEST, VAL
 from ..grid import ALL
 from . import benefits, curves, effective_data, equivalence, learning_curves, plots, scales
 from .seeds import SCRATCH
@@ -108,33 +108,37 @@ def incomplete(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def labels(params: Params, prepared: Path) -> pd.DataFrame:
-    """Per dataset and size the labelled images a cell used: training (examples per class × classes), validation
-    (chooses learning rates and C, stops training) and test. Counted from the prepared split
-    (data/prepared/<dataset>.npz); without that file the class count is unknown (NaN)."""
+    """Per dataset and size the labelled images a cell used: training (examples per class × classes; the whole
+    pool for `all`, whose examples per class is then the pool's mean), validation (chooses learning rates and C,
+    stops training) and test. Counted from the prepared split (data/prepared/<dataset>.npz); without that file
+    the counts are unknown (NaN)."""
     rows = []
     for dataset in params.study.datasets:
         file = Path(prepared) / f"{dataset}.npz"
-        classes = validation = test = np.nan
+        classes = pool = validation = test = np.nan
         if file.exists():
             with np.load(file) as data:
                 split = data["split"]
-                classes, validation, test = (
+                classes, pool, validation, test = (
                     len(data["class_names"]),
+                    int((split == POOL).sum()),
                     int((split == VAL).sum()),
                     int((split == TEST).sum()),
                 )
-        rows += [
-            {
-                "dataset": dataset,
-                "examples_per_class": n,
-                "classes": classes,
-                "training_labels": n * classes,
-                "validation_labels": validation,
-                "test_labels": test,
-            }
-            for n in sorted(params.study.sizes)
-        ]
-    return pd.DataFrame(rows)
+        for n in params.study.sizes:
+            training = pool if n == ALL else n * classes
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "size": str(n),
+                    "examples_per_class": training / classes,
+                    "classes": classes,
+                    "training_labels": training,
+                    "validation_labels": validation,
+                    "test_labels": test,
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["dataset", "examples_per_class"], kind="stable", ignore_index=True)
 
 
 def _family(model: str) -> str:
