@@ -43,7 +43,7 @@ def tiny_params(weights: Path) -> dict:
     # one rate per regime and short multipliers: the tests that choose among several set their own grids
     regimes = params["regimes"]
     regimes["scratch"].update(lr=[0.03], budget_multiplier=2)
-    del regimes["scratch"]["choosing_multiplier"]
+    del regimes["scratch"]["choosing_multiplier"], regimes["scratch"]["group_norm_lr"]  # batch norm only
     regimes["finetune"].update(lr=[0.001], budget_multiplier=1)
     regimes["frozen"].update(lr=[0.001])
     regimes["depth"].update(lr=[0.001], lr_new=[0.01], budget_multiplier=1)
