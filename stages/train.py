@@ -25,11 +25,10 @@ def arguments():
 
 def main(args) -> None:
     from pretraining_gap import config, execution, planning, tracking
+    from pretraining_gap.training import regimes
 
     params = config.load()
     execution.start_workers()
-    from pretraining_gap.training import regimes
-
     regimes.check_backbone(params, args.backbone)
     tracker = tracking.Tracker(params.study.name)
     inputs = planning.Inputs.load(params, args.backbone, args.prepared, args.subsets, args.features)
