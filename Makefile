@@ -6,7 +6,8 @@
 #   make ui         MLflow's UI on the study's store (PORT=5000), with the link to the study's runs
 #   make study-full the default grid with 5 seeds (the README's table), as a DVC experiment
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
-#   make test       the readability gates (ruff) and the test suite
+#   make test       the readability gates (ruff) and the test suite, but for the tests marked slow
+#   make test-slow  the tests marked slow (minutes each)
 # The stages run the `python` first on PATH: every target puts $(BIN) first. BIN=<folder> runs the targets with
 # the tools of an environment made elsewhere (a conda env, another venv), as it is: nothing is installed then.
 PYTHON ?= python3
@@ -19,14 +20,15 @@ ifeq ($(BIN),$(VENV)/bin)
 ENV := $(VENV)/.installed
 endif
 
-.PHONY: study repro report plots ui study-full study-all test lint clean
+.PHONY: study repro report plots ui study-full study-all test test-slow lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
 
+# --no-compile: Python compiles a module when it is first imported; compiling all of torch and Ray up front
+# took half the install's time
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet --no-compile -e '.[test]'
 	touch $@
 
 study repro: $(ENV)
@@ -49,7 +51,10 @@ study-all: $(ENV)
 	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
 
 test: lint $(ENV)
-	$(RUN) pytest
+	$(RUN) pytest -m "not slow"
+
+test-slow: $(ENV)
+	$(RUN) pytest -m slow
 
 lint: $(ENV)
 	$(RUN) ruff check .
