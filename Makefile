@@ -25,10 +25,8 @@ endif
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# --no-compile: Python compiles a module when it is first imported; compiling all of torch and Ray up front
-# took half the install's time
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet --no-compile -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
 study repro: $(ENV)

@@ -51,11 +51,13 @@ def test_ray_gives_the_local_backends_results(prepared, tmp_path):
     import shutil
 
     shutil.copytree(prepared[0], local, symlinks=True)
+    params = {**prepared[1], "study": {**prepared[1]["study"], "sizes": [1]}}  # 4 cells: 2 regimes, 2 seeds
+    write_params(local / "params.yaml", params)
     run(["dvc", "repro", TRAIN], local)
-    on_ray = copy_with(prepared, tmp_path / "ray")
+    on_ray = copy_with((prepared[0], params), tmp_path / "ray")
     done = run(["dvc", "repro", TRAIN], on_ray)
     assert "Ray: a local instance" in done.stderr
-    assert accuracies(on_ray) == accuracies(local) and len(accuracies(local)) == 8
+    assert accuracies(on_ray) == accuracies(local) and len(accuracies(local)) == 4
 
 
 def ray_workers_training() -> list[int]:
