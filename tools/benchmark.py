@@ -69,6 +69,13 @@ def forward_flops_per_image(params: Params) -> float:
     return counter.get_total_flops() / 8
 
 
+def grid_arguments(parser: argparse.ArgumentParser, regimes: list[str] | None = None) -> None:
+    """--sizes, --seeds and --regimes (narrowed to `regimes` when given), each defaulting to params.yaml's."""
+    parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
+    parser.add_argument("--regimes", nargs="+", choices=regimes, help="regimes (default: params.yaml's)")
+
+
 def grid_params(args) -> Params:
     """params.yaml with the grid narrowed by the command line, checked as the study checks it."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -226,14 +233,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
-    parser.add_argument(
-        "--regimes",
-        nargs="+",
-        choices=["scratch", "linear", "frozen", "finetune"],
-        help="regimes (default: params.yaml's)",
-    )
+    grid_arguments(parser, regimes=["scratch", "linear", "frozen", "finetune"])
     parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
     args = parser.parse_args()
     params = grid_params(args)

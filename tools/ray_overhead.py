@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.benchmark import grid_params
+from tools.benchmark import grid_arguments, grid_params
 from tools.study_repo import make_study_repo, study_env
 
 
@@ -54,9 +54,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", type=int, nargs="+", help="examples per class (default: params.yaml's)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml's)")
-    parser.add_argument("--regimes", nargs="+", help="regimes (default: params.yaml's)")
+    grid_arguments(parser)
     parser.add_argument("--keep", type=Path, help="keep the working copy and logs here")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="ray-overhead-"))
