@@ -174,6 +174,11 @@ class Training(Block):
     augment_shift: float = Field(
         ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1]
     )
+    fused_members: Positive = Field(
+        description="at most this many trainings of a cell's grid run as one fused model (horizontal fusion); "
+        "1 runs them one after another",
+        examples=[4],
+    )
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> Training:

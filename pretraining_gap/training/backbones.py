@@ -262,7 +262,7 @@ def _hub_model(cfg: Backbone, num_classes: int, key: str) -> nn.Module:
 
 def create(cfg: Backbone, num_classes: int, pretrained: bool, seed: int, norm: str = "batch") -> nn.Module:
     """A timm model with a new `num_classes` head; random parts are initialised from `seed`. `norm="group"` (a
-    random init only) puts GroupNorm with 8 groups where the architecture has batch norm (its `norm_layer`)."""
+    random init only) replaces the built model's batch norms by GroupNorm (`group_norm`)."""
     torch.manual_seed(seed)  # the seeded init of the head and, for scratch, of everything
     name, weights = cfg.model, cfg.weights
     if not pretrained:

@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import progress
 from ..config import Training
-from . import convolutions
+from . import convolutions, fusion
 from .early_stopping import EarlyStopping
 
 Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
@@ -55,7 +55,7 @@ def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torc
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * max_shift  # grid spans [-1, 1]
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
@@ -71,13 +71,39 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
 ) -> tuple[float, float]:
     """Accuracy (fraction) and mean cross-entropy (nats), in eval mode (the caller puts it back in train mode)."""
-    model.eval()
+    return _evaluate_members(_Alone(model), x, y, device, batch_size)[0]
+
+
+@torch.no_grad()
+def _evaluate_members(
+    models: fusion.Fused | _Alone,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+) -> list[tuple[float, float]]:
+    """Each member's (accuracy, mean cross-entropy) on (x, y), in eval mode."""
+    models.eval()
     mixed, dtype = precision(device)
     with torch.autocast(device.type, dtype=dtype, enabled=mixed):
         logits = torch.cat(
-            [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+            [models(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)], 1
         )
-    return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits.double(), y).item()
+    return [
+        ((member.argmax(1) == y).double().mean().item(), F.cross_entropy(member.double(), y).item())
+        for member in logits
+    ]
+
+
+class _Alone(nn.Module):
+    """One model that is not fused, with a fused model's interface: logits (1, B, classes)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.members = nn.ModuleList([model])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.members[0](x).unsqueeze(0)
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
@@ -134,13 +160,25 @@ class Fit:
     best_step: int = 0
     best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
     steps: int = 0
-    seconds: float = 0.0
-    images_per_second: float = 0.0
+    seconds: float = 0.0  # wall time of the run, shared by the members fused with this one
+    images_per_second: float = 0.0  # images trained per second, summed over the fused members
+
+
+@dataclass
+class Member:
+    """One training of a fused run: a fresh model, its optimiser param groups (with their learning rates) and the
+    modules it keeps in eval mode (frozen batch norm)."""
+
+    model: nn.Module
+    param_groups: list[dict]
+    eval_modules: tuple[nn.Module, ...] = ()
+
+    def set_train_mode(self) -> None:
+        set_train_mode(self.model, self.eval_modules)
 
 
 def fit(
-    model: nn.Module,
-    param_groups: list[dict],
+    members: list[Member],
     train: Tensors,
     val: Tensors,
     plan: Budget,
@@ -148,47 +186,114 @@ def fit(
     seed: int,
     device: torch.device,
     augment: bool = True,
-    eval_modules: tuple[nn.Module, ...] = (),
     monitor: str = "accuracy",
     evaluate_start: bool = False,
+    fuse: bool = True,
     desc: str = "",
-) -> Fit:
-    """AdamW with warm-up and cosine decay; ends on the weights of the best validation evaluation.
+) -> list[Fit | Diverged]:
+    """AdamW with warm-up and cosine decay; each member ends on the weights of its best validation evaluation.
 
+    The members (one architecture, one data order: the settings of one cell's grid) train as one model by
+    horizontal fusion (fusion.py), `cfg.fused_members` at a time; each keeps its own learning rates, AdamW state,
+    early stopping and best weights, and trains as it would alone (exactly in float64; float32 sums in another
+    order). `fuse=False` trains them one after another (models fusion has no form for, e.g. with dropout).
     `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
-    Stops early once the best evaluation is `plan.patience` steps old. With `evaluate_start` the weights before
-    training are evaluated too (step 0), so training that only makes things worse is undone.
-    Raises Diverged when the training loss stops being finite.
+    A member stops once its best evaluation is `plan.patience` steps old. With `evaluate_start` the weights
+    before training are evaluated too (step 0), so training that only makes things worse is undone.
+    Returns each member's Fit, or the Diverged error of a member whose training loss stopped being finite.
     """
-    to_device(model, device)
+    size = cfg.fused_members if fuse else 1
+    return [
+        result
+        for start in range(0, len(members), size)
+        for result in _fit_together(
+            members[start : start + size],
+            train,
+            val,
+            plan,
+            cfg,
+            seed,
+            device,
+            augment,
+            monitor,
+            evaluate_start,
+            fuse,
+            desc,
+        )
+    ]
+
+
+def _fit_together(
+    members: list[Member],
+    train: Tensors,
+    val: Tensors,
+    plan: Budget,
+    cfg: Training,
+    seed: int,
+    device: torch.device,
+    augment: bool,
+    monitor: str,
+    evaluate_start: bool,
+    fuse: bool,
+    desc: str,
+) -> list[Fit | Diverged]:
+    for member in members:
+        to_device(member.model, device)
     x, y = train
+    # one generator: every member draws the batches and shifts it would draw alone from the cell's seed
     generator = torch.Generator().manual_seed(seed)
     # fused: one kernel for all parameters, not several per tensor (1.1-1.3x the images/s at 32 px)
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(
+        [group for member in members for group in member.param_groups],
+        weight_decay=cfg.weight_decay,
+        fused=True,
+    )
     lr_schedule = schedule(optimizer, plan.steps)
     mixed, dtype = precision(device)
+    # float16 only (CUDA without bfloat16): one scaler skips a step for every member when one overflows
     scaler = torch.amp.GradScaler(device.type, enabled=mixed and dtype == torch.float16)
-    stopping, result, losses = EarlyStopping(plan.patience, monitor), Fit(), []
+    results: list[Fit | Diverged] = [Fit() for _ in members]
+    stopping = [EarlyStopping(plan.patience, monitor) for _ in members]
+    losses: list[list[float]] = [[] for _ in members]
+    active, ended = list(range(len(members))), {}
 
-    def record(step: int) -> bool:
-        """Evaluate on validation; True when it is time to stop."""
-        nonlocal losses
-        accuracy, val_loss = evaluate(model, *val, device)
-        set_train_mode(model, eval_modules)
-        train_loss = float(np.mean(losses)) if losses else None  # none before the first step
-        for key, value in zip(
-            result.history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))
-        ):
-            result.history[key].append(value)
-        losses = []
-        return stopping.update(step, accuracy, val_loss, model)
+    def train_mode(models: fusion.Fused | _Alone) -> fusion.Fused | _Alone:
+        models.train()
+        for i in active:
+            members[i].set_train_mode()
+        return models
 
+    def stack() -> fusion.Fused | _Alone:
+        """The active members as one model, in train mode (their frozen modules in eval mode)."""
+        return train_mode(
+            fusion.Fused([members[i].model for i in active]) if fuse else _Alone(members[active[0]].model)
+        )
+
+    def record(models: fusion.Fused | _Alone, step: int, skip: list[int]) -> list[int]:
+        """Evaluate the stacked members on validation (not those in `skip`); the members whose time it is to
+        stop."""
+        scores = _evaluate_members(models, *val, device)
+        stopped = []
+        for i, (accuracy, val_loss) in zip(active, scores):
+            if i in skip:
+                continue
+            train_loss = float(np.mean(losses[i])) if losses[i] else None  # none before the first step
+            for key, value in zip(
+                results[i].history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))
+            ):
+                results[i].history[key].append(value)
+            losses[i] = []
+            if stopping[i].update(step, accuracy, val_loss, members[i].model):
+                stopped.append(i)
+        return stopped
+
+    models = stack()
     if evaluate_start:
-        record(0)
-    set_train_mode(model, eval_modules)
+        record(models, 0, [])
+        train_mode(models)
     order, cursor = torch.randperm(len(x), generator=generator), 0
     start = time.perf_counter()
-    bar = progress.steps(plan.steps, desc)  # a step bar on a terminal only
+    bar = progress.steps(plan.steps, desc + (f" · {len(members)} fused" if len(members) > 1 else ""))
     for step in bar:
         if cursor + plan.batch_size > len(x):
             order, cursor = torch.randperm(len(x), generator=generator), 0
@@ -198,24 +303,43 @@ def fit(
         if augment:
             xb = shift(xb, cfg.augment_shift, generator)
         with torch.autocast(device.type, dtype=dtype, enabled=mixed):
-            loss = F.cross_entropy(model(xb), y[idx].to(device))
-        if not torch.isfinite(loss):
-            raise Diverged(step, loss.item())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+            member_losses = fusion.member_losses(models(xb), y[idx].to(device).expand(len(active), -1))
+        values = member_losses.tolist()
+        finite = torch.tensor([math.isfinite(v) for v in values])
+        optimizer.zero_grad(set_to_none=True)  # a member that left gets no gradient: AdamW leaves it alone
+        if finite.any():
+            scaler.scale(member_losses[finite].sum()).backward()
+            scaler.step(optimizer)
+            scaler.update()
         lr_schedule.step()
-        losses.append(loss.item())
-        if step % plan.eval_every and step != plan.steps:
-            continue
-        stop = record(step)
-        bar.set_postfix(val_accuracy=f"{result.history['val_accuracy'][-1]:.3f}")
-        if stop:
+        left = [i for i, value in zip(active, values) if not math.isfinite(value)]
+        for i, value in zip(active, values):
+            if i in left:
+                results[i] = Diverged(step, value)
+            else:
+                losses[i].append(value)
+        evaluated = not step % plan.eval_every or step == plan.steps
+        if evaluated:
+            left += record(models, step, skip=left)
+            bar.set_postfix(val_accuracy=f"{max(stopping[i].best[0] for i in active):.3f}")
+        for i in left:
+            ended[i] = step
+        active = [i for i in active if i not in left]
+        if not active:
             break
-    result.seconds = time.perf_counter() - start
-    result.steps = step
-    result.images_per_second = step * plan.batch_size / result.seconds
-    result.best, result.best_step = stopping.best, stopping.best_step
-    model.load_state_dict(stopping.best_state)
-    return result
+        if left:
+            models = stack()  # without the members that left
+        elif evaluated:
+            train_mode(models)
+    for i in active:
+        ended[i] = step
+    seconds = time.perf_counter() - start
+    images = sum(ended.values()) * plan.batch_size  # trained, over the members
+    for i, result in enumerate(results):
+        if isinstance(result, Diverged):
+            continue
+        result.seconds, result.steps = seconds, ended[i]
+        result.images_per_second = images / seconds
+        result.best, result.best_step = stopping[i].best, stopping[i].best_step
+        members[i].model.load_state_dict(stopping[i].best_state)
+    return results

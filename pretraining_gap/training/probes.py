@@ -32,10 +32,10 @@ def _choose(
     """Per family, its C grid searched on validation (one step past an edge, tuning.py); the family whose best is
     best on validation (the first of ties, in the order given)."""
 
-    def fitted(factory: Factory) -> Callable[[float], tuple[object, float]]:
-        def run(c: float) -> tuple[object, float]:
-            model = factory(c).fit(x[train], labels[train])
-            return model, model.score(x[val], labels[val])
+    def fitted(factory: Factory) -> Callable[[list[float]], list[tuple[object, float]]]:
+        def run(values: list[float]) -> list[tuple[object, float]]:
+            models = [factory(value).fit(x[train], labels[train]) for value in values]
+            return [(model, model.score(x[val], labels[val])) for model in models]
 
         return run
 

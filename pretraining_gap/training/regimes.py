@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,9 +74,10 @@ class CellInputs:
         return len(self.data.class_names)
 
 
-# A builder makes a fresh model for one learning rate: (model, optimiser param groups, modules kept in eval mode).
-Builder = Callable[[float], tuple[nn.Module, list[dict], tuple[nn.Module, ...]]]
-Trainer = Callable[[nn.Module, list[dict], tuple[nn.Module, ...], loop.Budget], loop.Fit]
+# A builder makes a fresh model for one setting (a learning rate, or a depth-k pair): a member of the grid's run.
+Builder = Callable[[float | tuple], loop.Member]
+# A trainer trains members (one architecture: fused) on a budget: each one's Fit, or its Diverged error.
+Trainer = Callable[[list[loop.Member], loop.Budget], list[loop.Fit | loop.Diverged]]
 
 
 @dataclass
@@ -105,23 +107,25 @@ def _image_split(inputs: CellInputs) -> _Data:
 def _best_lr(
     inputs: CellInputs, split: _Data, build: Builder, train: Trainer, plan: loop.Budget, choosing: loop.Budget
 ) -> tuple[Outcome, nn.Module]:
-    """Train once per learning rate of the regime's grid (one step past an edge the best sits on, tuning.py), or
-    per pair of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best on validation
-    (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once more on the
-    whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of their own, the
-    winner is trained to convergence). A rate whose run diverges loses; the cell fails only when every one does."""
+    """Train the regime's learning-rate grid together (fused, loop.fit; one step past an edge the best sits on,
+    tuning.py), or the pairs of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best
+    on validation (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once
+    more on the whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of
+    their own, the winner is trained to convergence). A rate whose run diverges loses; the cell fails only when
+    every one does."""
     seconds, diverged = 0.0, []
 
-    def run(lr, budget: loop.Budget = choosing) -> tuple[nn.Module, loop.Fit] | None:
+    def run(settings: list, budget: loop.Budget = choosing) -> list[tuple[nn.Module, loop.Fit] | None]:
         nonlocal seconds
-        model, groups, eval_modules = build(lr)
-        try:
-            fit = train(model, groups, eval_modules, budget)
-        except loop.Diverged as error:
-            diverged.append(error)
-            return None
-        seconds += fit.seconds
-        return model, fit
+        members = [build(setting) for setting in settings]
+        start = time.perf_counter()
+        fits = train(members, budget)
+        seconds += time.perf_counter() - start
+        diverged.extend(fit for fit in fits if isinstance(fit, loop.Diverged))
+        return [
+            None if isinstance(fit, loop.Diverged) else (member.model, fit)
+            for member, fit in zip(members, fits)
+        ]
 
     def score(trial) -> tuple[float, ...]:
         return (-math.inf,) if trial is None else (trial[1].best[0], -trial[1].best[1])
@@ -135,7 +139,7 @@ def _best_lr(
         found = tuning.search(cfg.lr, run, score)
     if found.trial is None:
         raise diverged[0]
-    final = found.trial if choosing == plan else run(found.best, plan)
+    final = found.trial if choosing == plan else run([found.best], plan)[0]
     if final is None:
         raise diverged[-1]
     model, fit = final
@@ -183,20 +187,24 @@ def _lr_name(lr: float | tuple) -> str:
     return " ".join(v if isinstance(v, str) else f"{v:g}" for v in values)
 
 
-def _gradient(
-    inputs: CellInputs, split: _Data, build: Builder, multiplier: float = 1.0, augment: bool = True
-) -> tuple[Outcome, nn.Module]:
-    """One `loop.fit` per learning rate, with the subset-size step budget times `multiplier` (the rates compared
-    on the regime's `choosing_multiplier` budget, when it has one and a grid to choose from)."""
-    plan = loop.budget(len(split.train[0]), inputs.training, multiplier)
-    shorter = getattr(inputs.regime, "choosing_multiplier", None)
-    choice = _candidates(inputs.regime) > 1
-    choosing = loop.budget(len(split.train[0]), inputs.training, shorter) if shorter and choice else plan
+def _budgets(cfg: Regime, n_train: int, training: Training) -> tuple[loop.Budget, loop.Budget]:
+    """The cell's budget (the subset-size rule times the regime's multiplier), and the budget its settings are
+    compared on: the regime's `choosing_multiplier` when it has one and a grid to choose from, else the same."""
+    plan = loop.budget(n_train, training, getattr(cfg, "budget_multiplier", 1))
+    shorter = getattr(cfg, "choosing_multiplier", None)
+    return plan, loop.budget(n_train, training, shorter) if shorter and _candidates(cfg) > 1 else plan
 
-    def train(model, groups, eval_modules, budget):
+
+def _gradient(
+    inputs: CellInputs, split: _Data, build: Builder, augment: bool = True, fuse: bool = True
+) -> tuple[Outcome, nn.Module]:
+    """The grid's settings trained together (`loop.fit`), then the chosen one on the whole budget when they were
+    compared on a shorter one (`_budgets`)."""
+    plan, choosing = _budgets(inputs.regime, len(split.train[0]), inputs.training)
+
+    def train(members, budget):
         return loop.fit(
-            model,
-            groups,
+            members,
             split.train,
             split.val,
             budget,
@@ -204,8 +212,8 @@ def _gradient(
             inputs.cell.seed,
             inputs.device,
             augment=augment,
-            eval_modules=eval_modules,
             evaluate_start=True,  # step 0: the start each arm has before any training (jumpstart)
+            fuse=fuse,
             desc=inputs.cell.run_name,
         )
 
@@ -221,30 +229,28 @@ def _random(inputs: CellInputs) -> nn.Module:
 
 
 def scratch(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    cfg: Scratch = inputs.regime
-
-    def build(setting: tuple[str, float]):
+    def build(setting: tuple[str, float]) -> loop.Member:
         norm, lr = setting
         model = backbones.create(inputs.backbone, inputs.num_classes, False, inputs.cell.seed, norm)
-        return model, [{"params": list(model.parameters()), "lr": lr}], ()
+        return loop.Member(model, [{"params": list(model.parameters()), "lr": lr}])
 
-    return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
+    return _gradient(inputs, _image_split(inputs), build)
 
 
 def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     """All layers from the pretrained weights; the head's learning rate is `lr`, the backbone's `lr` x scale."""
     cfg: Finetune = inputs.regime
 
-    def build(lr):
+    def build(lr: float) -> loop.Member:
         model = _pretrained(inputs)
         head = set(model.get_classifier().parameters())
         groups = [
             {"params": list(head), "lr": lr},
             {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale},
         ]
-        return model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
+        return loop.Member(model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ())
 
-    outcome, model = _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
+    outcome, model = _gradient(inputs, _image_split(inputs), build)
     random, pretrained = _random(inputs).state_dict(), _pretrained(inputs).state_dict()
     tuned = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     layers = layer_groups.weight_layers(model)
@@ -267,7 +273,7 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     cfg: Depth = inputs.regime
     frozen_transfer = cfg.transferred == "frozen"
 
-    def build(lrs: tuple[float, float]):
+    def build(lrs: tuple[float, float]) -> loop.Member:
         lr, lr_new = lrs
         model, random = _pretrained(inputs), _random(inputs).state_dict()
         *groups, (_, head) = layer_groups.groups(model)
@@ -286,9 +292,11 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         kept_bn = tuple(
             m for name, m in model.named_modules() if name not in new_modules and m in loop.batchnorms(model)
         )
-        return model, param_groups, kept_bn if frozen_transfer or cfg.batchnorm == "frozen" else ()
+        return loop.Member(
+            model, param_groups, kept_bn if frozen_transfer or cfg.batchnorm == "frozen" else ()
+        )
 
-    return _gradient(inputs, _image_split(inputs), build, cfg.budget_multiplier)
+    return _gradient(inputs, _image_split(inputs), build)
 
 
 def check_backbone(params: Params, backbone: str) -> None:
@@ -329,41 +337,62 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     )  # a phase is short: evaluated on its own finer grid
     plan = dataclasses.replace(plan, eval_every=every, patience=cfg.phase_patience * every)
 
-    def build(lr):
+    def build(lr: float) -> loop.Member:
         model = _pretrained(inputs)
-        return model, [{"lr": lr}], loop.batchnorms(model) if cfg.batchnorm == "frozen" else ()
+        return loop.Member(model, [{"lr": lr}], loop.batchnorms(model) if cfg.batchnorm == "frozen" else ())
 
-    def train(model, groups, eval_modules, budget):
-        named = dict(model.named_parameters())
-        *pretrained, (_, head) = layer_groups.groups(model)
-        phases = [("new layers", head), *pretrained, ("all layers", list(named))]
-        chain = loop.Fit()
-        chain.history["phase"] = []
+    def train(members: list[loop.Member], budget: loop.Budget) -> list[loop.Fit | loop.Diverged]:
+        """Each member's chain of phases; the members go through each phase together (fused)."""
+        named = [dict(member.model.named_parameters()) for member in members]
+        *pretrained, (_, head) = layer_groups.groups(members[0].model)
+        phases = [("new layers", head), *pretrained, ("all layers", list(named[0]))]
+        chains: list[loop.Fit | loop.Diverged] = [loop.Fit() for _ in members]
+        images = 0.0
+        for chain in chains:
+            chain.history["phase"] = []
         for phase, names in phases:
-            for name, p in named.items():
-                p.requires_grad_(name in names)
-            fit = loop.fit(
-                model,
-                [{**groups[0], "params": [named[n] for n in names]}],
+            going = [i for i, chain in enumerate(chains) if isinstance(chain, loop.Fit)]
+            for i in going:
+                for name, p in named[i].items():
+                    p.requires_grad_(name in names)
+            fits = loop.fit(
+                [
+                    loop.Member(
+                        members[i].model,
+                        [{**members[i].param_groups[0], "params": [named[i][n] for n in names]}],
+                        members[i].eval_modules,
+                    )
+                    for i in going
+                ],
                 split.train,
                 split.val,
-                plan,
+                budget,
                 inputs.training,
                 inputs.cell.seed,
                 inputs.device,
-                eval_modules=eval_modules,
                 monitor="loss",
                 evaluate_start=True,
                 desc=f"{inputs.cell.run_name} · {phase}",
             )
-            for key, values in fit.history.items():
-                chain.history[key] += [chain.steps + v for v in values] if key == "step" else values
-            chain.history["phase"] += [phase] * len(fit.history["step"])
-            chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
-            chain.steps += fit.steps
-            chain.seconds += fit.seconds
-        chain.images_per_second = chain.steps * plan.batch_size / chain.seconds
-        return chain
+            for i, fit in zip(going, fits):
+                if isinstance(fit, loop.Diverged):
+                    chains[i] = fit
+                    continue
+                chain = chains[i]
+                for key, values in fit.history.items():
+                    chain.history[key] += [chain.steps + v for v in values] if key == "step" else values
+                chain.history["phase"] += [phase] * len(fit.history["step"])
+                chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
+                chain.steps += fit.steps
+                chain.seconds += fit.seconds
+            done = [
+                fit for fit in fits if isinstance(fit, loop.Fit)
+            ]  # a phase's fits share its time and rate
+            images += done[0].images_per_second * done[0].seconds if done else 0.0
+        for chain in chains:
+            if isinstance(chain, loop.Fit):
+                chain.images_per_second = images / chain.seconds
+        return chains
 
     outcome, model = _best_lr(inputs, split, build, train, plan, plan)
     budget_steps = plan.steps * (len(layer_groups.groups(model)) + 1)
@@ -380,7 +409,7 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     x = (x - train_x.mean(0)) / train_x.std().clamp_min(1e-12)
     split = _split(inputs, lambda idx: x[idx])
 
-    def build(lr):
+    def build(lr: float) -> loop.Member:
         torch.manual_seed(inputs.cell.seed)
         widths = [x.shape[1], *cfg.hidden]
         layers = [
@@ -389,23 +418,20 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
             for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))
         ]
         head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
-        return head, [{"params": list(head.parameters()), "lr": lr}], ()
+        return loop.Member(head, [{"params": list(head.parameters()), "lr": lr}])
 
-    return _gradient(inputs, split, build, augment=False)
+    # fusion has no form for dropout (its masks would not be the ones a member draws alone): one at a time
+    return _gradient(inputs, split, build, augment=False, fuse=False)
 
 
 def work(cell: Cell, params: Params, n_train: int) -> int:
-    """Roughly the cell's work, for ordering the cells longest first: its backbone training steps over its lr
-    grid; 0 on cached features or pixels (chain-thaw's early-stopped phases are counted as one budget)."""
+    """Roughly the cell's work, for ordering the cells longest first: its backbone training steps over its grid;
+    0 on cached features or pixels (chain-thaw's early-stopped phases are counted as one budget)."""
     cfg = params.regime(cell.regime)
     if cfg.on_features or not cfg.gradient:
         return 0
-    grid = _candidates(cfg)
-    full = loop.budget(n_train, params.training, getattr(cfg, "budget_multiplier", 1)).steps
-    shorter = getattr(cfg, "choosing_multiplier", None)
-    if shorter and grid > 1:
-        return loop.budget(n_train, params.training, shorter).steps * grid + full
-    return full * grid
+    plan, choosing = _budgets(cfg, n_train, params.training)
+    return choosing.steps * _candidates(cfg) + (plan.steps if choosing != plan else 0)
 
 
 # Each runner trains one cell: CellInputs -> (its outcome, the trained model).
