@@ -29,7 +29,7 @@ class Outcome(BaseModel):
     test_loss: float | None = None  # mean cross-entropy on the test split, nats
     best_val_accuracy: float | None = None  # of the kept weights (or the chosen probe)
     train_seconds: float | None = None  # wall time of every training the cell ran (its whole grid)
-    images_per_second: float | None = None  # training images per second of the kept run
+    images_per_second: float | None = None  # training images per second over the whole grid (every setting)
     steps: int | None = None  # optimisation steps the kept run took
     best_step: int | None = None  # the step whose weights were kept
     budget_steps: int | None = None  # the kept run's step budget

@@ -1,19 +1,22 @@
-"""The plain way vs this project on the same grid, in one run: wall time, ratio, accuracies, images/s, GFLOP/s.
+"""This project, the project without fusion and the plain way on the same grid, in one run: wall time, ratio,
+accuracies, images/s, GFLOP/s.
 
-The plain way (tools/plain_way.py): PNG files in an ImageFolder layout, written once (timed separately); then per
+The project: a temporary copy of this repository (git + DVC), params.yaml narrowed to the grid, timed `dvc repro`
+from empty: prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
+Unfused: the same with `training.fused_members: 1`, each setting of a cell's grid trained alone, one after
+another (the same protocol; the same per-layer forms, fusion.py). The plain way (tools/plain_way.py): PNG files
+in an ImageFolder layout, written once (timed separately); then per
 cell a new Python process with timm, torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding
 every image every epoch (workers kept across epochs); `linear` trains a linear head by gradient through the
-frozen backbone. The project: a temporary copy of this repository (git + DVC), params.yaml narrowed to the grid,
-timed `dvc repro` from empty: prepare, subsample, features, train, aggregate, MLflow logging, every process
-start-up included.
+frozen backbone; one learning rate per cell (the middle of the regime's grid), where the project tunes each cell.
 
-Both use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
+All use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
 sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.utils.flop_counter) x steps / train
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
-The machine may be shared: absolute figures are provisional; the two sides run back to back in one run.
+The machine may be shared: absolute figures are provisional; the sides run back to back in one run.
 
-  python -m tools.benchmark                                  # the default study grid (48 min here)
-  python -m tools.benchmark --sizes 1 5 --seeds 1            # a quick check
+  python -m tools.benchmark                                  # the default study grid, all three sides
+  python -m tools.benchmark --sides project unfused --regimes scratch finetune --sizes 1 10 50
 """
 
 from __future__ import annotations
@@ -87,17 +90,17 @@ def grid_params(args) -> Params:
     return config.validate(raw)
 
 
-def run_project(params: Params, work: Path) -> tuple[float, list[dict]]:
+def run_project(params: Params, work: Path, name: str = "project") -> tuple[float, list[dict]]:
     """Timed `dvc repro` from empty in a fresh copy of this repository's pipeline."""
-    repo = make_study_repo(work / "project", params)
+    repo = make_study_repo(work / name, params)
     start = time.perf_counter()
-    with open(work / "project.log", "w") as log:
+    with open(work / f"{name}.log", "w") as log:
         done = subprocess.run(
             ["dvc", "repro"], cwd=repo, env=study_env(repo), stdout=log, stderr=subprocess.STDOUT
         )
     wall = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"dvc repro failed; see {work / 'project.log'}")
+        raise SystemExit(f"dvc repro failed; see {work / f'{name}.log'}")
     return wall, [json.loads(f.read_text()) for f in sorted((repo / "results" / "cells").rglob("*.json"))]
 
 
@@ -123,8 +126,9 @@ def _listed_split(params: Params):
 
 
 def run_plain(params: Params, work: Path, root: Path) -> tuple[float, list[dict]]:
-    """One fresh process per cell, one at a time, in the study's order; the same nested subsets as the project.
-    (Two cells side by side, each with torch's 2 threads, ran slower than one after the other.)"""
+    """One fresh process per cell, one at a time, in the study's order; the same nested subsets as the project;
+    the gradient-trained and feature regimes (not `pixels`). (Two cells side by side, each with torch's 2 threads,
+    ran slower than one after the other.)"""
     from pretraining_gap.data import subsets
     from pretraining_gap.data.prepared import POOL, Prepared
 
@@ -133,6 +137,8 @@ def run_plain(params: Params, work: Path, root: Path) -> tuple[float, list[dict]
     write_params(work / "params.yaml", params)
     cells = []
     for regime in params.study.regimes:
+        if regime == "pixels":
+            continue  # scikit-learn on raw pixels: the same code either way
         for seed in params.study.seeds:
             orderings = subsets.class_orderings(labels, Prepared(None, labels, split, []).part(POOL), seed)
             for size in params.study.sizes:
@@ -185,37 +191,52 @@ def _mean(values) -> str:
     return f"{statistics.mean(values):.3f}±{sd:.3f}"
 
 
-def report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops) -> None:
+def report(params, sides: dict[str, tuple[float, list[dict]]], export_s, mm_before, mm_after, flops) -> None:
+    """sides: name -> (wall seconds, cell results), in the order run."""
+    names = list(sides)
+    cells = next(iter(sides.values()))[1]
     print(
         f"\nGrid: regimes {params.study.regimes}, sizes {params.study.sizes}, seeds "
-        f"{params.study.seeds} ({len(project)} cells)"
+        f"{params.study.seeds} ({len(cells)} cells)"
     )
-    print(f"{'':34}{'plain way':>12}{'project':>12}")
-    print(
-        f"{'wall time, s':34}{plain_wall:12.1f}{project_wall:12.1f}   ratio {plain_wall / project_wall:.2f}x"
-    )
-    print(f"{'  + PNG export (once), s':34}{export_s:12.1f}")
+    print(f"{'':30}" + "".join(f"{n:>12}" for n in names))
+    print(f"{'wall time, s':30}" + "".join(f"{sides[n][0]:12.1f}" for n in names))
+    if "project" in sides:
+        print(
+            f"{'ratio to the project':30}"
+            + "".join(f"{sides[n][0] / sides['project'][0]:11.2f}x" for n in names)
+        )
+    if export_s is not None:
+        print(f"{'  + PNG export (once), s':30}{export_s:12.1f}")
     print(f"fp32 matmul 2048^2: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after")
 
-    print(f"\nTest accuracy, mean ± sd over seeds\n{'regime':9}{'size':>5}{'plain':>14}{'project':>14}")
-    by = defaultdict(lambda: ([], []))
-    for side, cells in enumerate((plain, project)):
-        for c in cells:
+    print(
+        "\nTest accuracy, mean ± sd over seeds\n"
+        + f"{'regime':9}{'size':>5}"
+        + "".join(f"{n:>14}" for n in names)
+    )
+    by = defaultdict(lambda: [[] for _ in names])
+    for side, name in enumerate(names):
+        for c in sides[name][1]:
             by[c["regime"], c["examples_per_class"]][side].append(c["test_accuracy"])
-    for (regime, size), (a, b) in sorted(by.items()):
-        print(f"{regime:9}{size:5}{_mean(a):>14}{_mean(b):>14}")
+    for (regime, size), values in sorted(by.items(), key=lambda item: (item[0][0], str(item[0][1]))):
+        print(f"{regime:9}{size!s:>5}" + "".join(f"{_mean(v):>14}" for v in values))
 
-    print("\nTraining, per regime (train seconds include the validation passes)")
+    print(
+        "\nTraining, per regime (train seconds include the validation passes and every setting of the grids)"
+    )
     print(f"{'regime':9}{'side':>9}{'train s':>9}{'img/s':>8}{'GFLOP/s':>9}{'% of matmul':>12}")
     rate = (mm_before + mm_after) / 2
     for regime in params.study.regimes:
-        for name, cells in (("plain", plain), ("project", project)):
-            cells = [c for c in cells if c["regime"] == regime]
-            seconds = sum(c["train_seconds"] for c in cells)
-            if name == "project" and config.REGIMES[regime].on_features:
+        for name in names:
+            regime_cells = [c for c in sides[name][1] if c["regime"] == regime]
+            if regime == "pixels" or not regime_cells:
+                continue
+            seconds = sum(c["train_seconds"] for c in regime_cells)
+            if name != "plain" and config.REGIMES[regime].on_features:
                 print(f"{regime:9}{name:>9}{seconds:9.1f}{'(head on cached features)':>30}")
                 continue
-            images = sum(c["steps"] * c["batch_size"] for c in cells)
+            images = sum(_images(c) for c in regime_cells)
             gflops = images * flops[regime] / seconds / 1e9
             print(
                 f"{regime:9}{name:>9}{seconds:9.1f}{images / seconds:8.0f}{gflops:9.2f}{100 * gflops / rate:11.1f}%"
@@ -227,14 +248,26 @@ def report(params, plain_wall, export_s, plain, project_wall, project, mm_before
     )
 
 
+def _images(cell: dict) -> float:
+    """Training images of a cell over every setting it trained (its grid, fused or not)."""
+    return cell["images_per_second"] * cell["train_seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tools.benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    grid_arguments(parser, regimes=["scratch", "linear", "frozen", "finetune"])
-    parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repo, logs) here")
+    grid_arguments(parser, regimes=["pixels", "scratch", "linear", "frozen", "finetune"])
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        choices=["project", "unfused", "plain"],
+        default=["project", "unfused", "plain"],
+        help="what to run, in this order (default: all three)",
+    )
+    parser.add_argument("--keep", type=Path, help="keep the working files (PNGs, temporary repos, logs) here")
     args = parser.parse_args()
     params = grid_params(args)
     work = Path(args.keep or tempfile.mkdtemp(prefix="benchmark-"))
@@ -242,15 +275,22 @@ def main() -> None:
     flops = {r: step_flops_per_image(params, r) for r in ("scratch", "finetune", "linear", "frozen")}
     flops["forward"] = forward_flops_per_image(params)
     mm_before = matmul_gflops()
-    print(f"fp32 matmul: {mm_before:.0f} GFLOP/s; writing PNGs to {work / 'png'}", flush=True)
-    export_s = export_pngs(params, work / "png")
-    print("project (dvc repro) ...", flush=True)
-    project_wall, project = run_project(params, work)
-    print(f"project: {project_wall:.1f} s; plain way ...", flush=True)
-    plain_wall, plain = run_plain(params, work, work / "png")
-    print(f"plain way: {plain_wall:.1f} s", flush=True)
+    print(f"fp32 matmul: {mm_before:.0f} GFLOP/s", flush=True)
+    sides, export_s = {}, None
+    for side in args.sides:
+        print(f"{side} ...", flush=True)
+        if side == "plain":
+            export_s = export_pngs(params, work / "png")
+            sides[side] = run_plain(params, work, work / "png")
+        else:
+            fused = params.training.fused_members if side == "project" else 1
+            side_params = params.model_copy(
+                update={"training": params.training.model_copy(update={"fused_members": fused})}
+            )
+            sides[side] = run_project(side_params, work, side)
+        print(f"{side}: {sides[side][0]:.1f} s", flush=True)
     mm_after = matmul_gflops()
-    report(params, plain_wall, export_s, plain, project_wall, project, mm_before, mm_after, flops)
+    report(params, sides, export_s, mm_before, mm_after, flops)
     if not args.keep:
         shutil.rmtree(work)
 

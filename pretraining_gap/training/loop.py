@@ -161,7 +161,6 @@ class Fit:
     best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
     steps: int = 0
     seconds: float = 0.0  # wall time of the run, shared by the members fused with this one
-    images_per_second: float = 0.0  # images trained per second, summed over the fused members
 
 
 @dataclass
@@ -334,12 +333,10 @@ def _fit_together(
     for i in active:
         ended[i] = step
     seconds = time.perf_counter() - start
-    images = sum(ended.values()) * plan.batch_size  # trained, over the members
     for i, result in enumerate(results):
         if isinstance(result, Diverged):
             continue
         result.seconds, result.steps = seconds, ended[i]
-        result.images_per_second = images / seconds
         result.best, result.best_step = stopping[i].best, stopping[i].best_step
         members[i].model.load_state_dict(stopping[i].best_state)
     return results

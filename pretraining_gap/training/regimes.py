@@ -113,15 +113,17 @@ def _best_lr(
     more on the whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of
     their own, the winner is trained to convergence). A rate whose run diverges loses; the cell fails only when
     every one does."""
-    seconds, diverged = 0.0, []
+    seconds, images, diverged = 0.0, 0, []
 
     def run(settings: list, budget: loop.Budget = choosing) -> list[tuple[nn.Module, loop.Fit] | None]:
-        nonlocal seconds
+        nonlocal seconds, images
         members = [build(setting) for setting in settings]
         start = time.perf_counter()
         fits = train(members, budget)
         seconds += time.perf_counter() - start
         diverged.extend(fit for fit in fits if isinstance(fit, loop.Diverged))
+        steps = sum(fit.step if isinstance(fit, loop.Diverged) else fit.steps for fit in fits)
+        images += steps * budget.batch_size
         return [
             None if isinstance(fit, loop.Diverged) else (member.model, fit)
             for member, fit in zip(members, fits)
@@ -149,7 +151,7 @@ def _best_lr(
         test_loss=test_loss,
         best_val_accuracy=fit.best[0],
         train_seconds=seconds,
-        images_per_second=fit.images_per_second,
+        images_per_second=images / seconds,
         steps=fit.steps,
         best_step=fit.best_step,
         budget_steps=plan.steps,
@@ -347,7 +349,6 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         *pretrained, (_, head) = layer_groups.groups(members[0].model)
         phases = [("new layers", head), *pretrained, ("all layers", list(named[0]))]
         chains: list[loop.Fit | loop.Diverged] = [loop.Fit() for _ in members]
-        images = 0.0
         for chain in chains:
             chain.history["phase"] = []
         for phase, names in phases:
@@ -385,13 +386,6 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
                 chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
                 chain.steps += fit.steps
                 chain.seconds += fit.seconds
-            done = [
-                fit for fit in fits if isinstance(fit, loop.Fit)
-            ]  # a phase's fits share its time and rate
-            images += done[0].images_per_second * done[0].seconds if done else 0.0
-        for chain in chains:
-            if isinstance(chain, loop.Fit):
-                chain.images_per_second = images / chain.seconds
         return chains
 
     outcome, model = _best_lr(inputs, split, build, train, plan, plan)
