@@ -368,3 +368,12 @@ def test_labels_of_the_size_all_are_the_whole_pool(study):
     table = aggregate.labels(config.Params.model_validate(raw), tmp_path / "prepared").set_index("size")
     assert table.loc["all", "training_labels"] == 600 and table.loc["all", "examples_per_class"] == 60
     assert table.loc["1", "training_labels"] == 10 and list(table.index) == ["1", "all"]
+
+
+def test_the_whole_pool_is_named_all_with_its_mean_examples_per_class():
+    """`all` is measured at the pool's mean examples per class (a fraction when classes differ in size)."""
+    sentence = report.gap_sentence(
+        gap_rows("finetune", "finetune", [1, 109.7], [0.14, 0.006], [0.62, 0.70], [1.5, 2.0]), baseline=False
+    )
+    assert "at all (109.7)" in sentence and "at 1 to +0.70 at all (109.7)" in sentence
+    assert "109.7 " not in sentence.replace("all (109.7)", "")

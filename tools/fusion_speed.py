@@ -8,9 +8,10 @@ within each repeat and the table gives medians of the repeats, so a neighbour's 
   python -m tools.fusion_speed steps                        # the table: unfused vs fused, 32 and 96 px, batch 32 / 10
   python -m tools.fusion_speed steps --resolutions 32 --batches 10 --members 1 10 --frozen-bn
   python -m tools.fusion_speed profile --members 10         # where a step's time goes, by kind of operation
-  python -m tools.fusion_speed layers --members 10          # each layer alone: today's form vs the fused forms
+  python -m tools.fusion_speed layers --members 10          # each layer alone: the plain module vs the fused forms
 
-unfused  : today's path, N models one after another (channels-last, convolutions.shortcut, fused AdamW each)
+unfused  : the path before fusion, N models one after another (channels-last, convolutions.shortcut, fused AdamW
+           each); the training loop trains a cell's grid as `fused N` (training.fused_members)
 fused 1  : each member as a fused model of one (fusion's per-layer forms without fusion)
 fused N  : the N members as one fused model, one AdamW with a param group (own learning rate) per member
 """
@@ -53,7 +54,7 @@ class Runner:
         self.images = torch.randn(POOL, 3, resolution, resolution)
         self.labels = torch.randint(0, 10, (POOL,))
         self.generators = [torch.Generator().manual_seed(i) for i in range(n)]
-        if fused == 0:  # today's path
+        if fused == 0:  # the path before fusion
             self.models = [convolutions.shortcut(m) for m in self.members]
             self.optimizers = [
                 torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05, fused=True)

@@ -49,8 +49,14 @@ def errors(ratio: float) -> str:
     return f"{ratio:.1f}x fewer errors" if ratio >= 1 else f"{1 / ratio:.1f}x more errors"
 
 
+def _size(n: float) -> str:
+    """A measured size: '10'; 'all (109.7)' for the whole pool, the only size that can be a fraction (its mean
+    examples per class)."""
+    return f"{n:g}" if float(n).is_integer() else f"all ({n:.1f})"
+
+
 def _per_class(n: float) -> str:
-    return f"{n:g} example{'s' if n != 1 else ''} per class"
+    return f"{_size(n)} example{'s' if n != 1 else ''} per class"
 
 
 def _listing(items: list[str]) -> str:
@@ -90,7 +96,7 @@ def gap_sentence(gap: pd.DataFrame, baseline: bool) -> str:
     if len(gap) > 1:
         sentence += (
             f" and {verb(last, True)}{points(last.points)} ({errors(last.error_ratio)}) at "
-            f"{last.examples_per_class:g}"
+            f"{_size(last.examples_per_class)}"
         )
     sentence += " [accuracy points, paired by seed]."
     if len(gap) > 1 and np.isfinite([first.logodds, last.logodds]).all():
@@ -99,8 +105,8 @@ def gap_sentence(gap: pd.DataFrame, baseline: bool) -> str:
         shrinks = steady and abs(last.points) < abs(first.points)
         grows = steady and abs(last.logodds) > abs(first.logodds)
         change = (
-            f"{first.logodds:+.2f} at {first.examples_per_class:g} to {last.logodds:+.2f} at "
-            f"{last.examples_per_class:g}"
+            f"{first.logodds:+.2f} at {_size(first.examples_per_class)} to {last.logodds:+.2f} at "
+            f"{_size(last.examples_per_class)}"
         )
         if shrinks and grows:
             sentence += (
@@ -178,7 +184,7 @@ def decision_sentence(decisions: pd.DataFrame) -> str:
         return ""
     parts = []
     for decision, part in decisions.groupby("decision", sort=False):
-        sizes = [f"{n:g}" for n in part.examples_per_class]
+        sizes = [_size(n) for n in part.examples_per_class]
         text = f"{decision} at {_listing(sizes)}"
         if decision == eq.UNDECIDED:
             needed = [
