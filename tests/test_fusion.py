@@ -45,10 +45,7 @@ class Member:
         return [{"params": list(self.model.parameters()), "lr": self.lr, "weight_decay": self.weight_decay}]
 
     def set_train_mode(self) -> None:
-        self.model.train()
-        for m in self.model.modules():
-            if self.frozen_bn and isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        loop.set_train_mode(self.model, loop.batchnorms(self.model) if self.frozen_bn else ())
 
 
 def schedule(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:

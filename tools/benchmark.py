@@ -5,10 +5,10 @@ The project: a temporary copy of this repository (git + DVC), params.yaml narrow
 from empty: prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
 Unfused: the same with `training.fused_members: 1`, each setting of a cell's grid trained alone, one after
 another (the same protocol; the same per-layer forms, fusion.py). The plain way (tools/plain_way.py): PNG files
-in an ImageFolder layout, written once (timed separately); then per
-cell a new Python process with timm, torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding
-every image every epoch (workers kept across epochs); `linear` trains a linear head by gradient through the
-frozen backbone; one learning rate per cell (the middle of the regime's grid), where the project tunes each cell.
+in an ImageFolder layout, written once (timed separately); then per cell a new Python process with timm,
+torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding every image every epoch (workers kept
+across epochs); `linear` trains a linear head by gradient through the frozen backbone; one learning rate per cell
+(the middle of the regime's grid), where the project tunes each cell.
 
 All use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
 sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.utils.flop_counter) x steps / train

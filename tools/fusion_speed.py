@@ -37,11 +37,8 @@ def models(n: int, frozen_bn: bool) -> list[torch.nn.Module]:
     out = []
     for seed in range(n):
         torch.manual_seed(seed)
-        model = timm.create_model(MODEL, num_classes=10).to(memory_format=torch.channels_last).train()
-        if frozen_bn:
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.eval()
+        model = timm.create_model(MODEL, num_classes=10).to(memory_format=torch.channels_last)
+        loop.set_train_mode(model, loop.batchnorms(model) if frozen_bn else ())
         out.append(model)
     return out
 
