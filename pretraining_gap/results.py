@@ -34,6 +34,7 @@ class Outcome(BaseModel):
     best_step: int | None = None  # the step whose weights were kept
     budget_steps: int | None = None  # the kept run's step budget
     choosing_steps: int | None = None  # the shorter budget the learning rates were compared on, if any
+    kept_run: Literal["choosing", "final"] | None = None  # with choosing_steps: the run better on validation
     batch_size: int | None = None
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
     lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)

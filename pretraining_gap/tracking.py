@@ -64,7 +64,15 @@ FINAL_METRICS = (
     "images_per_second",
 )
 NOTE = "mlflow.note.content"  # the experiment's description in the UI
-CHOSEN_PARAMS = ("lr", "lr_new", "norm", "C", "classifier", "gamma")  # chosen on validation: params
+CHOSEN_PARAMS = (
+    "lr",
+    "lr_new",
+    "norm",
+    "kept_run",
+    "C",
+    "classifier",
+    "gamma",
+)  # chosen on validation: params
 CURVES = ("train_loss", "val_accuracy", "val_loss")  # per evaluation, step = optimisation step
 # Saved views (experiment tags mlflow.sharedViewState.<name>) that the links open. `cells`: the runs table with
 # what tells cells apart and what they gave, sorted by size as a number (sorting flattens MLflow's nesting: the

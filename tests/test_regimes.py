@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -230,3 +231,46 @@ def test_rates_compared_on_a_shorter_budget_then_the_chosen_one_trained_on_the_w
     norms = {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
     assert norms == ({"BatchNormAct2d"} if result.norm == "batch" else {"GroupNormAct"})
     assert result.history["step"][-1] > 40  # the kept run is the long one
+
+
+@pytest.mark.parametrize("spoil", ["shuffled labels", "diverging"])
+def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not_kept(
+    spoil, params, data, feats
+):
+    """Successive halving keeps the long run only when validation says it is no worse than the short run that chose
+    its rate; a long run that learns nothing (shuffled labels) or diverges leaves the short run's weights, budget
+    and history (the 5-per-class scratch cell of seed 4 kept a collapsed long run and fell to 0.49)."""
+    cell = Cell("colours", "tiny", "finetune", 10, 1)
+    inputs = regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU)
+    split = regimes._image_split(inputs)
+    choosing = regimes.loop.budget(len(split.train[0]), params.training)
+    plan = regimes.loop.budget(len(split.train[0]), params.training, 2)
+
+    def build(lr):
+        model = backbones.create(params.backbones["tiny"], CLASSES, True, 1)
+        return regimes.loop.Member(model, [{"params": list(model.parameters()), "lr": lr}])
+
+    def train(members, budget, spoilt=None):
+        x, y = split.train
+        if spoilt == "shuffled labels":
+            y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+        if spoilt == "diverging":
+            for member in members:
+                member.param_groups[0]["lr"] = math.inf
+        return regimes.loop.fit(
+            members, (x, y), split.val, budget, params.training, 1, CPU, evaluate_start=True
+        )
+
+    honest, _ = regimes._best_lr(inputs, split, build, train, plan, choosing)
+    spoilt, model = regimes._best_lr(
+        inputs, split, build, lambda m, b: train(m, b, spoil if b == plan else None), plan, choosing
+    )
+    assert (
+        honest.kept_run == "final" and honest.budget_steps == plan.steps
+    )  # the module's data: longer is better
+    assert spoilt.kept_run == "choosing" and spoilt.budget_steps == choosing.steps
+    assert spoilt.best_val_accuracy == spoilt.val_accuracy_by_lr[f"{spoilt.lr:g}"] > 0.5
+    assert spoilt.history["step"][-1] <= choosing.steps
+    assert (
+        regimes.loop.evaluate(model, *split.val, CPU)[0] == spoilt.best_val_accuracy
+    )  # the short run's weights

@@ -146,7 +146,7 @@ class Diverged(RuntimeError):
 
 @dataclass
 class Fit:
-    """How one training went: per-evaluation history, the kept (best) evaluation, steps and time."""
+    """How one training went: per-evaluation history, the kept (best) evaluation and its steps."""
 
     history: dict[str, list] = field(  # time_ms: when the evaluation was made, ms since the epoch (MLflow's)
         default_factory=lambda: {
@@ -160,7 +160,6 @@ class Fit:
     best_step: int = 0
     best: tuple[float, float] = (-1.0, math.inf)  # validation (accuracy, loss) of the kept weights
     steps: int = 0
-    seconds: float = 0.0  # wall time of the run, shared by the members fused with this one
 
 
 @dataclass
@@ -202,40 +201,10 @@ def fit(
     Returns each member's Fit, or the Diverged error of a member whose training loss stopped being finite.
     """
     size = cfg.fused_members if fuse else 1
-    return [
-        result
-        for start in range(0, len(members), size)
-        for result in _fit_together(
-            members[start : start + size],
-            train,
-            val,
-            plan,
-            cfg,
-            seed,
-            device,
-            augment,
-            monitor,
-            evaluate_start,
-            fuse,
-            desc,
-        )
-    ]
-
-
-def _fit_together(
-    members: list[Member],
-    train: Tensors,
-    val: Tensors,
-    plan: Budget,
-    cfg: Training,
-    seed: int,
-    device: torch.device,
-    augment: bool,
-    monitor: str,
-    evaluate_start: bool,
-    fuse: bool,
-    desc: str,
-) -> list[Fit | Diverged]:
+    if len(members) > size:  # one group after another
+        groups = [members[start : start + size] for start in range(0, len(members), size)]
+        args = (train, val, plan, cfg, seed, device, augment, monitor, evaluate_start, fuse, desc)
+        return [result for group in groups for result in fit(group, *args)]
     for member in members:
         to_device(member.model, device)
     x, y = train
@@ -291,7 +260,6 @@ def _fit_together(
         record(models, 0, [])
         train_mode(models)
     order, cursor = torch.randperm(len(x), generator=generator), 0
-    start = time.perf_counter()
     bar = progress.steps(plan.steps, desc + (f" · {len(members)} fused" if len(members) > 1 else ""))
     for step in bar:
         if cursor + plan.batch_size > len(x):
@@ -332,11 +300,10 @@ def _fit_together(
             train_mode(models)
     for i in active:
         ended[i] = step
-    seconds = time.perf_counter() - start
     for i, result in enumerate(results):
         if isinstance(result, Diverged):
             continue
-        result.seconds, result.steps = seconds, ended[i]
+        result.steps = ended[i]
         result.best, result.best_step = stopping[i].best, stopping[i].best_step
         members[i].model.load_state_dict(stopping[i].best_state)
     return results

@@ -111,8 +111,10 @@ def _best_lr(
     tuning.py), or the pairs of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best
     on validation (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once
     more on the whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of
-    their own, the winner is trained to convergence). A rate whose run diverges loses; the cell fails only when
-    every one does."""
+    their own, the winner is trained to convergence). That final run is kept only when it is at least as good on
+    validation as the run that chose it: a longer run at a rate on the edge of stability can collapse, and keeping
+    it would charge the arm for an unlucky run it has a better one of. A rate whose run diverges loses; the cell
+    fails only when every one does."""
     seconds, images, diverged = 0.0, 0, []
 
     def run(settings: list, budget: loop.Budget = choosing) -> list[tuple[nn.Module, loop.Fit] | None]:
@@ -141,10 +143,12 @@ def _best_lr(
         found = tuning.search(cfg.lr, run, score)
     if found.trial is None:
         raise diverged[0]
-    final = found.trial if choosing == plan else run([found.best], plan)[0]
-    if final is None:
-        raise diverged[-1]
-    model, fit = final
+    kept, budget = found.trial, choosing
+    if choosing != plan:
+        final = run([found.best], plan)[0]
+        if score(final) >= score(found.trial):
+            kept, budget = final, plan
+    model, fit = kept
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
     outcome = Outcome(
         test_accuracy=test_accuracy,
@@ -154,14 +158,15 @@ def _best_lr(
         images_per_second=images / seconds,
         steps=fit.steps,
         best_step=fit.best_step,
-        budget_steps=plan.steps,
-        batch_size=plan.batch_size,
-        converged=fit.best_step < CONVERGED * plan.steps,
+        budget_steps=budget.steps,
+        batch_size=budget.batch_size,
+        converged=fit.best_step < CONVERGED * budget.steps,
         **_chosen(cfg, found.best),
         val_accuracy_by_lr={
             _lr_name(lr): trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
         choosing_steps=None if choosing == plan else choosing.steps,
+        kept_run=None if choosing == plan else "final" if budget == plan else "choosing",
         at_grid_edge=found.at_edge,
         history=fit.history,
     )
@@ -385,7 +390,6 @@ def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
                 chain.history["phase"] += [phase] * len(fit.history["step"])
                 chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
                 chain.steps += fit.steps
-                chain.seconds += fit.seconds
         return chains
 
     outcome, model = _best_lr(inputs, split, build, train, plan, plan)
