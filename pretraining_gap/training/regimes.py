@@ -111,9 +111,9 @@ def _best_lr(
     tuning.py), or the pairs of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best
     on validation (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once
     more on the whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of
-    their own, the winner is trained to convergence). That final run is kept only when it is at least as good on
-    validation as the run that chose it: a longer run at a rate on the edge of stability can collapse, and keeping
-    it would charge the arm for an unlucky run it has a better one of. A rate whose run diverges loses; the cell
+    their own, the winner is trained to convergence). That final run is kept unless the run that chose its rate is
+    more accurate on validation: a longer run at a rate on the edge of stability can collapse, and keeping it
+    would charge the arm for an unlucky run when it has a better one in hand. A rate whose run diverges loses; the cell
     fails only when every one does."""
     seconds, images, diverged = 0.0, 0, []
 
@@ -146,7 +146,8 @@ def _best_lr(
     kept, budget = found.trial, choosing
     if choosing != plan:
         final = run([found.best], plan)[0]
-        if score(final) >= score(found.trial):
+        # accuracy alone: at equal accuracy the longer run's surer predictions cost loss on its few errors
+        if final is not None and final[1].best[0] >= found.trial[1].best[0]:
             kept, budget = final, plan
     model, fit = kept
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
