@@ -237,8 +237,8 @@ def test_rates_compared_on_a_shorter_budget_then_the_chosen_one_trained_on_the_w
 def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not_kept(
     spoil, params, data, feats
 ):
-    """Successive halving keeps the long run only when validation says it is no worse than the short run that chose
-    its rate; a long run that learns nothing (shuffled labels) or diverges leaves the short run's weights, budget
+    """Successive halving keeps the long run unless the short run that chose its rate is more accurate on
+    validation; a long run that learns nothing (shuffled labels) or diverges leaves the short run's weights, budget
     and history (the 5-per-class scratch cell of seed 4 kept a collapsed long run and fell to 0.49)."""
     cell = Cell("colours", "tiny", "finetune", 10, 1)
     inputs = regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU)
@@ -265,12 +265,10 @@ def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not
     spoilt, model = regimes._best_lr(
         inputs, split, build, lambda m, b: train(m, b, spoil if b == plan else None), plan, choosing
     )
-    assert (
-        honest.kept_run == "final" and honest.budget_steps == plan.steps
-    )  # the module's data: longer is better
+    # on the module's data the longer run is better
+    assert honest.kept_run == "final" and honest.budget_steps == plan.steps
     assert spoilt.kept_run == "choosing" and spoilt.budget_steps == choosing.steps
     assert spoilt.best_val_accuracy == spoilt.val_accuracy_by_lr[f"{spoilt.lr:g}"] > 0.5
     assert spoilt.history["step"][-1] <= choosing.steps
-    assert (
-        regimes.loop.evaluate(model, *split.val, CPU)[0] == spoilt.best_val_accuracy
-    )  # the short run's weights
+    # the model returned is the short run's best weights
+    assert regimes.loop.evaluate(model, *split.val, CPU)[0] == spoilt.best_val_accuracy
