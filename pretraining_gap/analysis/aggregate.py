@@ -43,6 +43,14 @@ COLUMNS = [
         if c not in ("history", "transferability", "val_accuracy_by_lr", "traceback")
     ),
 ]
+FIGURE_TABLES = (  # the tables one dataset × backbone's figures read
+    "accuracy",
+    "gap",
+    "equivalence",
+    "crossover",
+    "effective_data",
+    "transferability",
+)
 SUMMARY = "summary.json"  # the study's row of `dvc metrics show`; each arm has its own row (see `metrics`)
 
 
@@ -312,6 +320,101 @@ def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
     )
 
 
+def _of_pair(table: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
+    """The rows of one dataset × backbone."""
+    return table[(table.dataset == dataset) & (table.backbone == backbone)]
+
+
+def _answer_figures(
+    tables: dict[str, pd.DataFrame],
+    fits: list[learning_curves.ArmFit],
+    runs: pd.DataFrame,
+    analysis: Analysis,
+    name: str,
+    stem: Path,
+) -> list[Path]:
+    """One dataset × backbone's figures of the answer: accuracy with the fitted curves, the gap with the margin and
+    decisions (with a scratch partner), D_T (where some was transferred). `tables`: that pair's rows only."""
+    figures = [
+        plots.accuracy_vs_size(
+            tables["accuracy"],
+            runs,
+            fits,
+            tables["crossover"],
+            analysis,
+            f"{name}: test accuracy",
+            Path(f"{stem}_accuracy.png"),
+        )
+    ]
+    if not tables["gap"].empty:
+        figures.append(
+            plots.gap_vs_size(
+                tables["gap"],
+                tables["equivalence"],
+                fits,
+                tables["crossover"],
+                analysis,
+                f"{name}: gap to scratch",
+                Path(f"{stem}_gap.png"),
+            )
+        )
+    effective = tables["effective_data"]
+    if len(effective) and effective.transferred.notna().any():
+        figures.append(
+            plots.effective_data(
+                effective,
+                analysis.level,
+                f"{name}: effective data transferred (test loss)",
+                Path(f"{stem}_effective_data.png"),
+            )
+        )
+    return figures
+
+
+def _training_figures(
+    tables: dict[str, pd.DataFrame], runs: pd.DataFrame, name: str, stem: Path
+) -> list[Path]:
+    """One dataset × backbone's figures of how its cells trained, where recorded: validation curves, per-layer
+    transferability, accuracy against depth k (two or more k). `tables`: that pair's rows only."""
+    figures = []
+    if runs.history.map(lambda h: isinstance(h, dict)).any():
+        figures.append(
+            plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
+        )
+    if not tables["transferability"].empty:
+        figures.append(
+            plots.transferability(
+                tables["transferability"],
+                f"{name}: per-layer transferability",
+                Path(f"{stem}_transferability.png"),
+            )
+        )
+    if tables["accuracy"].depth.nunique() >= 2:
+        figures.append(
+            plots.accuracy_vs_depth(
+                tables["accuracy"], f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
+            )
+        )
+    return figures
+
+
+def _cost_figures(accuracy: pd.DataFrame, plots_dir: Path, costs_dir: Path) -> list[Path]:
+    """Per dataset with cost records for two or more of its backbones: accuracy against inference cost."""
+    figures = []
+    for dataset, summary in accuracy.groupby("dataset", sort=True):
+        costs = read_costs(costs_dir, dataset)
+        if len(set(costs) & set(summary.backbone)) >= 2:
+            figures.append(
+                plots.accuracy_vs_cost(
+                    summary,
+                    costs,
+                    f"{dataset}: accuracy vs inference cost",
+                    plots_dir / f"{dataset}_cost.png",
+                )
+            )
+    return figures
+
+
 def draw(
     cells: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
@@ -325,78 +428,15 @@ def draw(
     vs inference cost, with two or more backbones)."""
     figures = []
     finished = cells[cells.status == "finished"]
-    for (dataset, backbone), summary in tables["accuracy"].groupby(["dataset", "backbone"], sort=True):
-
-        def part(name, dataset=dataset, backbone=backbone):
-            frame = tables[name]
-            return frame[(frame.dataset == dataset) & (frame.backbone == backbone)]
-
+    pairs = tables["accuracy"][["dataset", "backbone"]].drop_duplicates().sort_values(["dataset", "backbone"])
+    for dataset, backbone in pairs.itertuples(index=False):
+        mine = {name: _of_pair(tables[name], dataset, backbone) for name in FIGURE_TABLES}
         name, stem = f"{dataset} · {backbone}", plots_dir / f"{dataset}_{backbone}"
-        mine = [f for f in fits if f.key[:2] == (dataset, backbone)]
-        runs = finished[(finished.dataset == dataset) & (finished.backbone == backbone)]
-        figures.append(
-            plots.accuracy_vs_size(
-                summary,
-                runs,
-                mine,
-                part("crossover"),
-                analysis,
-                f"{name}: test accuracy",
-                Path(f"{stem}_accuracy.png"),
-            )
-        )
-        if not part("gap").empty:
-            figures.append(
-                plots.gap_vs_size(
-                    part("gap"),
-                    part("equivalence"),
-                    mine,
-                    part("crossover"),
-                    analysis,
-                    f"{name}: gap to scratch",
-                    Path(f"{stem}_gap.png"),
-                )
-            )
-        effective = part("effective_data")
-        if len(effective) and effective.transferred.notna().any():
-            figures.append(
-                plots.effective_data(
-                    effective,
-                    analysis.level,
-                    f"{name}: effective data transferred (test loss)",
-                    Path(f"{stem}_effective_data.png"),
-                )
-            )
-        if runs.history.map(lambda h: isinstance(h, dict)).any():
-            figures.append(
-                plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
-            )
-        if not part("transferability").empty:
-            figures.append(
-                plots.transferability(
-                    part("transferability"),
-                    f"{name}: per-layer transferability",
-                    Path(f"{stem}_transferability.png"),
-                )
-            )
-        if summary.depth.nunique() >= 2:
-            figures.append(
-                plots.accuracy_vs_depth(
-                    summary, f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
-                )
-            )
-    for dataset, summary in tables["accuracy"].groupby("dataset", sort=True):
-        costs = read_costs(costs_dir, dataset)
-        if len(set(costs) & set(summary.backbone)) >= 2:
-            figures.append(
-                plots.accuracy_vs_cost(
-                    summary,
-                    costs,
-                    f"{dataset}: accuracy vs inference cost",
-                    plots_dir / f"{dataset}_cost.png",
-                )
-            )
-    return figures
+        runs = _of_pair(finished, dataset, backbone)
+        pair_fits = [f for f in fits if f.key[:2] == (dataset, backbone)]
+        figures += _answer_figures(mine, pair_fits, runs, analysis, name, stem)
+        figures += _training_figures(mine, runs, name, stem)
+    return figures + _cost_figures(tables["accuracy"], plots_dir, costs_dir)
 
 
 def run(
