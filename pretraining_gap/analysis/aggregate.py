@@ -11,6 +11,10 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `effective_data`, `transfer_exponent` (effective_data): D_T on the test loss, α (and β across a family);
 - `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
 
+Accuracies are clipped to [ε, 1 − ε] on the log-odds scale, ε half an image of the dataset's own test set
+(scales.clip_epsilon, `test_images`). The margin, cap, bootstrap and level come from params.yaml `analysis`
+(config.Analysis holds their defaults).
+
 Every non-scratch arm is compared with scratch (gap = arm − scratch). Pretrained arms (config.REGIMES[r].pretrained)
 are the answer; the others (e.g. `pixels`) are baselines that say where scratch stands. Effective data transferred
 is only computed for pretrained arms: nothing is transferred to a baseline.
@@ -192,31 +196,60 @@ def _comparator_labels(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def analyse(
-    cells: pd.DataFrame, analysis: Analysis, params: Params | None = None, costs: Path | None = None
-) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit]]:
-    """Every table of the study from the finished cells, and the learning-curve fits (module docstring).
-    `params` and `costs` add the family exponent β when two or more backbones of a family have cost records."""
-    done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
+def test_images(labels: pd.DataFrame, cells: pd.DataFrame, params: Params) -> dict[str, int]:
+    """Dataset → images in its test split, which sets how far its accuracies are clipped (scales.clip_epsilon):
+    counted in the prepared split (`labels`, the table of that name), else test_per_class × the classes its cells
+    recorded (prepare holds out exactly test_per_class images of every class). Datasets with neither are left out."""
+    counted = labels.dropna(subset="test_labels").groupby("dataset").test_labels.first()
+    recorded = cells.dropna(subset="classes").groupby("dataset").classes.max()
+    sizes = {d: params.datasets[d].test_per_class * int(n) for d, n in recorded.items()}
+    return sizes | {d: int(n) for d, n in counted.items()}
+
+
+def _dataset_tables(
+    done: pd.DataFrame, analysis: Analysis, epsilon: float
+) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit], list[effective_data.Transfer]]:
+    """The tables of one dataset's finished cells (module docstring), its accuracies clipped to [ε, 1 − ε], with
+    the learning-curve fits and the transfers behind them."""
     level, margin = analysis.level, analysis.margin
-    fits = learning_curves.fit_arms(done, analysis.bootstrap)
+    fits = learning_curves.fit_arms(done, analysis.bootstrap, epsilon)
     pretrained_or_scratch = done[done.regime.map(is_pretrained) | (done.regime == SCRATCH)]
-    transfers = effective_data.effective_transfers(
-        pretrained_or_scratch, analysis.bootstrap, cap=analysis.cap
-    )
+    transfers = effective_data.effective_transfers(pretrained_or_scratch, analysis.bootstrap, analysis.cap)
     tables = {
-        "accuracy": curves.summarise(done),
-        "gap": scales.gap_scales(done, level),
+        "accuracy": curves.summarise(done, epsilon),
+        "gap": scales.gap_scales(done, level, epsilon),
         "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
         "learning_curves": learning_curves.learning_curves(fits, level),
         "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
         "effective_data": effective_data.effective_data(transfers, level).astype({"examples_per_class": int}),
-        "transfer_exponent": _exponents(transfers, params, costs, level),
-        "benefits": benefits.summarise(done),
+        "benefits": benefits.summarise(done, epsilon),
         "transferability": curves.transferability(done),
-        "incomplete": incomplete(cells),
     }
-    return tables, fits
+    return tables, fits, transfers
+
+
+def analyse(
+    cells: pd.DataFrame,
+    analysis: Analysis,
+    test_images: dict[str, int],
+    params: Params | None = None,
+    costs: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit]]:
+    """Every table of the study from the finished cells, and the learning-curve fits (module docstring).
+    `test_images`: dataset → its test set's size (`test_images`); each dataset's accuracies are clipped to half an
+    image of it (scales.clip_epsilon). `params` and `costs` add the family exponent β when two or more backbones of
+    a family have cost records. Raises KeyError for a dataset with finished cells and no test set size."""
+    done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
+    # each dataset on its own: its ε is half an image of its own test set
+    parts = [
+        _dataset_tables(mine, analysis, scales.clip_epsilon(test_images[dataset]))
+        for dataset, mine in done.groupby("dataset", sort=True)
+    ]
+    tables = {name: pd.concat([p[0][name] for p in parts], ignore_index=True) for name in parts[0][0]}
+    transfers = [transfer for p in parts for transfer in p[2]]
+    tables["transfer_exponent"] = _exponents(transfers, params, costs, analysis.level)
+    tables["incomplete"] = incomplete(cells)
+    return tables, [fit for p in parts for fit in p[1]]
 
 
 def _round(value: float, digits: int = 1) -> float | None:
@@ -451,8 +484,9 @@ def run(
     prepared_dir: Path,
 ) -> Aggregated:
     cells = load_cells(params, cells_root)
-    tables, fits = analyse(cells, params.analysis, params, costs_dir)
-    tables["labels"] = labels(params, prepared_dir)
+    counts = labels(params, prepared_dir)
+    tables, fits = analyse(cells, params.analysis, test_images(counts, cells, params), params, costs_dir)
+    tables["labels"] = counts
     write_tables(cells, tables, table, tables_dir, curves_dir)
     content = metrics(cells, tables, params.analysis.cap)
     write_metrics(content, metrics_dir)
