@@ -13,7 +13,8 @@ MEASURES = ["start", "steps_to_90pct_odds", "area", "final"]
 
 def steps_to_odds_fraction(steps, accuracies, epsilon: float, fraction: float = 0.9) -> int:
     """The step of the first evaluation whose odds p / (1 − p) reach `fraction` of the best odds (Kornblith et al.
-    2019, Fig. 8): how fast a run gets close to its best."""
+    2019, Fig. 8): how fast a run gets close to its best. Accuracies are clipped to [ε, 1 − ε] (scales.clip_epsilon)
+    so a perfect score has finite odds."""
     p = np.clip(np.asarray(accuracies, float), epsilon, 1 - epsilon)
     odds = p / (1 - p)
     return int(np.asarray(steps)[np.argmax(odds >= fraction * odds.max())])

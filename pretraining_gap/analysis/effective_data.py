@@ -36,9 +36,8 @@ from .seeds import ARM, SCRATCH, resample_seeds, resampled_means, seed_matrix
 
 ESTIMATE, LOWER_BOUND, UPPER_BOUND = "estimate", "lower bound", "upper bound"
 MIN_UNCENSORED = 3
-LOSS_FLOOR = (
-    1e-3  # nats: scratch's losses are floored here for the log of its loss fit, far below any measured
-)
+# nats: scratch's mean losses are floored here for its log-scale fit, far below any loss measured
+LOSS_FLOOR = 1e-3
 
 
 def scratch_size_for_loss(sizes, losses, target: float) -> tuple[float, str]:

@@ -176,8 +176,9 @@ def _upper_asymptote(values, scale: str) -> float:
 
 def fit_power_law(sizes, values, scale: str, epsilon: float, start=None) -> Curve:
     """Saturating power law through (sizes, values): sizes in examples per class, values per-size error fractions
-    (scale "logit") or losses (scale "log"). Starts from `start` (parameters of an earlier fit), else from three
-    guesses of e_inf (0, half and 0.9 of the smallest value) with a and b from a log-log line."""
+    (scale "logit") or losses (scale "log"); `epsilon` clips the errors to [ε, 1 − ε] (scales.clip_epsilon) or
+    floors the losses. Starts from `start` (parameters of an earlier fit), else from three guesses of e_inf (0, half
+    and 0.9 of the smallest value) with a and b from a log-log line."""
     sizes, values = np.asarray(sizes, dtype=float), np.asarray(values, dtype=float)
     if start is None:
         start = []

@@ -298,6 +298,24 @@ def _gap_axes(left, right, sizes: pd.Series, end: float, analysis: Analysis) -> 
     )
 
 
+def _gap_legends(left, right, arms: list[str], decisions: pd.DataFrame, fitted: bool) -> None:
+    """The arms' colours on the left panel, the decisions' markers on the right."""
+    arm_handles = [Line2D([], [], color=_colour(a), lw=2, label=a) for a in arms]
+    left.legend(
+        handles=arm_handles,
+        title="arm (fit ± band)" if fitted else "arm",
+        fontsize="small",
+        loc="upper right",
+    )
+    right.legend(
+        handles=_decision_handles(decisions),
+        title="decision at each size (Holm-corrected)",
+        fontsize="small",
+        title_fontsize="small",
+        loc="best",
+    )
+
+
 def gap_vs_size(
     gap: pd.DataFrame,
     decisions: pd.DataFrame,
@@ -341,20 +359,7 @@ def gap_vs_size(
         if np.isfinite(row.estimate):
             left.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
     _gap_axes(left, right, gap.examples_per_class, end, analysis)
-    arm_handles = [Line2D([], [], color=_colour(a), lw=2, label=a) for a in arms]
-    left.legend(
-        handles=arm_handles,
-        title="arm (fit ± band)" if fitted else "arm",
-        fontsize="small",
-        loc="upper right",
-    )
-    right.legend(
-        handles=_decision_handles(decisions),
-        title="decision at each size (Holm-corrected)",
-        fontsize="small",
-        title_fontsize="small",
-        loc="best",
-    )
+    _gap_legends(left, right, arms, decisions, bool(fitted))
     return _save(fig, out, title)
 
 
