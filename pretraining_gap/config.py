@@ -228,6 +228,14 @@ class Regime(Block):
     colour: ClassVar[str]  # a matplotlib colour, its line in the figures
     marker: ClassVar[str]  # a matplotlib marker
 
+    @classmethod
+    def modules(cls) -> tuple[str, ...]:
+        """The modules its entry names (runner, backbone check): with what they import, the code its cells run.
+        An import walk from the training code cannot see them (they are named, not imported)."""
+        return tuple(
+            dict.fromkeys(name.partition(":")[0] for name in (cls.runner, cls.backbone_check) if name)
+        )
+
     @property
     def candidates(self) -> int:
         """Settings a cell compares (before any extension past a grid's edge): its learning rates, if it has any."""

@@ -175,6 +175,7 @@ def test_every_registered_regime_names_a_runner_and_checks_that_exist(regime):
     entry = config.REGIMES[regime]
     assert callable(regimes.runner(regime))
     assert entry.backbone_check is None or callable(regimes._resolve(entry.backbone_check))
+    assert entry.runner.startswith(entry.modules()[0] + ":")
 
 
 def test_transferability_on_hand_made_tensors():
