@@ -174,7 +174,7 @@ def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
 def test_every_registered_regime_names_a_runner_and_checks_that_exist(regime):
     entry = config.REGIMES[regime]
     assert callable(regimes.runner(regime))
-    assert entry.backbone_check is None or callable(regimes._resolve(entry.backbone_check))
+    assert entry.backbone_check is None or callable(regimes.resolve(entry.backbone_check))
     assert entry.runner.startswith(entry.modules()[0] + ":")
 
 

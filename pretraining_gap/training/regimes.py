@@ -2,18 +2,15 @@
 validation; and the regime registry's runners, looked up by name.
 
 Each regime is a registry entry (`config.REGIMES`: its options, traits and runner); its runner lives in a module
-of its own:
+of its own, named after it (docs/adding-a-regime.md adds one):
 
-scratch    random init, every layer trained (its own learning rate and a longer budget)    scratch.py
-pixels     1-NN, logistic regression or an RBF SVM on raw pixels (no pretraining: a strong baseline)   probes.py
-linear     logistic regression on cached frozen features (Kornblith et al. 2019)          probes.py
-frozen     dense layers on cached frozen features (the lecture's model 2)                 frozen.py
-finetune   every layer trained from the pretrained weights                                finetune.py
-chainthaw  new layers, then each pretrained layer group alone, first to last, then all (Felbo et al. 2017)
-                                                                                          chainthaw.py
-depth      the first k layer groups pretrained, the rest re-initialised, then trained (Yosinski et al. 2014)
-                                                                                          depth.py
-docs/adding-a-regime.md adds one.
+scratch.py    random init, every layer trained (its own learning rates and a longer budget)
+probes.py     pixels: 1-NN, logistic regression or an RBF SVM on raw pixels (no pretraining: a strong baseline);
+              linear: logistic regression on cached frozen features (Kornblith et al. 2019)
+frozen.py     dense layers on cached frozen features (the lecture's model 2)
+finetune.py   every layer trained from the pretrained weights
+chainthaw.py  new layers, then each pretrained layer group alone, first to last, then all (Felbo et al. 2017)
+depth.py      the first k layer groups pretrained, the rest re-initialised, then trained (Yosinski et al. 2014)
 """
 
 from __future__ import annotations
@@ -286,7 +283,7 @@ def check_backbone(params: Params, backbone: str) -> None:
     for name in params.study.regimes:
         check = REGIMES[name].backbone_check
         if check:
-            _resolve(check)(params.regime(name), backbone, model)
+            resolve(check)(params.regime(name), backbone, model)
 
 
 def work(cell: Cell, params: Params, n_train: int) -> int:
@@ -304,9 +301,10 @@ Runner = Callable[[CellInputs], tuple[Outcome, object]]  # one cell: its outcome
 
 def runner(regime: str) -> Runner:
     """The registered regime's runner (`config.Regime.runner`, "module:function"), imported now."""
-    return _resolve(REGIMES[regime].runner)
+    return resolve(REGIMES[regime].runner)
 
 
-def _resolve(name: str) -> Callable:
+def resolve(name: str) -> Callable:
+    """The function a registry entry names as "module:function" (a runner, a backbone check), imported now."""
     module, _, function = name.partition(":")
     return getattr(importlib.import_module(module), function)
