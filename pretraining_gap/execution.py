@@ -62,7 +62,7 @@ def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | No
         if data is None:
             data, features = _loaded(job.prepared, job.features)
         inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
-        outcome, _ = regimes.RUNNERS[cell.regime](inputs)
+        outcome, _ = regimes.runner(cell.regime)(inputs)
         fields = {
             "status": "finished",
             "train_images": len(train_idx),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .config import REGIMES
 from .grid import Cell
 from .results import CellResult
 
@@ -64,15 +65,8 @@ FINAL_METRICS = (
     "images_per_second",
 )
 NOTE = "mlflow.note.content"  # the experiment's description in the UI
-CHOSEN_PARAMS = (
-    "lr",
-    "lr_new",
-    "norm",
-    "kept_run",
-    "C",
-    "classifier",
-    "gamma",
-)  # chosen on validation: params
+# chosen on validation: params (each regime's own result fields, config.Regime.chosen)
+CHOSEN_PARAMS = ("kept_run", *dict.fromkeys(field for regime in REGIMES.values() for field in regime.chosen))
 CURVES = ("train_loss", "val_accuracy", "val_loss")  # per evaluation, step = optimisation step
 # Saved views (experiment tags mlflow.sharedViewState.<name>) that the links open. `cells`: the runs table with
 # what tells cells apart and what they gave, sorted by size as a number (sorting flattens MLflow's nesting: the
