@@ -8,7 +8,7 @@
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
 #   make test       the readability gates (ruff) and the test suite, but for the tests marked slow
 #   make test-slow  the tests marked slow (minutes each)
-#   make gpu-check  what this study does on the machine at hand, one JSON file and a table (docs/gpu.md); TINY=1:
+#   make gpu-check  what this study does on the machine at hand: one JSON file and a table (gpu_check.py); TINY=1:
 #                   the same parts at toy sizes (a CPU, under 2 minutes). Runs the `python` first on PATH (a GPU
 #                   box's own, where no .venv is) on this checkout: nothing is installed
 #   make gpu-bundle the few wheels such a box lacks, into .gpu-bundle/ (copy the checkout with it to the box)

@@ -60,7 +60,7 @@ class Sizes:
     study_s: float  # seconds the default study's cells may take before the rest is estimated
 
 
-FULL = Sizes("tf_efficientnet_lite0", (32, 96, 224), (1, 4, 8, 16), 32, 1.0, (1, 5), 5, (1, 2, 3), 150)
+FULL = Sizes("tf_efficientnet_lite0", (32, 96, 224), (1, 4, 8, 16), 32, 1.0, (1, 5), 5, (1, 2, 3), 120)
 TINY = Sizes("test_efficientnet", (16, 32), (1, 2), 4, 0.05, (1, 2), 1, (1, 2), 5)
 
 
@@ -81,6 +81,7 @@ def study_params(sizes: Sizes, tiny: bool, work: Path, regimes: list[str], study
     raw["study"].update(regimes=list(regimes), sizes=list(study_sizes), seeds=list(seeds))
     if not tiny:
         return raw
+    raw["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
     weights = work / "tiny.safetensors"
     if not weights.exists():
         import timm
@@ -92,7 +93,6 @@ def study_params(sizes: Sizes, tiny: bool, work: Path, regimes: list[str], study
     raw["study"]["backbones"] = ["tiny"]
     raw["backbones"] = {"tiny": {"model": sizes.model, "weights": str(weights), "feature_resolution": 16}}
     raw["datasets"]["digits"].update(resolution=16, val_per_class=5, test_per_class=10)
-    raw["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
     grids = raw["regimes"]
     grids["scratch"].update(lr=[0.03], budget_multiplier=2, group_norm_lr=[0.001])
     grids["finetune"].update(lr=[0.001], budget_multiplier=1)
@@ -118,6 +118,8 @@ def run(sizes: Sizes, tiny: bool, work: Path, dvc: bool = True) -> dict:
             found.update(gpu_measures.environment(device))
         with part(report, "study", device) as found:
             raw = study_params(sizes, tiny, work, regimes, sizes.study_sizes, [1])
+            if not tiny:  # a tiny study: short runs of the real backbone
+                raw["training"].update(min_steps=20, max_steps=40)
             params = config.validate(raw)
             files = gpu_measures.prepare(params, work / "study", device)
             found.update(gpu_measures.study_cells(params, files, work / "study" / "cells"))

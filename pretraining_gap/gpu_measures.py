@@ -36,6 +36,7 @@ def environment(device: torch.device) -> dict:
     import timm
 
     found = {
+        "package": str(ROOT),  # the checkout whose pretraining_gap ran (no install step)
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -192,10 +193,13 @@ def _seconds_per_step(seconds: dict, work: dict) -> dict:
 
 
 def precision(params: config.Params, files: tuple, out: Path, seeds: tuple[int, ...]) -> dict:
-    """The study's one finetune cell per seed at float32 and under bfloat16 autocast (training.device.PRECISION):
-    test accuracies side by side, and the largest difference against the seeds' spread (sample sd at float32)."""
+    """The study's one finetune cell per seed at float32 and under bfloat16 autocast (float16 on a GPU without
+    bfloat16; training.device.PRECISION): test accuracies side by side, and the largest difference against the
+    seeds' spread (sample sd at float32)."""
     listed, _ = jobs(params, files, out)
-    accuracy: dict[str, list] = {"float32": [], "bfloat16": []}
+    device = devices.choose()
+    mixed = str(devices.precision(device)[1]).removeprefix("torch.") if device.type == "cuda" else "bfloat16"
+    accuracy: dict[str, list] = {"float32": [], mixed: []}
     for job in sorted(listed, key=lambda j: j.cell.seed):
         for dtype, values in accuracy.items():
             devices.PRECISION = dtype
@@ -203,7 +207,7 @@ def precision(params: config.Params, files: tuple, out: Path, seeds: tuple[int, 
                 result = execution.train_cell(job)
             values.append(result.test_accuracy if result.status == "finished" else None)
     devices.PRECISION = None
-    fp32, bf16 = (np.array(accuracy[k], dtype=float) for k in ("float32", "bfloat16"))
+    fp32, bf16 = (np.array(accuracy[k], dtype=float) for k in ("float32", mixed))
     spread = float(np.std(fp32, ddof=1)) if len(fp32) > 1 else float("nan")
     largest = float(np.nanmax(np.abs(bf16 - fp32)))
     return {
@@ -220,15 +224,15 @@ def throughput(
 ) -> list[dict]:
     """Training images/s of fused models of each member count against the plain timm model (one setting at a
     time), per resolution and precision; 'out of memory' where the device has too little."""
-    rows = []
+    rows, mixed = [], devices.precision(device)[1] if device.type == "cuda" else torch.bfloat16
     for side in resolutions:
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in (torch.float32, mixed):  # float16 on a GPU without bfloat16
             row = {"resolution": side, "dtype": str(dtype).removeprefix("torch.")}
             for n in (0, *members):  # 0: the plain model
                 key = "plain" if n == 0 else f"fused {n}"
                 try:
                     row[key] = round(_images_per_second(model, n, side, batch, dtype, timing_s, device), 1)
-                except torch.OutOfMemoryError:
+                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError in torch >= 2.5 too
                     row[key] = "out of memory"
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,20 +173,20 @@ def end_processes_under(folder: Path) -> None:
 
 @pytest.mark.slow  # two Ray nodes start (~20 s) and a tiny study runs through dvc repro
 def test_a_two_node_cluster_joined_by_token(prepared, tmp_path):
-    home, temp = tmp_path / "home", tmp_path / "ray"
+    home = tmp_path / "home"
     home.mkdir()
-    gcs, head_agent, worker_agent, client = free_ports(4)
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    gcs, dashboard, head_agent, worker_agent = free_ports(4)
     env = {**os.environ, "HOME": str(home)}  # the token file is the test's own, ~/.ray/auth_token in it
-    one_machine = (
-        f" --num-cpus=1 --include-dashboard=false --disable-usage-stats --ray-client-server-port={client}"
-    )
+    one_machine = " --num-cpus=1 --disable-usage-stats"
     commands = docs_commands()
     head = (
         commands["head"]
         .replace("6379", str(gcs))
         .replace(
             "ray start --head",
-            f"ray start --head --temp-dir={temp} --dashboard-agent-listen-port={head_agent}",
+            f"ray start --head --temp-dir={temp} --dashboard-port={dashboard} "
+            f"--dashboard-agent-listen-port={head_agent}",
         )
     )
     worker = (
@@ -220,6 +222,7 @@ def test_a_two_node_cluster_joined_by_token(prepared, tmp_path):
         assert driver.returncode == 0, driver.stdout + driver.stderr
     finally:
         end_processes_under(temp)
+        shutil.rmtree(temp, ignore_errors=True)
     log = driver.stderr
     assert "2 nodes, 2 CPUs" in log, log
     nodes = set(re.findall(r"ran on node (\w+)", log))
