@@ -38,6 +38,7 @@ def test_the_tiny_gpu_check_runs_every_part_from_the_checkout(tmp_path):
         (s, d) for s in (16, 32) for d in ("float32", "bfloat16")
     }
     assert all(r[k] > 0 for r in rows for k in ("plain", "fused 1", "fused 2"))
+    assert all(v > 0 for v in report["forms"]["images_per_second"].values())
     accuracy = report["precision"]["accuracy"]
     assert len(accuracy["float32"]) == len(accuracy["bfloat16"]) == 2 and None not in accuracy["bfloat16"]
     default = report["default_study"]
