@@ -279,7 +279,8 @@ class _DepthwiseTaps(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        # under autocast the forward convolved in the autocast dtype, which backward (outside autocast) must match
+        x, weight = (t.to(grad.dtype) for t in ctx.saved_tensors)
         (sh, sw), (ph, pw) = ctx.stride, ctx.padding
         grad_x = None
         if ctx.needs_input_grad[0]:

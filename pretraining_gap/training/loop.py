@@ -14,6 +14,7 @@ from torch import nn
 from .. import progress
 from ..config import Training
 from . import convolutions, fusion
+from .device import precision  # by device (mixed on CUDA), or as the GPU check forces it
 from .early_stopping import EarlyStopping
 
 Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
@@ -57,13 +58,6 @@ def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torc
     theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * max_shift  # grid spans [-1, 1]
     grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-
-
-def precision(device: torch.device) -> tuple[bool, torch.dtype]:
-    """Mixed precision on CUDA (bfloat16 where the GPU has it, else float16 with loss scaling); float32 elsewhere."""
-    if device.type != "cuda":
-        return False, torch.float32
-    return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @torch.no_grad()
