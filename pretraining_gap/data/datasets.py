@@ -392,9 +392,9 @@ def _refuse_conflicts(name: str, cfg: Dataset, found: list) -> None:
     ]
     raise ParamsError(
         source_key(name, cfg),
-        f"{len(found)} images appear under two or more classes, as exact or near-identical copies "
-        "(resized, recompressed; listed below): one of the labels is wrong, and a copy in the test split would be "
-        "scored against the label its twin trained on",
+        f"the same image lies under two or more classes ({len(found)} such, listed below), as an exact or "
+        "near-identical copy (resized, recompressed): one of its labels is wrong, and a copy in the test split "
+        "would be scored against the label its twin trained on",
         "delete each copy from the class it does not belong to, then run again (or set "
         f"datasets.{name}.duplicates: keep to use them as they are):" + _listing(lines),
     )
