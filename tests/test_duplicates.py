@@ -157,8 +157,12 @@ def test_copies_and_look_alike_class_folders_through_dvc_repro(tmp_path, weights
     assert {VAL, TEST} <= set(group.split.tolist())
 
 
-def test_a_cross_class_copy_and_names_dvc_cannot_read_end_in_one_message(tmp_path, weights):
-    """`dvc repro` three times in one repository: a copy under two classes, `flowers.v2`, `my flowers`."""
+def test_a_cross_class_copy_and_names_dvc_cannot_read_end_in_one_message(tmp_path, weights, monkeypatch):
+    """`dvc repro` three times in one repository: a copy under two classes, `flowers.v2`, `my flowers`; and
+    `dvc exp run` with `flowers.v2`."""
+    for var, value in (("NAME", "test"), ("EMAIL", "test@example.com")):
+        monkeypatch.setenv(f"GIT_AUTHOR_{var}", value)
+        monkeypatch.setenv(f"GIT_COMMITTER_{var}", value)
     repo = study(tmp_path / "repo", weights, {"pets": folder_block("images")})
     tiny_folder(repo / "images")
     Image.open(repo / "images/b/2.png").resize((48, 36)).save(repo / "images/a/b2 resized.png")
