@@ -28,12 +28,14 @@ def arguments():
 
 def main(args) -> None:
     from pretraining_gap import config
+
+    params = config.load()  # before torch is imported: a mistake in params.yaml is named at once
+
     from pretraining_gap.data import datasets
     from pretraining_gap.data.duplicates import Report
     from pretraining_gap.data.prepared import POOL, TEST, VAL
     from pretraining_gap.training import backbones
 
-    params = config.load()
     for name in params.study.backbones:
         backbones.check(name, params.backbones[name])
     cfg = params.datasets[args.dataset]
