@@ -108,6 +108,13 @@ class DatasetBlock(Block):
         description="test images per class (the reported accuracy only)", examples=[50]
     )
     split_seed: Seed = Field(0, description="fixes the pool / validation / test split", examples=[0])
+    duplicates: Literal["group", "drop", "keep"] = Field(
+        "group",
+        description="exact and near-duplicate images (resized, recompressed copies), found before the split: "
+        "group keeps each exact copy once and each group of near-duplicates within one part; drop keeps one image "
+        "per group; keep splits every image on its own, so a copy of a test image may train (docs/duplicates.md)",
+        examples=["group"],
+    )
 
 
 class SklearnDigits(DatasetBlock):
