@@ -161,6 +161,7 @@ def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, t
     with progress.study(f"{dataset} · {backbone}", len(jobs), sum(work.values())) as study:
         for job, result in dispatch(jobs, params, prepared, features):
             cell, file = job.cell, results.path(out, job.cell)
+            result = result.model_copy(update={"identity_digests": plan.parts(cell)})
             results.write(file, result)
             left = study.finished(work[cell])  # on a terminal the bar shows it: ""
             seconds = (result.finished_ms - result.started_ms) / 1000
