@@ -26,7 +26,7 @@ from . import fingerprints, results, weights
 from .config import Params
 from .data import subsets
 from .data.prepared import Prepared
-from .grid import Cell
+from .grid import Cell, ParamsError
 from .results import CellResult
 
 log = logging.getLogger(__name__)
@@ -175,3 +175,53 @@ def plan(params: Params, dataset: str, backbone: str, inputs: Inputs, out: Path)
     log.info("%s · %s: %d cells to train, %d kept", dataset, backbone, len(to_train), len(kept))
     train_idx = {cell: inputs.train_idx(cell) for cell in to_train}
     return Plan(kept, to_train, identities, train_idx, work, reasons)
+
+
+def stage_files(dataset: str, backbone: str) -> dict[str, Path]:
+    """One train stage's input and output files, relative to the study's root, as dvc.yaml names them."""
+    return {
+        "prepared": Path(f"data/prepared/{dataset}.npz"),
+        "subsets": Path(f"data/subsets/{dataset}.json"),
+        "features": Path(f"data/features/{dataset}/{backbone}.npy"),
+        "cells": Path(f"results/cells/{dataset}/{backbone}"),
+        "cost": Path(f"results/costs/{dataset}/{backbone}.json"),
+    }
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def estimate(plan: Plan, cost_file: Path) -> str:
+    """The training time of a plan's cells from the cost stage's measured throughput (images/s at its batch size);
+    evaluations, probes and start-up are left out. Or why there is no estimate."""
+    if not cost_file.exists():
+        return f"no cost measurement yet ({cost_file}: `dvc repro cost`), so no time estimate"
+    cost = json.loads(cost_file.read_text())
+    images = sum(plan.work.values()) * cost["batch_size"]
+    return (
+        f"about {_minutes(images / cost['train_images_per_second'])} of training steps on one worker at the "
+        f"measured {cost['train_images_per_second']:.0f} images/s ({cost['device']}, {cost_file})"
+    )
+
+
+def preview(params: Params, dataset: str, backbone: str) -> list[str]:
+    """What the train stage of one dataset x backbone would do now, from the study's root: a headline, each cell
+    to train with its reason and steps, each cell kept. Raises ParamsError when an input stage has not run."""
+    files = stage_files(dataset, backbone)
+    absent = [str(files[k]) for k in ("prepared", "subsets", "features") if not files[k].exists()]
+    if absent:
+        raise ParamsError(
+            absent[0],
+            f"{', '.join(absent)} not made yet",
+            "run `dvc repro prepare subsample features` first (no training), then plan again",
+        )
+    inputs = Inputs.load(params, backbone, files["prepared"], files["subsets"], files["features"])
+    found = plan(params, dataset, backbone, inputs, files["cells"])
+    lines = [
+        f"{dataset} · {backbone}: {len(found.to_train)} cells to train, {len(found.kept)} kept; "
+        + estimate(found, files["cost"])
+    ]
+    lines += [f"  train {c.run_name}: {found.reasons[c]} ({found.work[c]} steps)" for c in found.to_train]
+    lines += [f"  keep  {c.run_name} ({result.status})" for c, result in found.kept]
+    return lines
