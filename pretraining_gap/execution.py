@@ -21,7 +21,7 @@ import numpy as np
 from . import parallel, progress, results
 from .config import Params
 from .data.prepared import Prepared
-from .grid import Cell
+from .grid import Cell, StageError
 from .planning import Plan
 from .results import CellResult
 from .tracking import TrackingError
@@ -29,7 +29,7 @@ from .tracking import TrackingError
 log = logging.getLogger(__name__)
 
 
-class StudyError(RuntimeError):
+class StudyError(StageError):
     """Cells that could not give a result or could not be logged; their files say why."""
 
 

@@ -65,3 +65,4 @@ def test_identity_by_what_the_code_computes_and_the_weights_hold(tmp_path):
     edited = run(["dvc", "repro"], repo)
     assert trained_arms(edited.stderr) == {"scratch", "finetune"}  # the probes never import the loop
     assert "retrain digits · tiny · scratch · 1/class · seed 1: code changed" in edited.stderr
+    assert "Running stage 'prepare" not in edited.stdout  # its code imports no training module
