@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .grid import ParamsError
+from .grid import ParamsError, StageError
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -28,15 +28,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], None]) -> None:
-    """Parse the arguments, then run `main(args)`; a ParamsError, TrackingError or StudyError ends the stage with
-    its message alone (exit status 1)."""
+    """Parse the arguments, then run `main(args)`; a ParamsError or StageError (TrackingError, StudyError) ends
+    the stage with its message alone (exit status 1)."""
     args = parser.parse_args()
-    from .execution import StudyError  # after parsing: --help never imports the study's libraries
-    from .tracking import TrackingError
-
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)  # its "Loaded … from checkpoint", once per cell
     try:
         main(args)
-    except (ParamsError, TrackingError, StudyError) as error:
+    except (ParamsError, StageError) as error:
         sys.exit(f"error: {error}")

@@ -21,7 +21,7 @@ import numpy as np
 from . import parallel, progress, results
 from .config import Params
 from .data.prepared import Prepared
-from .grid import Cell
+from .grid import Cell, StageError
 from .planning import Plan
 from .results import CellResult
 from .tracking import TrackingError
@@ -29,7 +29,7 @@ from .tracking import TrackingError
 log = logging.getLogger(__name__)
 
 
-class StudyError(RuntimeError):
+class StudyError(StageError):
     """Cells that could not give a result or could not be logged; their files say why."""
 
 
@@ -175,6 +175,7 @@ def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, t
     with progress.study(f"{dataset} · {backbone}", len(jobs), sum(work.values())) as study:
         for job, result in dispatch(jobs, params, prepared, features):
             cell, file = job.cell, results.path(out, job.cell)
+            result = result.model_copy(update={"identity_digests": plan.parts(cell)})
             results.write(file, result)
             left = study.finished(work[cell])  # on a terminal the bar shows it: ""
             seconds = (result.finished_ms - result.started_ms) / 1000

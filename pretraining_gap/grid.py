@@ -1,4 +1,5 @@
-"""The study grid's vocabulary: a cell, the list of cells, and the error a user's mistake raises.
+"""The study grid's vocabulary: a cell, the list of cells, the error a user's mistake raises, and the base of the
+errors that end a stage with their message alone.
 
 A leaf module: it imports nothing of the project, so every other module may import it.
 """
@@ -24,6 +25,11 @@ class ParamsError(ValueError):
         self.problems = [(key, problem, fix), *more]
         super().__init__("\n".join(f"params.yaml: {k}: {p}. Fix: {f}" for k, p, f in self.problems))
         self.key = key
+
+
+class StageError(RuntimeError):
+    """A failure whose message says what failed and how to go on (StudyError, TrackingError): a stage or command
+    ends with that message alone, no traceback (cli.run)."""
 
 
 @dataclass(frozen=True)

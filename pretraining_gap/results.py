@@ -8,6 +8,7 @@ retried only when one of them changes.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from .config import REGIMES
 from .grid import ALL, Cell
 
 _TMP = ".tmp"  # suffix of a result file being written
+log = logging.getLogger(__name__)
 
 
 class _Trained(BaseModel):
@@ -88,6 +90,9 @@ class CellResult(Outcome):
     reason: str | None = None  # why it failed
     traceback: str | None = None  # where it failed, for an unexpected error
     fingerprint: str
+    identity_digests: dict[str, str] | None = (
+        None  # the fingerprint's parts: code, config, data, weights, versions
+    )
     started_ms: int
     finished_ms: int
 
@@ -108,8 +113,12 @@ class CellResult(Outcome):
         )
 
 
-# the aggregate's table, one column per field: which cell and how it ended first, then its outcome
-COLUMNS = [*(f for f in CellResult.model_fields if f not in Outcome.model_fields), *Outcome.model_fields]
+# the aggregate's table, one column per field: which cell and how it ended first, then its outcome (the
+# fingerprint's parts stay in the result files: the fingerprint column stands for them)
+COLUMNS = [
+    *(f for f in CellResult.model_fields if f not in Outcome.model_fields and f != "identity_digests"),
+    *Outcome.model_fields,
+]
 
 
 def path(group: Path, cell: Cell) -> Path:
@@ -138,17 +147,20 @@ def remove_partial(group: Path) -> None:
 
 
 def read(file: Path) -> CellResult | None:
-    """The stored result, or None when there is none (or it was written by an incompatible version)."""
+    """The stored result, or None when there is none or the schema rejects it (an older layout, a damaged file):
+    that one is named in the log with its first error, and is retrained like a missing one."""
     if not file.exists():
         return None
     try:
         return CellResult.model_validate_json(file.read_text())
-    except ValidationError:
-        return None  # made by an older layout: it is retrained like a missing one
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        log.warning("%s is not a valid result (%s: %s): it is retrained", file, where, first["msg"])
+        return None
 
 
-def current(file: Path, fingerprint: str) -> CellResult | None:
-    """The stored result if it was made with the same inputs and code, else None. A failure with a traceback
-    (an unexpected error, not a diverging run) is never current: the next run retries it."""
-    result = read(file)
-    return result if result and result.fingerprint == fingerprint and not result.traceback else None
+def current(result: CellResult | None, fingerprint: str) -> bool:
+    """Whether a stored result was made with the same inputs and code. A failure with a traceback (an unexpected
+    error, not a diverging run) is never current: the next run retries it."""
+    return result is not None and result.fingerprint == fingerprint and not result.traceback

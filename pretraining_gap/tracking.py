@@ -26,13 +26,13 @@ from pathlib import Path
 from filelock import FileLock
 
 from .config import REGIMES
-from .grid import Cell
+from .grid import Cell, StageError
 from .results import CellResult
 
 log = logging.getLogger(__name__)
 
 
-class TrackingError(RuntimeError):
+class TrackingError(StageError):
     """The MLflow store could not be read or written."""
 
 

@@ -163,7 +163,7 @@ def test_dvc_repro_with_a_typo_stops_in_the_first_stage_with_the_message(tmp_pat
     done = run(["dvc", "repro"], repo, check=False)
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr  # one message, not a stack
-    assert done.stdout.count("Running stage") == 1 and "Running stage 'prepare@digits'" in done.stdout
+    assert done.stdout.count("Running stage") == 1 and "Running stage 'fingerprint'" in done.stdout
     assert not (repo / "data").exists() and not (repo / "results").exists()
 
 

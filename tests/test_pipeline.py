@@ -7,12 +7,9 @@ import re
 
 import pandas as pd
 import pytest
-import timm
-import torch
 import yaml
 from mlflow import MlflowClient
 from PIL import Image
-from safetensors.torch import save_file
 
 from conftest import make_study_repo, run, tiny_params, tiny_weights, trained
 
@@ -162,7 +159,7 @@ def test_rerun_trains_nothing_and_new_size_or_setting_trains_only_its_cells(tmp_
     before = first.read_text()
 
     again = run(["dvc", "repro"], repo)
-    assert "Running stage" not in again.stdout
+    assert again.stdout.count("Running stage") == 1  # 'fingerprint' alone: it always runs, nothing follows
 
     params["study"].update(sizes=[1, 2])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -182,33 +179,3 @@ def test_rerun_trains_nothing_and_new_size_or_setting_trains_only_its_cells(tmp_
     changed = run(["dvc", "repro"], repo)
     assert {cell[2] for cell in trained(changed.stderr)} == {"linear"}
     assert first.read_text() == before
-
-
-def trained_cells(output: str) -> set[str]:
-    return {arm for _, _, arm, size, seed in trained(output) if (size, seed) == ("1", "1")}
-
-
-def test_a_cells_identity_sees_weights_content_and_training_code_but_not_analysis_code(tmp_path):
-    """Derived, not listed: a weights file replaced at the same path retrains the pretrained cells; an edit of an
-    analysis module retrains nothing; an edit of a training module retrains every cell."""
-    weights = tiny_weights(tmp_path / "tiny.safetensors")
-    params = tiny_params(weights)
-    params["study"].update(regimes=["scratch", "finetune"], sizes=[1], seeds=[1])
-    repo = make_study_repo(tmp_path / "repo", params)
-    assert trained_cells(run(["dvc", "repro"], repo).stderr) == {"scratch", "finetune"}
-
-    torch.manual_seed(
-        1
-    )  # other values at the same path: params.yaml does not change, so DVC is told to rerun
-    save_file(timm.create_model("test_efficientnet").state_dict(), str(weights))
-    replaced = run(["dvc", "repro", "--force", "--single-item", "train@digits-tiny"], repo)
-    assert trained_cells(replaced.stderr) == {"finetune"}
-
-    plots = repo / "pretraining_gap/analysis/plots.py"
-    plots.write_text(plots.read_text() + "\n# an analysis-only edit\n")
-    edited = run(["dvc", "repro"], repo)
-    assert "Running stage 'aggregate'" in edited.stdout and "Running stage 'train" not in edited.stdout
-
-    loop = repo / "pretraining_gap/training/loop.py"
-    loop.write_text(loop.read_text() + "\n# a training edit\n")
-    assert trained_cells(run(["dvc", "repro", "train@digits-tiny"], repo).stderr) == {"scratch", "finetune"}

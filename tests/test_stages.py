@@ -51,4 +51,4 @@ def test_a_stage_run_by_a_python_without_the_project_says_so_in_one_line(tmp_pat
         "again, or run `make repro`"
     ]
     assert "Traceback" not in done.stderr and "ModuleNotFoundError" not in done.stderr
-    assert "Data and pipelines are up to date" not in run(["dvc", "status"], repo).stdout  # nothing ran
+    assert "prepare@digits" in run(["dvc", "status"], repo).stdout  # nothing ran

