@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pretraining_gap import fingerprints, planning, results
+from pretraining_gap import config, fingerprints, planning, results
 from pretraining_gap.grid import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ def package_copy(tmp_path, monkeypatch) -> Path:
     yield copy
     fingerprints.imports.cache_clear()
     fingerprints.code_digest.cache_clear()
+    planning.code_digest.cache_clear()
 
 
 def regime_digest() -> str:
@@ -71,6 +72,29 @@ def test_a_behaviour_edit_two_imports_away_changes_the_regimes_digest(package_co
     assert regime_digest() == before
     stopping.write_text(source.replace("(-1.0, math.inf)", "(-2.0, math.inf)"))
     assert regime_digest() != before
+
+
+def test_the_train_stages_file_covers_the_runners_the_registry_names(package_copy):
+    """stages/train.py reaches each runner by name only (config.Regime.runner): its digest file must still move
+    when a runner's module does, and a regime's own digest must move with its runner alone."""
+    train = ROOT / "stages/train.py"
+    named = tuple(m for regime in config.REGIMES.values() for m in regime.modules())
+    scratch = package_copy / "training/scratch.py"
+    before = fingerprints.script_fingerprint(train, named)["digest"]
+    regime_before = {name: planning_digest(name) for name in ("scratch", "finetune")}
+    scratch.write_text(scratch.read_text() + "\nEXTRA = 1\n")
+    fingerprints.imports.cache_clear()
+    assert "pretraining_gap.training.scratch" not in fingerprints.script_imports(train)  # by name only
+    assert fingerprints.script_fingerprint(train, named)["digest"] != before
+    assert planning_digest("scratch") != regime_before["scratch"]
+    assert planning_digest("finetune") == regime_before["finetune"]
+
+
+def planning_digest(regime: str) -> str:
+    fingerprints.imports.cache_clear()
+    fingerprints.code_digest.cache_clear()
+    planning.code_digest.cache_clear()
+    return planning.code_digest(regime)
 
 
 def test_the_log_says_which_part_of_a_cells_identity_changed():
