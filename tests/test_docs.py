@@ -56,7 +56,8 @@ def named(text: str) -> Named:
     fenced = [line.split("#")[0] for block in FENCE.findall(text) for line in block.splitlines()]
     prose = FENCE.sub("", text)
     spans = SPAN.findall(prose)
-    for token in (t.strip("\"'(),;:[]") for span in spans for t in span.split()):
+    # a pytest node id names its file: tests/test_x.py::test_y
+    for token in (t.strip("\"'(),;:[]").split("::")[0] for span in spans for t in span.split()):
         if looks_like_path(token):
             found.paths.add(token)
     found.links = {link.split("#")[0] for link in LINK.findall(prose) if not re.match(r"[a-z]+:|#", link)}
