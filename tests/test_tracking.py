@@ -5,12 +5,22 @@ private use of MLflow, pinned."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_study_repo, run, tiny_params, tiny_weights
+from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights
 from pretraining_gap.tracking import store
 
 
@@ -96,3 +106,67 @@ def test_repoint_artifacts_relies_on_mlflow_private_models(tmp_path):
     store.repoint_artifacts(uri, experiment_id, old, new)
     assert client.get_experiment(experiment_id).artifact_location == new
     assert client.get_run(inside).info.artifact_uri == new + before.removeprefix(old)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = [
+    *("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"),
+    *("--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000"),
+    "--virtual-time-budget=60000",  # the UI's requests answered and drawn before the page is read
+]
+
+
+@contextmanager
+def serving_ui(repo: Path):
+    """`pretraining-gap ui` serving the study's store on a free port: the two links it prints."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [
+        sys.executable,
+        "-c",
+        "from pretraining_gap.commands import main; main()",
+        "ui",
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        command, cwd=repo, env=study_env(repo), stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        links = dict(server.stdout.readline().split(maxsplit=1) for _ in range(2))
+        for _ in range(120):  # the server's start: seconds
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(1)
+        yield {name.rstrip(":"): link.strip() for name, link in links.items()}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # mlflow ui and its worker, the session this test started
+        server.wait(timeout=60)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium: the saved views open in a real browser only where one "
+    "is installed (Debian: apt-get install -y chromium)",
+)
+def test_both_links_that_make_ui_prints_open_their_saved_views_in_a_real_browser(all_study, tmp_path):
+    """The page each link opens, as headless Chromium renders it: the view's runs, no 'share key ... does not
+    exist'. A person can look at the screenshots in the test's tmp_path."""
+    expected = {
+        "cells": ["finetune · 1/class · seed 1", "scratch · all/class · seed 1"],
+        "curves": ["Learning curves"],
+    }
+    with serving_ui(all_study) as links:
+        assert set(links) == set(expected)
+        for view, link in links.items():
+            browser = [CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / view}"]
+            page = subprocess.run([*browser, "--dump-dom", link], capture_output=True, text=True, timeout=180)
+            subprocess.run(
+                [*browser, f"--screenshot={tmp_path / view}.png", link], capture_output=True, timeout=180
+            )
+            assert "Error loading shared view state" not in page.stdout, view
+            for text in ["digits · tiny", *expected[view]]:
+                assert text in page.stdout, (view, text)
