@@ -56,7 +56,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def log_batches(experiment: Experiment, run_id: str, metrics: list = (), params: list = ()) -> None:
+def log_batches(experiment: Experiment, run_id: str, metrics: list, params: list) -> None:
     """Metrics and params in as few calls as MLflow's batch limits allow."""
     client, (m, p) = experiment.client, BATCH.values()
     for i in range(0, len(metrics), m):

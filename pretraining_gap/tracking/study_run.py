@@ -87,6 +87,7 @@ def parent(experiment: Experiment, dataset: str, backbone: str) -> str:
 
 
 def _log_summary(experiment, run_id, curves, scalars, texts, params, artifacts) -> None:
+    """log_study's summary, logged to the run `run_id`."""
     from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
@@ -131,6 +132,6 @@ def log_study(
             experiment.client.delete_run(old.info.run_id)
     end = max((r.info.end_time or 0 for r in cells), default=None) or int(time.time() * 1000)
     experiment.client.set_terminated(run_id, "FINISHED", end)
-    names = {key for run in experiment.runs({"kind": "study"}) for key in run.data.metrics} | set(curves)
-    views.set_curves_view(experiment, sorted(names))
+    names = {key for run in experiment.runs({"kind": "study"}) for key in run.data.metrics}  # every parent's
+    views.set_curves_view(experiment, names)
     return run_id

@@ -110,7 +110,7 @@ def curves_view(names: list[str]) -> dict:
     }
 
 
-def set_curves_view(experiment: Experiment, names: list[str]) -> None:
+def set_curves_view(experiment: Experiment, names: set[str]) -> None:
     """Save the `curves` view with the lines of every curve metric in `names`."""
     experiment.client.set_experiment_tag(
         experiment.experiment_id, f"{VIEW_TAG}curves", json.dumps(curves_view(sorted(names)))
