@@ -134,7 +134,9 @@ def serving_ui(repo: Path):
         command, cwd=repo, env=study_env(repo), stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        links = dict(server.stdout.readline().split(maxsplit=1) for _ in range(2))
+        printed = [server.stdout.readline() for _ in range(2)]  # "cells:  <link>", "curves: <link>"
+        links = dict(line.split(maxsplit=1) for line in printed if line)
+        assert set(links) == {"cells:", "curves:"}, printed
         for _ in range(120):  # the server's start: seconds
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
