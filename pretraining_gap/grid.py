@@ -6,7 +6,7 @@ A leaf module: it imports nothing of the project, so every other module may impo
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +35,7 @@ class Cell:
     regime: str
     examples_per_class: int | Literal["all"]
     seed: int
-    depth: int | None = None  # pretrained layer groups kept, for the depth regime only
+    depth: int | None = None  # the regime's depth value (depth's k: pretrained layer groups kept), else None
 
     @property
     def arm(self) -> str:
@@ -57,13 +57,18 @@ def cells(
     regimes: Iterable[str],
     sizes: Iterable[int | str],
     seeds: Iterable[int],
-    depths: Iterable[int] = (),
+    depths: Mapping[str, Iterable[int]] | None = None,
 ) -> list[Cell]:
-    """Every cell of the grid, in a stable order: dataset, backbone, regime, seed, size (and depth k for `depth`)."""
+    """Every cell of the grid, in a stable order: dataset, backbone, regime, seed, size (and depth).
+
+    `depths`: per regime, the values that give it one cell each (depth's k, `config.Regime.depths`); a regime
+    without any has one cell, of depth None.
+    """
+    depths = depths or {}
     return [
         Cell(dataset, backbone, regime, size, seed, k)
         for dataset, backbone, regime, seed, size in itertools.product(
             datasets, backbones, regimes, seeds, sizes
         )
-        for k in (depths if regime == "depth" else [None])
+        for k in (depths.get(regime) or [None])
     ]

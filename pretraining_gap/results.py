@@ -11,17 +11,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from .config import REGIMES
 from .grid import ALL, Cell
 
 _TMP = ".tmp"  # suffix of a result file being written
 
 
-class Outcome(BaseModel):
-    """What a regime's training of one cell gives: test metrics, what was chosen on validation, how it trained."""
+class _Trained(BaseModel):
+    """How a cell trained: test metrics and its run (the first fields of an Outcome)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,14 +38,25 @@ class Outcome(BaseModel):
     kept_run: Literal["choosing", "final"] | None = None  # with choosing_steps: the run better on validation
     batch_size: int | None = None
     converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
-    lr: float | None = None  # chosen on validation (depth-k: of the transferred groups)
-    lr_new: float | None = None  # depth-k: of the re-initialised groups and the head
-    norm: str | None = None  # scratch: the normalisation chosen on validation, batch or group (GroupNorm)
-    C: float | None = None  # chosen inverse regularisation strength (linear probe, pixel classifiers)
-    classifier: str | None = (
-        None  # the pixel baseline chosen on validation: nearest_neighbour, logistic, rbf_svm
-    )
-    gamma: float | None = None  # the chosen RBF SVM's gamma, as a multiple of scikit-learn's "scale"
+
+
+def _chosen_fields() -> dict[str, Any]:
+    """Every registered regime's result fields (`config.Regime.chosen`: what it chose on validation), optional, in
+    the registry's order; a field several regimes add is one field (one column of the aggregate)."""
+    fields: dict[str, Any] = {}
+    for regime in REGIMES.values():
+        for name, (kind, meaning) in regime.chosen.items():
+            fields.setdefault(name, (kind | None, Field(None, description=meaning)))
+    return fields
+
+
+_Chosen = create_model("_Chosen", __base__=_Trained, **_chosen_fields())
+
+
+class Outcome(_Chosen):
+    """What a regime's training of one cell gives: test metrics, what was chosen on validation (the regimes' own
+    fields, from the registry), how it trained."""
+
     at_grid_edge: bool | None = None  # the chosen lr / C sits at an edge of every value tried
     val_accuracy_by_lr: dict[str, float | None] | None = (
         None  # every lr tried: validation accuracy (None: diverged)

@@ -72,10 +72,9 @@ def main(args: argparse.Namespace) -> None:
             scores = []
             for n, seed in itertools.product(args.sizes, args.seeds):
                 cell = Cell(args.dataset, args.backbone, args.regime, n, seed)
-                inputs = regimes.CellInputs.of(
-                    trial, cell, data, subsets.subset(orderings[seed], n), None, on
-                )
-                outcome, _ = regimes.RUNNERS[args.regime](inputs)
+                subset = subsets.subset(orderings[seed], n)
+                inputs = regimes.CellInputs.of(trial, cell, data, subset, None, on)
+                outcome, _ = regimes.runner(args.regime)(inputs)
                 scores.append(f"{n}/class seed {seed} {outcome.best_val_accuracy:.3f}")
             label = "".join(f" {'.'.join(k)}={v}" for k, v in zip(keys, values))
             print(f"{args.regime} lr={lr:g}{label}: validation accuracy " + ", ".join(scores), flush=True)

@@ -45,7 +45,7 @@ def arguments():
         "--prepared",
         type=Path,
         default=Path("data/prepared"),
-        help="folder of prepared datasets <dataset>.npz (class and validation counts; optional)",
+        help="folder of prepared datasets <dataset>.npz (class, validation and test counts; optional)",
     )
     return parser
 

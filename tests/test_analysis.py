@@ -13,18 +13,19 @@ from PIL import Image
 from conftest import tiny_params
 from pretraining_gap import config, results
 from pretraining_gap.analysis import aggregate, benefits, report
-from pretraining_gap.analysis.scales import logit, sigmoid
+from pretraining_gap.analysis.scales import clip_epsilon, logit, sigmoid
 from pretraining_gap.data.prepared import POOL, TEST, VAL, Prepared
 
 SIZES, SEEDS = [1, 2, 5, 10, 25], [1, 2, 3]
 # error = scale·n^−0.5 (see `error`), loss = 2·error
 SCALE = {"scratch": 0.7, "linear": 0.5, "finetune": 0.3}
 FAILED, MISSING = ("finetune", 1, 2), ("linear", 25, 2)
+EPSILON = clip_epsilon(500)  # the prepared split of `study`: 50 test images in each of 10 classes
 
 
 def test_steps_to_90pct_of_best_odds_not_of_best_accuracy():
     # odds 1, 7.3, 9, 5.7: 90% of the best odds is 8.1, first reached at step 30 (90% of best accuracy: step 20)
-    assert benefits.steps_to_odds_fraction([10, 20, 30, 40], [0.5, 0.88, 0.9, 0.85]) == 30
+    assert benefits.steps_to_odds_fraction([10, 20, 30, 40], [0.5, 0.88, 0.9, 0.85], EPSILON) == 30
 
 
 def test_area_is_normalised_by_the_steps_spanned():
@@ -54,7 +55,7 @@ def test_benefits_compare_each_arm_with_scratch_per_size():
         ]
     )
     cells["depth"], cells["arm"] = np.nan, cells.regime
-    table = benefits.summarise(cells).set_index("arm")
+    table = benefits.summarise(cells, EPSILON).set_index("arm")
     assert "linear" not in table.index  # no validation curve, no benefits
     assert table.loc["finetune", "start_vs_scratch"] == pytest.approx(0.5)
     assert table.loc["finetune", "final_vs_scratch"] == pytest.approx(0.3)
@@ -67,7 +68,7 @@ def test_benefits_compare_each_arm_with_scratch_per_size():
 def error(regime, n, seed):
     """The known curve, each seed's subset a little easier or harder for every arm alike (±0.05 in log-odds, so
     the log-odds mean over seeds 1 and 3, or 1 to 3, is the curve itself)."""
-    return float(sigmoid(logit(SCALE[regime] * n**-0.5) + 0.05 * (seed - 2)))
+    return float(sigmoid(logit(SCALE[regime] * n**-0.5, EPSILON) + 0.05 * (seed - 2)))
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +242,7 @@ def test_depth_cells_get_their_figure(study, tmp_path):
         ]
     )
     cells = pd.concat([cells, depth], ignore_index=True)
-    tables, fits = aggregate.analyse(cells, params.analysis)
+    tables, fits = aggregate.analyse(cells, params.analysis, {"digits": 500})
     figures = aggregate.draw(cells, tables, fits, params.analysis, tmp_path / "plots", tmp_path / "none")
     assert tmp_path / "plots" / "digits_tiny_depth.png" in figures
     assert not any("cost" in f.name for f in figures)
@@ -368,6 +369,27 @@ def test_labels_of_the_size_all_are_the_whole_pool(study):
     table = aggregate.labels(config.Params.model_validate(raw), tmp_path / "prepared").set_index("size")
     assert table.loc["all", "training_labels"] == 600 and table.loc["all", "examples_per_class"] == 60
     assert table.loc["1", "training_labels"] == 10 and list(table.index) == ["1", "all"]
+
+
+def test_each_dataset_is_clipped_by_half_an_image_of_its_own_test_set(study):
+    params, tmp_path = study
+    cells = aggregate.load_cells(params, tmp_path / "cells")
+    counted = aggregate.labels(params, tmp_path / "prepared")
+    assert aggregate.test_images(counted, cells, params) == {
+        "digits": 500
+    }  # the prepared split's test images
+    unknown = aggregate.labels(params, tmp_path / "no-prepared-data")
+    recorded = cells.assign(classes=10)  # without the split: test_per_class × the classes the cells recorded
+    assert aggregate.test_images(unknown, recorded, params) == {
+        "digits": 10 * params.datasets["digits"].test_per_class
+    }
+    # finetune scores 100 % everywhere: its log-odds gap is set by the clip, which a larger test set moves out
+    perfect = cells.assign(test_accuracy=cells.test_accuracy.where(cells.regime != "finetune", 1.0))
+    analysis = params.analysis.model_copy(update={"bootstrap": 0})
+    small, large = (aggregate.analyse(perfect, analysis, {"digits": n})[0]["gap"] for n in (500, 5000))
+    finetune = small.arm == "finetune"
+    assert (large.logodds[finetune] > small.logodds[finetune] + 2).all()
+    assert large.logodds[~finetune].to_numpy() == pytest.approx(small.logodds[~finetune].to_numpy())
 
 
 def test_the_whole_pool_is_named_all_with_its_mean_examples_per_class():

@@ -3,10 +3,15 @@ interrupted study resumed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,3 +137,94 @@ def test_an_interrupted_study_on_ray_resumes_with_only_the_missing_cells(prepare
     assert len(retrained) == 4 - len(kept)
     final = accuracies(repo)
     assert len(final) == 4 and all(final[name] == kept[name] for name in kept)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "cluster.md"
+
+
+def docs_commands() -> dict[str, str]:
+    """docs/cluster.md's command block, in its parts: {"head": ..., "worker": ..., "driver": ...}, each the lines
+    under its `# on the head`, `# on each worker machine`, `# on the head, in the study's folder` comment."""
+    block = re.search(r"```sh\n(.*?)```", DOCS.read_text(), re.S).group(1)
+    parts = [p.strip() for p in re.split(r"^# .*$", block, flags=re.M) if p.strip()]
+    assert len(parts) == 3, block
+    return dict(zip(("head", "worker", "driver"), parts))
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def end_processes_under(folder: Path) -> None:
+    """SIGKILL this user's processes whose command line names `folder` (the nodes' Ray processes all name their
+    temp dir): `ray stop` would stop every Ray on the machine, other people's too."""
+    listed = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
+    for pid in map(int, listed):
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # two Ray nodes start (~20 s) and a tiny study runs through dvc repro
+def test_a_two_node_cluster_joined_by_token(prepared, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    gcs, dashboard, head_agent, worker_agent = free_ports(4)
+    env = {**os.environ, "HOME": str(home)}  # the token file is the test's own, ~/.ray/auth_token in it
+    one_machine = " --num-cpus=1 --disable-usage-stats"
+    commands = docs_commands()
+    head = (
+        commands["head"]
+        .replace("6379", str(gcs))
+        .replace(
+            "ray start --head",
+            f"ray start --head --temp-dir={temp} --dashboard-port={dashboard} "
+            f"--dashboard-agent-listen-port={head_agent}",
+        )
+    )
+    worker = (
+        commands["worker"]
+        .replace("<head>:6379", f"127.0.0.1:{gcs}")
+        .replace("ray start", f"ray start --dashboard-agent-listen-port={worker_agent}")
+    )
+    repo = copy_with(prepared, tmp_path / "repo", address=f"127.0.0.1:{gcs}")
+    params = json.loads(json.dumps(prepared[1]))
+    params["study"].update(sizes=[1])  # 4 cells: scratch and linear, 2 seeds
+    write_params(
+        repo / "params.yaml", {**params, "execution": {"backend": "ray", "address": f"127.0.0.1:{gcs}"}}
+    )
+    try:
+        for script in (head, worker):
+            done = subprocess.run(
+                ["bash", "-euc", script.replace("ray start", "ray start" + one_machine)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert (home / ".ray" / "auth_token").exists()
+        driver = subprocess.run(
+            ["bash", "-euc", commands["driver"]],
+            cwd=repo,
+            env={**study_env(repo), "HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert driver.returncode == 0, driver.stdout + driver.stderr
+    finally:
+        end_processes_under(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+    log = driver.stderr
+    assert "2 nodes, 2 CPUs" in log, log
+    nodes = set(re.findall(r"ran on node (\w+)", log))
+    assert len(nodes) == 2, log
+    assert len(accuracies(repo)) == 4

@@ -213,7 +213,8 @@ def test_every_problem_is_listed_one_per_line():
 
 def test_the_library_receives_typed_blocks():
     p = config.validate(DEFAULT)
-    assert isinstance(p.regimes.finetune, config.Finetune) and p.regimes.finetune.lr == [0.0003, 0.001, 0.003]
+    finetune = p.regime("finetune")
+    assert isinstance(finetune, config.Finetune) and finetune.lr == [0.0003, 0.001, 0.003]
     assert isinstance(p.datasets["digits"], config.SklearnDigits)
     assert set(config.REGIMES) >= {"scratch", "linear", "frozen", "finetune", "chainthaw", "depth"}
     assert not config.REGIMES["scratch"].pretrained and config.REGIMES["linear"].on_features

@@ -7,6 +7,9 @@ import pandas as pd
 import pytest
 
 from pretraining_gap.analysis import curves
+from pretraining_gap.analysis.scales import clip_epsilon
+
+EPSILON = clip_epsilon(500)  # digits' test set: 50 images in each of 10 classes
 
 
 def rows(regime, size, accuracies, depth=np.nan):
@@ -35,7 +38,7 @@ CELLS = pd.DataFrame(
 
 
 def test_mean_and_standard_error_over_seeds():
-    summary = curves.summarise(CELLS).set_index(["arm", "examples_per_class"])
+    summary = curves.summarise(CELLS, EPSILON).set_index(["arm", "examples_per_class"])
     assert summary.loc[("scratch", 1), "mean"] == pytest.approx(0.3)
     assert summary.loc[("scratch", 1), "stderr"] == pytest.approx(0.1 / math.sqrt(3))
     assert summary.loc[("finetune", 10), "stderr"] == pytest.approx(0.0)
@@ -53,7 +56,7 @@ def test_log_odds_mean_averages_logits_then_maps_back():
 def test_depth_cells_form_one_arm_per_k():
     cells = pd.DataFrame(rows("depth", 1, [0.5, 0.7], depth=2) + rows("depth", 1, [0.1, 0.3], depth=4))
     cells["depth"] = cells.depth.astype(float)
-    summary = curves.summarise(cells).set_index("arm")
+    summary = curves.summarise(cells, EPSILON).set_index("arm")
     assert summary.loc["depth_k2", "mean"] == pytest.approx(0.6) and summary.loc["depth_k4", "depth"] == 4
     assert list(curves.arm_names(cells.regime, cells.depth).unique()) == ["depth_k2", "depth_k4"]
 

@@ -23,9 +23,12 @@ COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}
 
 
 def write_image(path: Path, colour: tuple[int, int, int], index: int, grey: bool = False) -> Path:
-    """A small image of a class colour, landscape and portrait alternating, with a bright stripe in the centre."""
+    """A small image of a class colour, landscape and portrait alternating, with a bright stripe in the centre and
+    its own smooth pattern (images of a class are not duplicates of each other: data/duplicates.py)."""
     size = (24, 16) if index % 2 else (16, 24)
-    array = np.zeros((size[1], size[0], 3), dtype=np.uint8) + np.array(colour, dtype=np.uint8)
+    pattern = np.random.default_rng([index, *colour]).integers(-30, 31, (3, 3)).astype(np.float32)
+    shade = np.asarray(Image.fromarray(pattern, mode="F").resize(size, Image.Resampling.BILINEAR))
+    array = (np.array(colour, dtype=np.float32) + shade[..., None]).clip(0, 255).astype(np.uint8)
     array[size[1] // 2 - 2 : size[1] // 2 + 2] = 255
     image = Image.fromarray(array)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,10 +36,11 @@ def write_image(path: Path, colour: tuple[int, int, int], index: int, grey: bool
     return path
 
 
-def image_folder(root: Path, counts: dict[str, int]) -> Path:
-    """One sub-folder per class of generated PNGs; every fifth image grey."""
+def image_folder(root: Path, counts: dict[str, int], first: int = 0) -> Path:
+    """One sub-folder per class of generated PNGs, numbered from `first` (another number, another image); every
+    fifth image grey."""
     for name, count in counts.items():
-        for i in range(count):
+        for i in range(first, first + count):
             write_image(root / name / f"{name}_{i:03d}.png", COLOURS[name], i, grey=i % 5 == 4)
     return root
 
@@ -79,7 +83,7 @@ def test_an_image_folder_is_decoded_once_split_per_class_and_squared(tmp_path):
 
 def test_a_separate_test_folder_is_the_test_set(tmp_path):
     root = image_folder(tmp_path / "train", {"cat": 8, "dog": 8})
-    image_folder(tmp_path / "test", {"cat": 4, "dog": 5})
+    image_folder(tmp_path / "test", {"cat": 4, "dog": 5}, first=100)
     data = datasets.prepare("pets", folder_cfg(root, test_path=str(tmp_path / "test")), sizes=[3])
     assert len(data.images) == 8 + 8 + 3 + 3  # every training image, test_per_class of the test folder
     assert np.bincount(data.labels[data.split == TEST]).tolist() == [3, 3]
@@ -101,12 +105,12 @@ def test_the_split_is_fixed_by_split_seed(tmp_path):
 def make_dtd(root: Path, per_split: dict[str, dict[str, int]]) -> Path:
     """torchvision's DTD layout: dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/<split>1.txt."""
     base = root / "dtd" / "dtd"
-    for split, counts in per_split.items():
+    for part, (split, counts) in enumerate(per_split.items()):
         lines = []
         for name, count in counts.items():
             for i in range(count):
                 file = f"{name}_{split}_{i:03d}.jpg"
-                write_image(base / "images" / name / file, COLOURS[name], i)
+                write_image(base / "images" / name / file, COLOURS[name], 100 * part + i)
                 lines.append(f"{name}/{file}")
         (base / "labels").mkdir(parents=True, exist_ok=True)
         (base / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
@@ -202,12 +206,14 @@ def test_an_official_part_too_small_asks_for_what_it_has(tmp_path):
 def test_torchvision_pets_carve_validation_from_trainval(tmp_path):
     """OxfordIIITPet has trainval and test but no val part: validation comes out of trainval, per class."""
     base = tmp_path / "tv" / "oxford-iiit-pet"
-    for split, count in (("trainval", 7), ("test", 4)):
+    for part, (split, count) in enumerate((("trainval", 7), ("test", 4))):
         lines = []
         for label, name in enumerate(("Abyssinian", "beagle"), start=1):
             for i in range(count):
                 image_id = f"{name}_{split}{i}"
-                write_image(base / "images" / f"{image_id}.jpg", list(COLOURS.values())[label], i)
+                write_image(
+                    base / "images" / f"{image_id}.jpg", list(COLOURS.values())[label], 100 * part + i
+                )
                 lines.append(f"{image_id} {label} {label} 1")
         (base / "annotations").mkdir(parents=True, exist_ok=True)
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
@@ -266,7 +272,7 @@ def test_a_class_too_small_is_refused_before_decoding_with_fixes_that_each_work(
         elif found := re.fullmatch(r"keep study\.sizes at most (\d+)", fix):
             fixed_sizes = [s for s in sizes if s <= int(found[1])]
         elif found := re.fullmatch(r"add (\d+) images? to that class", fix):
-            image_folder(tmp_path / "more", {"dog": int(found[1])})
+            image_folder(tmp_path / "more", {"dog": int(found[1])}, first=1000)  # new images, not copies
             for i, file in enumerate(sorted((tmp_path / "more" / "dog").iterdir())):
                 file.rename(root / "dog" / f"more_{i}.png")
         else:
@@ -328,9 +334,9 @@ def test_every_file_pillow_decodes_is_used_junk_is_counted_and_the_rest_named(tm
     """A class of .jfif files (JPEG data) is not dropped; sub-folders belong to their class, as in ImageFolder."""
     root = image_folder(tmp_path / "pets", {"cat": 6})
     jpeg = tmp_path / "photo.jpg"
-    write_image(jpeg, COLOURS["dog"], 0)
-    Image.open(jpeg).save(jpeg, format="JPEG")
-    for name in ("a.jfif", "b.JFIF", "c.jpe", "d", "e.jpeg.bak", "outdoor/f.jfif"):
+    for i, name in enumerate(("a.jfif", "b.JFIF", "c.jpe", "d", "e.jpeg.bak", "outdoor/f.jfif")):
+        write_image(jpeg, COLOURS["dog"], i)  # six photos, not six copies of one (data/duplicates.py)
+        Image.open(jpeg).save(jpeg, format="JPEG")
         (root / "dog" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "dog" / name).write_bytes(jpeg.read_bytes())
     for junk in ("cat/.DS_Store", "cat/Thumbs.db", "dog/._a.jfif", ".ipynb_checkpoints/x.png", "__MACOSX/y"):

@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pretraining_gap import config
 from pretraining_gap.analysis import effective_data as ed
 
+ANALYSIS = config.Analysis()  # the study's defaults: cap, level
 SIZES = [1, 2, 4, 8, 16, 32, 64]
 
 
@@ -50,7 +52,9 @@ def test_effective_data_on_a_known_loss_curve():
         {"scratch": scratch_loss, "finetune": lambda n: scratch_loss(4 * n), "pixels": lambda n: np.nan},
         SIZES,
     )
-    table = ed.effective_data(ed.effective_transfers(cells, n_boot=50)).set_index("examples_per_class")
+    table = ed.effective_data(ed.effective_transfers(cells, 50, ANALYSIS.cap), ANALYSIS.level).set_index(
+        "examples_per_class"
+    )
     assert table.arm.unique().tolist() == ["finetune"]  # no finite loss, no row
     inside = table.loc[[1, 2, 4, 8, 16]]
     assert inside.kind.eq(ed.ESTIMATE).all()
@@ -64,7 +68,9 @@ def test_effective_data_on_a_known_loss_curve():
 
 def test_a_worse_arm_gives_upper_bounds():
     cells = loss_cells({"scratch": scratch_loss, "linear": lambda n: 3.0 * n**-0.5}, SIZES[:4])
-    table = ed.effective_data(ed.effective_transfers(cells, n_boot=20)).set_index("examples_per_class")
+    table = ed.effective_data(ed.effective_transfers(cells, 20, ANALYSIS.cap), ANALYSIS.level).set_index(
+        "examples_per_class"
+    )
     assert table.loc[1, "kind"] == ed.UPPER_BOUND and table.loc[1, "transferred"] == 0.0  # D_T ≤ 1 − 1
     assert table.loc[4, "kind"] == ed.ESTIMATE and table.loc[4, "transferred"] == pytest.approx(16 / 9 - 4)
 
@@ -78,26 +84,26 @@ def noisy_transfers(rng_seed: int) -> list:
         noise=0.1,
         rng=np.random.default_rng(rng_seed),
     )
-    return ed.effective_transfers(cells, n_boot=100, seed=rng_seed)
+    return ed.effective_transfers(cells, 100, ANALYSIS.cap, seed=rng_seed)
 
 
 def test_bootstrap_intervals_cover_the_truth_in_most_simulations():
     covered = 0
     for rng_seed in range(10):
-        table = ed.effective_data(noisy_transfers(rng_seed)).set_index("examples_per_class")
+        table = ed.effective_data(noisy_transfers(rng_seed), ANALYSIS.level).set_index("examples_per_class")
         covered += sum(table.loc[n, "low"] <= 3 * n <= table.loc[n, "high"] for n in (2, 4, 8))
     assert covered >= 22  # of 30; percentile intervals from 8 seeds cover about 89 % here (100 simulations)
 
 
 def test_alpha_is_recovered_with_an_interval():
-    exponent = ed.transfer_exponents(noisy_transfers(0)).iloc[0]
+    exponent = ed.transfer_exponents(noisy_transfers(0), ANALYSIS.level).iloc[0]
     assert exponent.status == "estimated" and exponent.alpha == pytest.approx(1.0, abs=0.15)
     assert exponent.alpha_low <= 1.0 <= exponent.alpha_high
 
 
 def test_alpha_needs_three_uncensored_sizes():
     cells = loss_cells({"scratch": scratch_loss, "finetune": lambda n: scratch_loss(32 * n)}, SIZES)
-    exponent = ed.transfer_exponents(ed.effective_transfers(cells, n_boot=10)).iloc[0]
+    exponent = ed.transfer_exponents(ed.effective_transfers(cells, 10, ANALYSIS.cap), ANALYSIS.level).iloc[0]
     assert (
         exponent.points == 2 and exponent.status == "not estimable" and np.isnan(exponent.alpha)
     )  # 32n ≤ 64
@@ -119,7 +125,9 @@ def test_alpha_and_beta_from_a_family_of_backbones():
     backbones = pd.DataFrame(
         {"backbone": ["small", "large"], "family": ["lite", "lite"], "parameters": [1e6, 4e6]}
     )
-    row = ed.family_exponents(ed.effective_transfers(cells, n_boot=10), backbones).iloc[0]
+    row = ed.family_exponents(
+        ed.effective_transfers(cells, 10, ANALYSIS.cap), backbones, ANALYSIS.level
+    ).iloc[0]
     assert row.backbones == "large+small" and row.status == "estimated"
     assert (row.alpha, row.beta) == pytest.approx((1.0, 0.5), abs=1e-6)
 
@@ -128,8 +136,8 @@ def test_one_seed_gives_estimates_without_intervals():
     cells = loss_cells(
         {"scratch": scratch_loss, "finetune": lambda n: scratch_loss(4 * n)}, SIZES, seeds=(1,)
     )
-    transfers = ed.effective_transfers(cells, n_boot=50)
-    table = ed.effective_data(transfers)
+    transfers = ed.effective_transfers(cells, 50, ANALYSIS.cap)
+    table = ed.effective_data(transfers, ANALYSIS.level)
     assert table.transferred.iloc[0] == pytest.approx(3.0) and table.low.isna().all()
-    exponent = ed.transfer_exponents(transfers).iloc[0]
+    exponent = ed.transfer_exponents(transfers, ANALYSIS.level).iloc[0]
     assert exponent.alpha == pytest.approx(1.0) and np.isnan(exponent.alpha_low)

@@ -8,6 +8,8 @@ from scipy import stats
 from pretraining_gap.analysis import equivalence as eq
 from pretraining_gap.analysis import scales
 
+EPSILON = scales.clip_epsilon(500)  # digits' test set: 50 images in each of 10 classes
+
 
 def cells_with_gaps(scratch: dict, gaps: dict) -> pd.DataFrame:
     """Scratch accuracies per size and seed, and a finetune arm `gap` above them, seed by seed."""
@@ -55,7 +57,9 @@ def test_decisions_on_hand_made_gaps():
         5: [-0.20, -0.18, -0.22, -0.19, -0.21],  # clearly negative
         10: [0.05, -0.04, 0.00],
     }  # three noisy seeds: nothing shown
-    table = eq.equivalence(cells_with_gaps(scratch, gaps), margin=0.01).set_index("examples_per_class")
+    table = eq.equivalence(cells_with_gaps(scratch, gaps), margin=0.01, alpha=0.05).set_index(
+        "examples_per_class"
+    )
     assert table.decision.to_dict() == {1: eq.HELPS, 2: eq.WITHIN, 5: eq.SCRATCH_BETTER, 10: eq.UNDECIDED}
     assert table.loc[1, "gap"] == pytest.approx(0.205) and table.loc[10, "seeds"] == 3
     assert table.loc[[1, 2, 5], "seeds_needed"].isna().all()
@@ -65,8 +69,12 @@ def test_decisions_on_hand_made_gaps():
 def test_the_correction_can_leave_a_size_undecided():
     gaps = [0.05, 0.08, 0.03]  # p_helps = 0.048 alone; Holm over four sizes multiplies it by 4
     scratch = {n: [0.5, 0.6, 0.7] for n in (1, 2, 5, 10)}
-    table = eq.equivalence(cells_with_gaps(scratch, {1: gaps, 2: [0, 0, 0], 5: [0, 0, 0], 10: [0, 0, 0]}))
-    alone = eq.equivalence(cells_with_gaps({1: scratch[1]}, {1: gaps}))
+    table = eq.equivalence(
+        cells_with_gaps(scratch, {1: gaps, 2: [0, 0, 0], 5: [0, 0, 0], 10: [0, 0, 0]}),
+        margin=0.01,
+        alpha=0.05,
+    )
+    alone = eq.equivalence(cells_with_gaps({1: scratch[1]}, {1: gaps}), margin=0.01, alpha=0.05)
     assert alone.decision.iloc[0] == eq.HELPS
     assert table.decision.iloc[0] == eq.UNDECIDED and table.p_helps.iloc[0] > 0.05
 
@@ -81,14 +89,17 @@ def test_seeds_to_decide_gives_the_power_asked_for():
         return np.mean(stats.ttest_1samp(gaps, 0.01, axis=1, alternative="greater").pvalue < alpha)
 
     assert power(n) >= 0.78 and power(n - 1) < 0.8
-    assert eq.seeds_to_decide(0.0, 0.01, margin=0.01) < eq.seeds_to_decide(0.0, 0.02, margin=0.01)
-    assert eq.seeds_to_decide(0.01, 0.02, margin=0.01) == np.inf  # on the margin: no number of seeds decides
+    assert eq.seeds_to_decide(0.0, 0.01, 0.01, alpha) < eq.seeds_to_decide(0.0, 0.02, 0.01, alpha)
+    assert eq.seeds_to_decide(0.01, 0.02, 0.01, alpha) == np.inf  # on the margin: no number of seeds decides
 
 
 def test_gap_on_three_scales_paired_by_seed():
     cells = cells_with_gaps({1: [0.6, 0.8]}, {1: [0.2, 0.1]})  # pretrained 0.8 and 0.9
-    row = scales.gap_scales(cells).iloc[0]
-    logit = scales.logit
+    row = scales.gap_scales(cells, 0.95, EPSILON).iloc[0]
+
+    def logit(p):
+        return scales.logit(p, EPSILON)
+
     assert row.points == pytest.approx(0.15)
     assert row.logodds == pytest.approx(np.mean([logit(0.8) - logit(0.6), logit(0.9) - logit(0.8)]))
     assert row.error_ratio == pytest.approx(2.0)  # 0.4 / 0.2 and 0.2 / 0.1: half the errors
@@ -99,7 +110,7 @@ def test_gap_on_three_scales_paired_by_seed():
 
 def test_a_gap_can_shrink_in_points_while_it_grows_in_log_odds():
     cells = cells_with_gaps({1: [0.6, 0.6], 50: [0.95, 0.95]}, {1: [0.2, 0.2], 50: [0.04, 0.04]})
-    table = scales.gap_scales(cells).set_index("examples_per_class")
+    table = scales.gap_scales(cells, 0.95, EPSILON).set_index("examples_per_class")
     assert table.loc[50, "points"] < table.loc[1, "points"]
     assert table.loc[50, "logodds"] > table.loc[1, "logodds"]
     assert table.loc[50, "error_ratio"] == pytest.approx(5.0) and table.loc[
@@ -108,6 +119,14 @@ def test_a_gap_can_shrink_in_points_while_it_grows_in_log_odds():
 
 
 def test_a_perfect_score_stays_finite():
-    eps = scales.clip_epsilon(500)
-    row = scales.gap_scales(cells_with_gaps({1: [0.9, 0.9]}, {1: [0.1, 0.1]}), epsilon=eps).iloc[0]
-    assert row.error_ratio == pytest.approx(0.1 / eps) and np.isfinite(row.logodds)
+    row = scales.gap_scales(cells_with_gaps({1: [0.9, 0.9]}, {1: [0.1, 0.1]}), 0.95, EPSILON).iloc[0]
+    assert row.error_ratio == pytest.approx(0.1 / EPSILON) and np.isfinite(row.logodds)
+
+
+def test_a_larger_test_set_clips_less():
+    # half an image: 1e-3 for digits' 500 test images (the committed study's value), ten times less for 5,000
+    assert scales.clip_epsilon(500) == 1e-3 and scales.clip_epsilon(5000) == pytest.approx(1e-4)
+    perfect = cells_with_gaps({1: [0.9, 0.9]}, {1: [0.1, 0.1]})  # scratch errs on 10%, the arm on none
+    small, large = (scales.gap_scales(perfect, 0.95, scales.clip_epsilon(n)).iloc[0] for n in (500, 5000))
+    assert large.error_ratio == pytest.approx(10 * small.error_ratio) == pytest.approx(1000)
+    assert large.logodds == pytest.approx(small.logodds + np.log(10), rel=1e-3)

@@ -4,9 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pretraining_gap import config
 from pretraining_gap.analysis import learning_curves as lc
-from pretraining_gap.analysis.scales import logit, sigmoid
+from pretraining_gap.analysis.scales import clip_epsilon, logit, sigmoid
 
+ANALYSIS = config.Analysis()  # the study's defaults: margin, cap, level
+EPSILON = clip_epsilon(500)  # digits' test set: 50 images in each of 10 classes
+DECISION = (ANALYSIS.margin, ANALYSIS.cap, ANALYSIS.level)  # crossovers' margin, cap and level
 SIZES = np.array([1, 2, 5, 10, 25, 50, 100, 200], dtype=float)
 
 
@@ -21,7 +25,7 @@ def synthetic_cells(curves: dict, sizes, seeds: int, noise: float, rng) -> pd.Da
     rows = []
     for arm, params in curves.items():
         for n in sizes:
-            noisy = logit(lc.power_law(n, *params)) + seed_effect + rng.normal(0, noise, size=seeds)
+            noisy = logit(lc.power_law(n, *params), EPSILON) + seed_effect + rng.normal(0, noise, size=seeds)
             rows += [
                 {
                     "dataset": "d",
@@ -39,7 +43,7 @@ def synthetic_cells(curves: dict, sizes, seeds: int, noise: float, rng) -> pd.Da
 
 def test_power_law_recovered_without_noise_and_preferred_to_the_broken_law():
     sizes = np.geomspace(1, 500, 10)
-    curve = lc.fit_curve(sizes, lc.power_law(sizes, 0.03, 0.6, 0.5))
+    curve = lc.fit_curve(sizes, lc.power_law(sizes, 0.03, 0.6, 0.5), "logit", EPSILON)
     assert curve.model == lc.POWER_LAW
     assert curve.params == pytest.approx((0.03, 0.6, 0.5), rel=1e-4)
 
@@ -48,7 +52,7 @@ def test_power_law_recovered_from_noisy_seeds_with_intervals_covering_it():
     cells = synthetic_cells(
         {"scratch": (0.03, 0.6, 0.5)}, SIZES, seeds=5, noise=0.05, rng=np.random.default_rng(1)
     )
-    table = lc.learning_curves(lc.fit_arms(cells, n_boot=200)).iloc[0]
+    table = lc.learning_curves(lc.fit_arms(cells, 200, EPSILON), ANALYSIS.level).iloc[0]
     assert table.model == lc.POWER_LAW and table.replicates == 200
     for name, truth, tolerance in (("e_inf", 0.03, 0.01), ("a", 0.6, 0.05), ("b", 0.5, 0.05)):
         assert table[name] == pytest.approx(truth, abs=tolerance)
@@ -60,7 +64,7 @@ def test_broken_law_chosen_for_a_curve_that_breaks():
     sizes = np.geomspace(1, 500, 12)
     truth = (0.03, 0.5, 0.2, 1.1, 20.0, 0.4)
     noise = np.exp(np.random.default_rng(0).normal(0, 0.03, len(sizes)))
-    curve = lc.fit_curve(sizes, lc.broken_power_law(sizes, *truth) * noise)
+    curve = lc.fit_curve(sizes, lc.broken_power_law(sizes, *truth) * noise, "logit", EPSILON)
     before, after, at = curve.params[2:5]
     assert curve.model == lc.BROKEN
     assert before == pytest.approx(0.2, abs=0.05) and after > before + 0.5  # log-log slopes
@@ -81,12 +85,16 @@ def test_crossover_is_where_scratch_stays_within_the_margin():
 
 def coverage(curves: dict, sizes, simulations: int, margin: float = 0.01) -> tuple[float, list[pd.Series]]:
     truth = lc.crossover_size(
-        power(*curves["scratch"]), power(*curves["finetune"]), lc.size_grid(sizes[0]), margin
+        power(*curves["scratch"]), power(*curves["finetune"]), lc.size_grid(sizes[0], ANALYSIS.cap), margin
     )
     rows = []
     for i in range(simulations):
         cells = synthetic_cells(curves, sizes, seeds=6, noise=0.05, rng=np.random.default_rng(i))
-        rows.append(lc.crossovers(lc.fit_arms(cells, n_boot=100, seed=i), margin).iloc[0])
+        rows.append(
+            lc.crossovers(
+                lc.fit_arms(cells, 100, EPSILON, seed=i), margin, ANALYSIS.cap, ANALYSIS.level
+            ).iloc[0]
+        )
     return truth, rows
 
 
@@ -115,7 +123,7 @@ def test_crossover_beyond_the_grid_is_marked_extrapolated_and_covered():
 def test_fits_that_never_meet_are_beyond_the_cap_with_an_open_interval():
     curves = {"scratch": (0.06, 0.5, 0.8), "finetune": (0.01, 0.15, 0.8)}
     cells = synthetic_cells(curves, SIZES, seeds=6, noise=0.05, rng=np.random.default_rng(0))
-    row = lc.crossovers(lc.fit_arms(cells, n_boot=100), margin=0.01, cap=10_000).iloc[0]
+    row = lc.crossovers(lc.fit_arms(cells, 100, EPSILON), margin=0.01, cap=10_000, level=0.95).iloc[0]
     assert row.status == "beyond cap" and row.estimate == np.inf and row.high == np.inf
     assert row.met_fraction < 0.2
     assert row.extrapolated and not row.trusted  # the cap lies 50 times beyond the largest size
@@ -123,9 +131,11 @@ def test_fits_that_never_meet_are_beyond_the_cap_with_an_open_interval():
 
 def test_backtest_is_small_on_a_power_law_and_large_on_a_curve_that_bends():
     sizes = SIZES[:7]
-    assert lc.backtest(sizes, lc.power_law(sizes, 0.02, 0.5, 0.5)) < 1e-6
+    assert lc.backtest(sizes, lc.power_law(sizes, 0.02, 0.5, 0.5), "logit", EPSILON) < 1e-6
     bends = lc.broken_power_law(sizes, 0.02, 0.5, 0.1, 1.5, 60.0, 0.3)  # slope 0.1, then 1.5 from about 60
-    assert lc.backtest(sizes, bends) > 0.1  # accuracy: more than 10 points off at 100 per class
+    assert (
+        lc.backtest(sizes, bends, "logit", EPSILON) > 0.1
+    )  # accuracy: more than 10 points off at 100 per class
 
 
 def test_a_bending_scratch_curve_makes_the_extrapolated_crossover_untrusted():
@@ -145,7 +155,7 @@ def test_a_bending_scratch_curve_makes_the_extrapolated_crossover_untrusted():
             for regime, error in (("scratch", scratch_error), ("finetune", lc.power_law(n, 0.0, 0.2, 0.6)))
             for seed in (1, 2)
         ]
-    row = lc.crossovers(lc.fit_arms(pd.DataFrame(rows), n_boot=20)).iloc[0]
+    row = lc.crossovers(lc.fit_arms(pd.DataFrame(rows), 20, EPSILON), *DECISION).iloc[0]
     assert row.backtest_abs_error > 0.1 and not row.trusted
 
 
@@ -157,18 +167,18 @@ def test_too_few_sizes_are_not_fitted():
         noise=0.05,
         rng=np.random.default_rng(0),
     )
-    fits = lc.fit_arms(cells, n_boot=10)
-    assert lc.learning_curves(fits).model.isna().all()
-    assert lc.crossovers(fits).status.tolist() == ["not fitted"]
+    fits = lc.fit_arms(cells, 10, EPSILON)
+    assert lc.learning_curves(fits, ANALYSIS.level).model.isna().all()
+    assert lc.crossovers(fits, *DECISION).status.tolist() == ["not fitted"]
     with pytest.raises(ValueError, match="at least 4 sizes"):
-        lc.fit_curve(SIZES[:3], [0.5, 0.4, 0.3])
+        lc.fit_curve(SIZES[:3], [0.5, 0.4, 0.3], "logit", EPSILON)
 
 
 def test_prediction_band_brackets_the_point_prediction():
     cells = synthetic_cells(
         {"scratch": (0.03, 0.6, 0.5)}, SIZES, seeds=4, noise=0.05, rng=np.random.default_rng(2)
     )
-    band = lc.prediction_band(lc.fit_arms(cells, n_boot=50)[0], [3.0, 300.0, 3000.0])
+    band = lc.prediction_band(lc.fit_arms(cells, 50, EPSILON)[0], [3.0, 300.0, 3000.0], ANALYSIS.level)
     assert list(band.columns) == ["n", "accuracy", "low", "high"]
     assert (
         (band.low <= band.accuracy).all()
@@ -180,21 +190,27 @@ def test_prediction_band_brackets_the_point_prediction():
 def test_one_seed_gives_fits_without_intervals():
     curves = {"scratch": (0.02, 0.5, 0.8), "finetune": (0.02, 0.15, 0.8)}
     fits = lc.fit_arms(
-        synthetic_cells(curves, SIZES, seeds=1, noise=0.05, rng=np.random.default_rng(0)), n_boot=50
+        synthetic_cells(curves, SIZES, seeds=1, noise=0.05, rng=np.random.default_rng(0)), 50, EPSILON
     )
-    table = lc.learning_curves(fits)
+    table = lc.learning_curves(fits, ANALYSIS.level)
     assert table.replicates.eq(0).all() and table.b.notna().all() and table.b_low.isna().all()
-    row = lc.crossovers(fits).iloc[0]
+    row = lc.crossovers(fits, *DECISION).iloc[0]
     assert np.isfinite(row.estimate) and np.isnan(row.low) and np.isnan(row.met_fraction)
 
 
 def test_draws_holding_the_same_seeds_share_one_refit():
     sizes = SIZES[:5]
     rng = np.random.default_rng(3)
-    accuracies = 1 - sigmoid(logit(lc.power_law(sizes, 0.02, 0.6, 0.5))[:, None] + rng.normal(0, 0.1, (5, 3)))
+    accuracies = 1 - sigmoid(
+        logit(lc.power_law(sizes, 0.02, 0.6, 0.5), EPSILON)[:, None] + rng.normal(0, 0.1, (5, 3))
+    )
     fit = lc.fit_arm(
-        ("d", "b", "scratch", "scratch"), sizes, accuracies, np.array([[0, 1, 2], [2, 1, 0], [0, 0, 1]])
+        ("d", "b", "scratch", "scratch"),
+        sizes,
+        accuracies,
+        np.array([[0, 1, 2], [2, 1, 0], [0, 0, 1]]),
+        EPSILON,
     )
     assert fit.replicates[0] is fit.replicates[1]  # the same seeds in another order: the same means
-    alone = lc.fit_arm(("d", "b", "scratch", "scratch"), sizes, accuracies, np.array([[0, 0, 1]]))
+    alone = lc.fit_arm(("d", "b", "scratch", "scratch"), sizes, accuracies, np.array([[0, 0, 1]]), EPSILON)
     assert fit.replicates[2].params == pytest.approx(alone.replicates[0].params)

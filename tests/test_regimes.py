@@ -60,7 +60,7 @@ def feats(params, data):
 
 def run(regime, params, data, feats, depth=None):
     cell = Cell("colours", "tiny", regime, 10, 1, depth)
-    return regimes.RUNNERS[regime](regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU))
+    return regimes.runner(regime)(regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU))
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +170,12 @@ def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
     regimes.check_backbone(typed(too_deep), "tiny")  # and GroupNorm fits its channels
 
 
-def test_every_regime_of_the_schema_has_a_runner():
-    assert set(regimes.RUNNERS) == set(config.REGIMES)
+@pytest.mark.parametrize("regime", config.REGIMES)
+def test_every_registered_regime_names_a_runner_and_checks_that_exist(regime):
+    entry = config.REGIMES[regime]
+    assert callable(regimes.runner(regime))
+    assert entry.backbone_check is None or callable(regimes.resolve(entry.backbone_check))
+    assert entry.runner.startswith(entry.modules()[0] + ":")
 
 
 def test_transferability_on_hand_made_tensors():
@@ -205,7 +209,7 @@ def test_the_test_split_chooses_nothing(regime, params, data, feats):
 
 def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats):
     """k = all pretrained groups, fine-tuned at finetune's rate, with finetune's head: the same run, step for step."""
-    every = regimes.layer_groups.groups(backbones.create(params.backbones["tiny"], CLASSES, False, 1))
+    every = layer_groups.groups(backbones.create(params.backbones["tiny"], CLASSES, False, 1))
     same = copy.deepcopy(raw_params)
     same["regimes"]["depth"].update(transferred="finetune", batchnorm="frozen", lr=[1e-3], lr_new=[1e-3])
     same["regimes"]["finetune"].update(lr=[1e-3], backbone_lr_scale=1, batchnorm="frozen")
@@ -242,7 +246,7 @@ def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not
     and history (the 5-per-class scratch cell of seed 4 kept a collapsed long run and fell to 0.49)."""
     cell = Cell("colours", "tiny", "finetune", 10, 1)
     inputs = regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU)
-    split = regimes._image_split(inputs)
+    split = regimes.image_split(inputs)
     choosing = regimes.loop.budget(len(split.train[0]), params.training)
     plan = regimes.loop.budget(len(split.train[0]), params.training, 2)
 
@@ -261,9 +265,10 @@ def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not
             members, (x, y), split.val, budget, params.training, 1, CPU, evaluate_start=True
         )
 
-    honest, _ = regimes._best_lr(inputs, split, build, train, plan, choosing)
-    spoilt, model = regimes._best_lr(
-        inputs, split, build, lambda m, b: train(m, b, spoil if b == plan else None), plan, choosing
+    grid = regimes.rates(params.regime("finetune"))
+    honest, _ = regimes.best_setting(inputs, split, build, train, plan, choosing, grid)
+    spoilt, model = regimes.best_setting(
+        inputs, split, build, lambda m, b: train(m, b, spoil if b == plan else None), plan, choosing, grid
     )
     # on the module's data the longer run is better
     assert honest.kept_run == "final" and honest.budget_steps == plan.steps

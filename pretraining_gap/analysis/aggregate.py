@@ -11,6 +11,10 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `effective_data`, `transfer_exponent` (effective_data): D_T on the test loss, α (and β across a family);
 - `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
 
+Accuracies are clipped to [ε, 1 − ε] on the log-odds scale, ε half an image of the dataset's own test set
+(scales.clip_epsilon, `test_images`). The margin, cap, bootstrap and level come from params.yaml `analysis`
+(config.Analysis holds their defaults).
+
 Every non-scratch arm is compared with scratch (gap = arm − scratch). Pretrained arms (config.REGIMES[r].pretrained)
 are the answer; the others (e.g. `pixels`) are baselines that say where scratch stands. Effective data transferred
 is only computed for pretrained arms: nothing is transferred to a baseline.
@@ -43,6 +47,14 @@ COLUMNS = [
         if c not in ("history", "transferability", "val_accuracy_by_lr", "traceback")
     ),
 ]
+FIGURE_TABLES = (  # the tables one dataset × backbone's figures read
+    "accuracy",
+    "gap",
+    "equivalence",
+    "crossover",
+    "effective_data",
+    "transferability",
+)
 SUMMARY = "summary.json"  # the study's row of `dvc metrics show`; each arm has its own row (see `metrics`)
 
 
@@ -184,31 +196,60 @@ def _comparator_labels(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def analyse(
-    cells: pd.DataFrame, analysis: Analysis, params: Params | None = None, costs: Path | None = None
-) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit]]:
-    """Every table of the study from the finished cells, and the learning-curve fits (module docstring).
-    `params` and `costs` add the family exponent β when two or more backbones of a family have cost records."""
-    done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
+def test_images(labels: pd.DataFrame, cells: pd.DataFrame, params: Params) -> dict[str, int]:
+    """Dataset → images in its test split, which sets how far its accuracies are clipped (scales.clip_epsilon):
+    counted in the prepared split (`labels`, the table of that name), else test_per_class × the classes its cells
+    recorded (prepare holds out exactly test_per_class images of every class). Datasets with neither are left out."""
+    counted = labels.dropna(subset="test_labels").groupby("dataset").test_labels.first()
+    recorded = cells.dropna(subset="classes").groupby("dataset").classes.max()
+    sizes = {d: params.datasets[d].test_per_class * int(n) for d, n in recorded.items()}
+    return sizes | {d: int(n) for d, n in counted.items()}
+
+
+def _dataset_tables(
+    done: pd.DataFrame, analysis: Analysis, epsilon: float
+) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit], list[effective_data.Transfer]]:
+    """The tables of one dataset's finished cells (module docstring), its accuracies clipped to [ε, 1 − ε], with
+    the learning-curve fits and the transfers behind them."""
     level, margin = analysis.level, analysis.margin
-    fits = learning_curves.fit_arms(done, analysis.bootstrap)
+    fits = learning_curves.fit_arms(done, analysis.bootstrap, epsilon)
     pretrained_or_scratch = done[done.regime.map(is_pretrained) | (done.regime == SCRATCH)]
-    transfers = effective_data.effective_transfers(
-        pretrained_or_scratch, analysis.bootstrap, cap=analysis.cap
-    )
+    transfers = effective_data.effective_transfers(pretrained_or_scratch, analysis.bootstrap, analysis.cap)
     tables = {
-        "accuracy": curves.summarise(done),
-        "gap": scales.gap_scales(done, level),
+        "accuracy": curves.summarise(done, epsilon),
+        "gap": scales.gap_scales(done, level, epsilon),
         "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
         "learning_curves": learning_curves.learning_curves(fits, level),
         "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
         "effective_data": effective_data.effective_data(transfers, level).astype({"examples_per_class": int}),
-        "transfer_exponent": _exponents(transfers, params, costs, level),
-        "benefits": benefits.summarise(done),
+        "benefits": benefits.summarise(done, epsilon),
         "transferability": curves.transferability(done),
-        "incomplete": incomplete(cells),
     }
-    return tables, fits
+    return tables, fits, transfers
+
+
+def analyse(
+    cells: pd.DataFrame,
+    analysis: Analysis,
+    test_images: dict[str, int],
+    params: Params | None = None,
+    costs: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[learning_curves.ArmFit]]:
+    """Every table of the study from the finished cells, and the learning-curve fits (module docstring).
+    `test_images`: dataset → its test set's size (`test_images`); each dataset's accuracies are clipped to half an
+    image of it (scales.clip_epsilon). `params` and `costs` add the family exponent β when two or more backbones of
+    a family have cost records. Raises KeyError for a dataset with finished cells and no test set size."""
+    done = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
+    # each dataset on its own: its ε is half an image of its own test set
+    parts = [
+        _dataset_tables(mine, analysis, scales.clip_epsilon(test_images[dataset]))
+        for dataset, mine in done.groupby("dataset", sort=True)
+    ]
+    tables = {name: pd.concat([p[0][name] for p in parts], ignore_index=True) for name in parts[0][0]}
+    transfers = [transfer for p in parts for transfer in p[2]]
+    tables["transfer_exponent"] = _exponents(transfers, params, costs, analysis.level)
+    tables["incomplete"] = incomplete(cells)
+    return tables, [fit for p in parts for fit in p[1]]
 
 
 def _round(value: float, digits: int = 1) -> float | None:
@@ -312,6 +353,101 @@ def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
     )
 
 
+def _of_pair(table: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
+    """The rows of one dataset × backbone."""
+    return table[(table.dataset == dataset) & (table.backbone == backbone)]
+
+
+def _answer_figures(
+    tables: dict[str, pd.DataFrame],
+    fits: list[learning_curves.ArmFit],
+    runs: pd.DataFrame,
+    analysis: Analysis,
+    name: str,
+    stem: Path,
+) -> list[Path]:
+    """One dataset × backbone's figures of the answer: accuracy with the fitted curves, the gap with the margin and
+    decisions (with a scratch partner), D_T (where some was transferred). `tables`: that pair's rows only."""
+    figures = [
+        plots.accuracy_vs_size(
+            tables["accuracy"],
+            runs,
+            fits,
+            tables["crossover"],
+            analysis,
+            f"{name}: test accuracy",
+            Path(f"{stem}_accuracy.png"),
+        )
+    ]
+    if not tables["gap"].empty:
+        figures.append(
+            plots.gap_vs_size(
+                tables["gap"],
+                tables["equivalence"],
+                fits,
+                tables["crossover"],
+                analysis,
+                f"{name}: gap to scratch",
+                Path(f"{stem}_gap.png"),
+            )
+        )
+    effective = tables["effective_data"]
+    if len(effective) and effective.transferred.notna().any():
+        figures.append(
+            plots.effective_data(
+                effective,
+                analysis.level,
+                f"{name}: effective data transferred (test loss)",
+                Path(f"{stem}_effective_data.png"),
+            )
+        )
+    return figures
+
+
+def _training_figures(
+    tables: dict[str, pd.DataFrame], runs: pd.DataFrame, name: str, stem: Path
+) -> list[Path]:
+    """One dataset × backbone's figures of how its cells trained, where recorded: validation curves, per-layer
+    transferability, accuracy against depth k (two or more k). `tables`: that pair's rows only."""
+    figures = []
+    if runs.history.map(lambda h: isinstance(h, dict)).any():
+        figures.append(
+            plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
+        )
+    if not tables["transferability"].empty:
+        figures.append(
+            plots.transferability(
+                tables["transferability"],
+                f"{name}: per-layer transferability",
+                Path(f"{stem}_transferability.png"),
+            )
+        )
+    if tables["accuracy"].depth.nunique() >= 2:
+        figures.append(
+            plots.accuracy_vs_depth(
+                tables["accuracy"], f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
+            )
+        )
+    return figures
+
+
+def _cost_figures(accuracy: pd.DataFrame, plots_dir: Path, costs_dir: Path) -> list[Path]:
+    """Per dataset with cost records for two or more of its backbones: accuracy against inference cost."""
+    figures = []
+    for dataset, summary in accuracy.groupby("dataset", sort=True):
+        costs = read_costs(costs_dir, dataset)
+        if len(set(costs) & set(summary.backbone)) >= 2:
+            figures.append(
+                plots.accuracy_vs_cost(
+                    summary,
+                    costs,
+                    f"{dataset}: accuracy vs inference cost",
+                    plots_dir / f"{dataset}_cost.png",
+                )
+            )
+    return figures
+
+
 def draw(
     cells: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
@@ -325,78 +461,15 @@ def draw(
     vs inference cost, with two or more backbones)."""
     figures = []
     finished = cells[cells.status == "finished"]
-    for (dataset, backbone), summary in tables["accuracy"].groupby(["dataset", "backbone"], sort=True):
-
-        def part(name, dataset=dataset, backbone=backbone):
-            frame = tables[name]
-            return frame[(frame.dataset == dataset) & (frame.backbone == backbone)]
-
+    pairs = tables["accuracy"][["dataset", "backbone"]].drop_duplicates().sort_values(["dataset", "backbone"])
+    for dataset, backbone in pairs.itertuples(index=False):
+        mine = {name: _of_pair(tables[name], dataset, backbone) for name in FIGURE_TABLES}
         name, stem = f"{dataset} · {backbone}", plots_dir / f"{dataset}_{backbone}"
-        mine = [f for f in fits if f.key[:2] == (dataset, backbone)]
-        runs = finished[(finished.dataset == dataset) & (finished.backbone == backbone)]
-        figures.append(
-            plots.accuracy_vs_size(
-                summary,
-                runs,
-                mine,
-                part("crossover"),
-                analysis,
-                f"{name}: test accuracy",
-                Path(f"{stem}_accuracy.png"),
-            )
-        )
-        if not part("gap").empty:
-            figures.append(
-                plots.gap_vs_size(
-                    part("gap"),
-                    part("equivalence"),
-                    mine,
-                    part("crossover"),
-                    analysis,
-                    f"{name}: gap to scratch",
-                    Path(f"{stem}_gap.png"),
-                )
-            )
-        effective = part("effective_data")
-        if len(effective) and effective.transferred.notna().any():
-            figures.append(
-                plots.effective_data(
-                    effective,
-                    analysis.level,
-                    f"{name}: effective data transferred (test loss)",
-                    Path(f"{stem}_effective_data.png"),
-                )
-            )
-        if runs.history.map(lambda h: isinstance(h, dict)).any():
-            figures.append(
-                plots.learning_curves(runs, f"{name}: validation curves", Path(f"{stem}_learning.png"))
-            )
-        if not part("transferability").empty:
-            figures.append(
-                plots.transferability(
-                    part("transferability"),
-                    f"{name}: per-layer transferability",
-                    Path(f"{stem}_transferability.png"),
-                )
-            )
-        if summary.depth.nunique() >= 2:
-            figures.append(
-                plots.accuracy_vs_depth(
-                    summary, f"{name}: accuracy vs transfer depth", Path(f"{stem}_depth.png")
-                )
-            )
-    for dataset, summary in tables["accuracy"].groupby("dataset", sort=True):
-        costs = read_costs(costs_dir, dataset)
-        if len(set(costs) & set(summary.backbone)) >= 2:
-            figures.append(
-                plots.accuracy_vs_cost(
-                    summary,
-                    costs,
-                    f"{dataset}: accuracy vs inference cost",
-                    plots_dir / f"{dataset}_cost.png",
-                )
-            )
-    return figures
+        runs = _of_pair(finished, dataset, backbone)
+        pair_fits = [f for f in fits if f.key[:2] == (dataset, backbone)]
+        figures += _answer_figures(mine, pair_fits, runs, analysis, name, stem)
+        figures += _training_figures(mine, runs, name, stem)
+    return figures + _cost_figures(tables["accuracy"], plots_dir, costs_dir)
 
 
 def run(
@@ -411,8 +484,9 @@ def run(
     prepared_dir: Path,
 ) -> Aggregated:
     cells = load_cells(params, cells_root)
-    tables, fits = analyse(cells, params.analysis, params, costs_dir)
-    tables["labels"] = labels(params, prepared_dir)
+    counts = labels(params, prepared_dir)
+    tables, fits = analyse(cells, params.analysis, test_images(counts, cells, params), params, costs_dir)
+    tables["labels"] = counts
     write_tables(cells, tables, table, tables_dir, curves_dir)
     content = metrics(cells, tables, params.analysis.cap)
     write_metrics(content, metrics_dir)

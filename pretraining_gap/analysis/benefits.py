@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 
 from .curves import GROUP
-from .scales import EPSILON
 
 MEASURES = ["start", "steps_to_90pct_odds", "area", "final"]
 
 
-def steps_to_odds_fraction(steps, accuracies, fraction: float = 0.9, epsilon: float = EPSILON) -> int:
+def steps_to_odds_fraction(steps, accuracies, epsilon: float, fraction: float = 0.9) -> int:
     """The step of the first evaluation whose odds p / (1 − p) reach `fraction` of the best odds (Kornblith et al.
-    2019, Fig. 8): how fast a run gets close to its best."""
+    2019, Fig. 8): how fast a run gets close to its best. Accuracies are clipped to [ε, 1 − ε] (scales.clip_epsilon)
+    so a perfect score has finite odds."""
     p = np.clip(np.asarray(accuracies, float), epsilon, 1 - epsilon)
     odds = p / (1 - p)
     return int(np.asarray(steps)[np.argmax(odds >= fraction * odds.max())])
@@ -28,7 +28,7 @@ def area(steps, accuracies) -> float:
     return float(np.trapezoid(accuracies, steps) / (steps[-1] - steps[0]))
 
 
-def per_cell(cells: pd.DataFrame) -> pd.DataFrame:
+def per_cell(cells: pd.DataFrame, epsilon: float) -> pd.DataFrame:
     """One row per cell with a validation history: accuracy at the first evaluation, steps to 90% of the best odds,
     normalised area under the curve, and final test accuracy."""
     rows = []
@@ -42,7 +42,7 @@ def per_cell(cells: pd.DataFrame) -> pd.DataFrame:
                 **{k: cell[k] for k in GROUP},
                 "seed": cell["seed"],
                 "start": accuracy[0],
-                "steps_to_90pct_odds": steps_to_odds_fraction(steps, accuracy),
+                "steps_to_90pct_odds": steps_to_odds_fraction(steps, accuracy, epsilon),
                 "area": area(steps, accuracy),
                 "final": cell["test_accuracy"],
             }
@@ -50,9 +50,9 @@ def per_cell(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*GROUP, "seed", *MEASURES])
 
 
-def summarise(cells: pd.DataFrame) -> pd.DataFrame:
+def summarise(cells: pd.DataFrame, epsilon: float) -> pd.DataFrame:
     """The benefits per arm and size, averaged over seeds; pretrained arms also get their difference to scratch."""
-    table = per_cell(cells).groupby(GROUP, dropna=False, sort=True)[MEASURES].mean().reset_index()
+    table = per_cell(cells, epsilon).groupby(GROUP, dropna=False, sort=True)[MEASURES].mean().reset_index()
     scratch = table[table.regime == "scratch"].set_index(["dataset", "backbone", "examples_per_class"])[
         MEASURES
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .scales import EPSILON, logit, sigmoid
+from .scales import logit, sigmoid
 
 ARM = ["dataset", "backbone", "arm", "regime", "depth"]
 GROUP = [*ARM, "examples_per_class"]
@@ -21,7 +21,7 @@ def arm_names(regime: pd.Series, depth: pd.Series) -> pd.Series:
     return regime.where(depth.isna(), with_depth)
 
 
-def summarise(cells: pd.DataFrame, epsilon: float = EPSILON) -> pd.DataFrame:
+def summarise(cells: pd.DataFrame, epsilon: float) -> pd.DataFrame:
     """Per arm and size: mean test accuracy, its standard error over seeds, seed count, and the log-odds mean
     (mean of logit(accuracy) over seeds mapped back to an accuracy; Kornblith et al. 2019). Accuracies are
     fractions."""

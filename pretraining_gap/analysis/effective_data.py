@@ -31,12 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .learning_curves import CAP, MIN_SIZES, N_BOOT, Curve, fit_power_law
-from .scales import LEVEL
+from .learning_curves import MIN_SIZES, Curve, fit_power_law
 from .seeds import ARM, SCRATCH, resample_seeds, resampled_means, seed_matrix
 
 ESTIMATE, LOWER_BOUND, UPPER_BOUND = "estimate", "lower bound", "upper bound"
 MIN_UNCENSORED = 3
+# nats: scratch's mean losses are floored here for its log-scale fit, far below any loss measured
+LOSS_FLOOR = 1e-3
 
 
 def scratch_size_for_loss(sizes, losses, target: float) -> tuple[float, str]:
@@ -52,7 +53,7 @@ def scratch_size_for_loss(sizes, losses, target: float) -> tuple[float, str]:
     return float(np.exp(x[0] + (np.log(target) - y[0]) / (y[1] - y[0]) * (x[1] - x[0]))), ESTIMATE
 
 
-def size_for_loss_from_fit(curve: Curve, target: float, cap: float = CAP) -> float:
+def size_for_loss_from_fit(curve: Curve, target: float, cap: float) -> float:
     """n at which a fitted loss curve L(n) = L_inf + a·n^−b reaches `target` (nats); inf beyond `cap` or never."""
     l_inf, a, b = curve.params
     if target <= l_inf or a <= 0 or b <= 0:
@@ -113,7 +114,7 @@ def _arm_transfer(key, scratch_curve, sizes, losses, draws, fit: Curve | None, c
 
 
 def effective_transfers(
-    cells: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, cap: float = CAP, scratch: str = SCRATCH
+    cells: pd.DataFrame, n_boot: int, cap: float, seed: int = 0, scratch: str = SCRATCH
 ) -> list[Transfer]:
     """D_E per non-scratch arm and size, with bootstrap draws over seeds.
 
@@ -131,7 +132,7 @@ def effective_transfers(
                 continue
             s_sizes, s_losses = seed_matrix(base, "test_loss", seeds)
             s_loss = np.nanmean(s_losses, axis=1)
-            fit = fit_power_law(s_sizes, s_loss, scale="log") if len(s_sizes) >= MIN_SIZES else None
+            fit = fit_power_law(s_sizes, s_loss, "log", LOSS_FLOOR) if len(s_sizes) >= MIN_SIZES else None
             curve = (s_sizes, s_loss, resampled_means(s_losses, draws))
             for key, part in group[group.regime != scratch].groupby(ARM, sort=True):
                 sizes, losses = seed_matrix(part, "test_loss", seeds)
@@ -149,7 +150,7 @@ def _bounds(draws, scratch_range: tuple[float, float], level: float) -> tuple[fl
     return (scratch_range[1] if np.isinf(low) else low), (scratch_range[0] if high == 0 else high)
 
 
-def effective_data(transfers: list[Transfer], level: float = LEVEL) -> pd.DataFrame:
+def effective_data(transfers: list[Transfer], level: float) -> pd.DataFrame:
     """One row per arm and size: dataset, backbone, regime, arm, examples_per_class, pretrained_loss (nats),
     n_effective (D_E), transferred (D_T = D_E − n), low, high (percentile bootstrap interval of D_T; inf = beyond
     the measured sizes), kind (ESTIMATE, LOWER_BOUND: D_T ≥ transferred, UPPER_BOUND: D_T ≤ transferred),
@@ -272,7 +273,7 @@ EXPONENT_COLUMNS = [
 ]
 
 
-def transfer_exponents(transfers: list[Transfer], level: float = LEVEL) -> pd.DataFrame:
+def transfer_exponents(transfers: list[Transfer], level: float) -> pd.DataFrame:
     """α of D_T ∝ n^α per arm (module docstring). Columns dataset, backbone, regime, arm, points (usable sizes),
     alpha, alpha_low, alpha_high (percentile bootstrap over the draws where α was estimable), beta* (NaN here),
     estimable_fraction, status ("estimated" or "not estimable")."""
@@ -280,9 +281,7 @@ def transfer_exponents(transfers: list[Transfer], level: float = LEVEL) -> pd.Da
     return pd.DataFrame(rows, columns=[*ARM, *EXPONENT_COLUMNS])
 
 
-def family_exponents(
-    transfers: list[Transfer], backbones: pd.DataFrame, level: float = LEVEL
-) -> pd.DataFrame:
+def family_exponents(transfers: list[Transfer], backbones: pd.DataFrame, level: float) -> pd.DataFrame:
     """α and β of D_T = k·n^α·N^β per dataset, backbone family and arm, from two or more backbones of the family.
 
     `backbones`: columns backbone, family, parameters (N, a count). Returns columns dataset, family, regime, arm,

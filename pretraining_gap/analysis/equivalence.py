@@ -27,15 +27,13 @@ from scipy import stats
 
 from .seeds import ARM, SCRATCH, paired
 
-MARGIN = 0.01  # accuracy, a fraction: one point
-ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 1000  # beyond this, `seeds_to_decide` answers inf
 HELPS, WITHIN, SCRATCH_BETTER, UNDECIDED = "pretraining helps", "within margin", "scratch better", "undecided"
 P_COLUMNS = ["p_helps", "p_within", "p_scratch_better"]
 
 
-def one_sided_pvalues(gaps, margin: float = MARGIN) -> tuple[float, float, float]:
+def one_sided_pvalues(gaps, margin: float) -> tuple[float, float, float]:
     """(p_helps, p_within, p_scratch_better) for paired gaps (fractions) against margin δ, unadjusted (see module
     docstring). NaN with fewer than two gaps. A zero spread gives p = 0 where the mean is strictly on the claim's
     side and 1 otherwise."""
@@ -63,7 +61,7 @@ def holm(pvalues) -> np.ndarray:
     return adjusted
 
 
-def decide(p_helps: float, p_within: float, p_scratch_better: float, alpha: float = ALPHA) -> str:
+def decide(p_helps: float, p_within: float, p_scratch_better: float, alpha: float) -> str:
     """The claim whose (adjusted) p-value is below α, else "undecided"."""
     for claim, p in ((HELPS, p_helps), (WITHIN, p_within), (SCRATCH_BETTER, p_scratch_better)):
         if p < alpha:
@@ -74,8 +72,8 @@ def decide(p_helps: float, p_within: float, p_scratch_better: float, alpha: floa
 def seeds_to_decide(
     mean: float,
     sd: float,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
+    margin: float,
+    alpha: float,
     power: float = POWER,
     max_seeds: int = MAX_SEEDS,
 ) -> float:
@@ -109,8 +107,8 @@ def seeds_to_decide(
 
 def equivalence(
     cells: pd.DataFrame,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
+    margin: float,
+    alpha: float,
     power: float = POWER,
     scratch: str = SCRATCH,
 ) -> pd.DataFrame:

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .scales import EPSILON, LEVEL, logit, sigmoid
+from .scales import logit, sigmoid
 from .seeds import ARM, SCRATCH, resample_seeds, resampled_means, seed_matrix
 
 POWER_LAW, BROKEN = "power", "broken"
@@ -56,11 +56,8 @@ PARAMETERS = {POWER_LAW: ("e_inf", "a", "b"), BROKEN: ("e_inf", "a", "b", "b_aft
 ALL_PARAMETERS = PARAMETERS[BROKEN]
 MIN_SIZES = 4  # one more than the power law's parameters, so its fit has a residual
 MIN_SIZES_BROKEN = 10  # module docstring
-MARGIN = 0.01  # accuracy, a fraction: one point
-CAP = 10_000  # examples per class
 PER_DECADE = 100  # crossover grid: steps of 2.3 %
 MAX_EXTRAPOLATION = 10.0  # times the largest measured size
-N_BOOT = 1000
 MIN_MEAN_SQUARE = 1e-12  # floor of RSS / m in AICc
 
 
@@ -177,10 +174,11 @@ def _upper_asymptote(values, scale: str) -> float:
     return 1.0 if scale == "logit" else float(np.max(values))
 
 
-def fit_power_law(sizes, values, scale: str = "logit", epsilon: float = EPSILON, start=None) -> Curve:
+def fit_power_law(sizes, values, scale: str, epsilon: float, start=None) -> Curve:
     """Saturating power law through (sizes, values): sizes in examples per class, values per-size error fractions
-    (scale "logit") or losses (scale "log"). Starts from `start` (parameters of an earlier fit), else from three
-    guesses of e_inf (0, half and 0.9 of the smallest value) with a and b from a log-log line."""
+    (scale "logit") or losses (scale "log"); `epsilon` clips the errors to [ε, 1 − ε] (scales.clip_epsilon) or
+    floors the losses. Starts from `start` (parameters of an earlier fit), else from three guesses of e_inf (0, half
+    and 0.9 of the smallest value) with a and b from a log-log line."""
     sizes, values = np.asarray(sizes, dtype=float), np.asarray(values, dtype=float)
     if start is None:
         start = []
@@ -193,7 +191,7 @@ def fit_power_law(sizes, values, scale: str = "logit", epsilon: float = EPSILON,
     return _least_squares(POWER_LAW, sizes, values, scale, epsilon, start, bounds)
 
 
-def fit_broken_power_law(sizes, values, scale: str = "logit", epsilon: float = EPSILON, start=None) -> Curve:
+def fit_broken_power_law(sizes, values, scale: str, epsilon: float, start=None) -> Curve:
     """Broken power law with one break through (sizes, values) (units as `fit_power_law`). Starts from `start`,
     else from the power law's fit with the break between each pair of neighbouring sizes, the slope after it
     0.3 or 3 times the slope before, and sharpness 0.5."""
@@ -214,7 +212,7 @@ def fit_broken_power_law(sizes, values, scale: str = "logit", epsilon: float = E
 FITTERS = {POWER_LAW: fit_power_law, BROKEN: fit_broken_power_law}
 
 
-def fit_candidates(sizes, values, scale: str = "logit", epsilon: float = EPSILON) -> list[Curve]:
+def fit_candidates(sizes, values, scale: str, epsilon: float) -> list[Curve]:
     """The power law, and the broken law too from MIN_SIZES_BROKEN sizes. Raises ValueError below MIN_SIZES."""
     if len(sizes) < MIN_SIZES:
         raise ValueError(f"a learning curve needs at least {MIN_SIZES} sizes, got {len(sizes)}")
@@ -224,12 +222,12 @@ def fit_candidates(sizes, values, scale: str = "logit", epsilon: float = EPSILON
     return candidates
 
 
-def fit_curve(sizes, values, scale: str = "logit", epsilon: float = EPSILON) -> Curve:
+def fit_curve(sizes, values, scale: str, epsilon: float) -> Curve:
     """The candidate law with the lowest AICc (module docstring) through (sizes, values)."""
     return min(fit_candidates(sizes, values, scale, epsilon), key=lambda curve: curve.aicc)
 
 
-def backtest(sizes, values, scale: str = "logit", epsilon: float = EPSILON) -> float:
+def backtest(sizes, values, scale: str, epsilon: float) -> float:
     """|predicted − measured| at the largest size, the law chosen and fitted without it (units of `values`: for
     errors, accuracy as a fraction). NaN with fewer than MIN_SIZES + 1 sizes."""
     sizes, values = np.asarray(sizes, dtype=float), np.asarray(values, dtype=float)
@@ -266,7 +264,7 @@ def _refit(curve: Curve, sizes: np.ndarray, logit_errors: np.ndarray, epsilon: f
 
 
 def fit_arm(
-    key: tuple, sizes: np.ndarray, accuracies: np.ndarray, draws: np.ndarray, epsilon: float = EPSILON
+    key: tuple, sizes: np.ndarray, accuracies: np.ndarray, draws: np.ndarray, epsilon: float
 ) -> ArmFit:
     """Fit one arm from its (sizes × seeds) accuracy array (NaN = missing cell) and refit it on each row of
     seed-index `draws` (see seeds.resample_seeds)."""
@@ -294,14 +292,13 @@ def fit_arm(
     )
 
 
-def fit_arms(
-    cells: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, epsilon: float = EPSILON
-) -> list[ArmFit]:
+def fit_arms(cells: pd.DataFrame, n_boot: int, epsilon: float, seed: int = 0) -> list[ArmFit]:
     """Every arm's learning curve with `n_boot` bootstrap refits over seeds, one draw per dataset × backbone
     shared by its arms.
 
     `cells`: one row per finished cell with columns dataset, backbone, regime, arm, examples_per_class, seed,
-    test_accuracy (fraction). `seed` seeds the resampling.
+    test_accuracy (fraction). Accuracies are clipped to [ε, 1 − ε] (`epsilon`, scales.clip_epsilon). `seed` seeds
+    the resampling.
     """
     fits = []
     for _, group in cells.groupby(["dataset", "backbone"], sort=True):
@@ -320,7 +317,7 @@ def _interval(values, level: float) -> tuple[float, float]:
     return float(np.quantile(values, (1 - level) / 2)), float(np.quantile(values, (1 + level) / 2))
 
 
-def learning_curves(fits: list[ArmFit], level: float = LEVEL) -> pd.DataFrame:
+def learning_curves(fits: list[ArmFit], level: float) -> pd.DataFrame:
     """One row per arm: dataset, backbone, regime, arm, model, sizes, seeds, then every parameter of
     ALL_PARAMETERS with `_low` and `_high` (percentile bootstrap interval at `level`; NaN where the law lacks it),
     rmse (fit against the per-size log-odds mean accuracies, fraction), aicc_power, aicc_broken, backtest_abs_error
@@ -367,7 +364,7 @@ def learning_curves(fits: list[ArmFit], level: float = LEVEL) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def prediction_band(fit: ArmFit, n, level: float = LEVEL) -> pd.DataFrame:
+def prediction_band(fit: ArmFit, n, level: float) -> pd.DataFrame:
     """Predicted accuracy (fraction) at sizes `n` with its percentile bootstrap band: columns n, accuracy, low,
     high (NaN without refits)."""
     n = np.asarray(n, dtype=float)
@@ -380,12 +377,12 @@ def prediction_band(fit: ArmFit, n, level: float = LEVEL) -> pd.DataFrame:
     return pd.DataFrame({"n": n, "accuracy": predict_accuracy(fit.curve, n), "low": low, "high": high})
 
 
-def size_grid(smallest: float, cap: float = CAP, per_decade: int = PER_DECADE) -> np.ndarray:
+def size_grid(smallest: float, cap: float, per_decade: int = PER_DECADE) -> np.ndarray:
     """Examples per class from `smallest` to `cap`, evenly spaced in log n."""
     return np.geomspace(smallest, cap, int(np.ceil(np.log10(cap / smallest) * per_decade)) + 1)
 
 
-def crossover_size(scratch: Curve, pretrained: Curve, grid: np.ndarray, margin: float = MARGIN) -> float:
+def crossover_size(scratch: Curve, pretrained: Curve, grid: np.ndarray, margin: float) -> float:
     """Smallest n of `grid` from which on (to the grid's end) predicted scratch accuracy ≥ predicted pretrained
     accuracy − margin (fraction); inf when that does not hold at the grid's end."""
     within = predict_accuracy(scratch, grid) >= predict_accuracy(pretrained, grid) - margin
@@ -441,7 +438,7 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
 
 
 def crossovers(
-    fits: list[ArmFit], margin: float = MARGIN, cap: float = CAP, level: float = LEVEL, scratch: str = SCRATCH
+    fits: list[ArmFit], margin: float, cap: float, level: float, scratch: str = SCRATCH
 ) -> pd.DataFrame:
     """Per non-scratch arm: where scratch's fitted curve stays within `margin` (accuracy, fraction) of it.
 

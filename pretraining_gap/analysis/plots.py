@@ -103,6 +103,76 @@ def _accuracy_band(fit: ArmFit, n: np.ndarray, level: float, error: bool = False
     return {"value": value, "low": low, "high": high}
 
 
+def _plot_arm_accuracy(
+    ax,
+    error: bool,
+    part: pd.DataFrame,
+    seeds: pd.DataFrame,
+    arm: str,
+    fit: ArmFit | None,
+    end: float,
+    level: float,
+) -> None:
+    """One arm on one panel: its seeds as faint dots, its log-odds means as markers and its fitted curve with the
+    band (dashed beyond the measured sizes to `end`); accuracy in %, or test error in % when `error`."""
+    colour, marker = _colour(arm), MARKERS.get(arm.split("_k")[0], "o")
+    values = seeds.test_accuracy * 100
+    dots = np.maximum(100 - values, 0.1) if error else values
+    ax.scatter(seeds.examples_per_class, dots, color=colour, s=9, alpha=0.35, lw=0)
+    means = part.logodds_mean * 100
+    ax.plot(
+        part.examples_per_class,
+        np.maximum(100 - means, 0.1) if error else means,
+        ls="none",
+        marker=marker,
+        color=colour,
+        ms=6,
+        label=None if fit is not None else arm,
+    )
+    if fit is not None:
+        n_in, n_out = _grids(fit, end if np.isfinite(end) else fit.sizes[-1])
+        _draw_curve(
+            ax,
+            n_in,
+            n_out,
+            _accuracy_band(fit, n_in, level, error),
+            _accuracy_band(fit, n_out, level, error) if len(n_out) else None,
+            colour,
+            label=f"{arm} ({fit.curve.model} law)",
+        )
+
+
+def _error_axis(ax, runs: pd.DataFrame) -> None:
+    """Test error in % on a log scale, down to a tenth of the smallest error measured."""
+    lowest = float(np.maximum(100 - runs.test_accuracy * 100, 0.1).min())
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(0.05, lowest / 10))  # the extrapolated tail says little far below the data
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_ylabel("test error (%, log scale)")
+
+
+def _accuracy_legend(
+    ax, fitted: dict[str, ArmFit], end: float, crossings: pd.DataFrame, analysis: Analysis
+) -> None:
+    """The arms, then what dashed (extrapolated) and dotted (crossover) lines mean, where drawn."""
+    extras = (
+        [Line2D([], [], color="black", ls="--", label="extrapolated fit")]
+        if end > max((f.sizes[-1] for f in fitted.values()), default=np.inf)
+        else []
+    )
+    if len(crossings):
+        label = f"scratch within {analysis.margin * 100:g} pt from here"
+        extras.append(Line2D([], [], color="black", ls=":", label=label))
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(
+        handles=handles + extras,
+        title=f"arm: log-odds mean, seeds{f', fit ± {analysis.level:.0%} band' if fitted else ''}",
+        fontsize="small",
+        title_fontsize="small",
+        loc="lower right",
+    )
+
+
 def accuracy_vs_size(
     summary: pd.DataFrame,
     runs: pd.DataFrame,
@@ -126,34 +196,11 @@ def accuracy_vs_size(
         right = None
     panels = [(left, False)] + ([(right, True)] if right else [])
     for arm, part in summary.groupby("arm", sort=True):
-        part, colour = part.sort_values("examples_per_class"), _colour(arm)
-        seeds = _rows(runs, arm)
-        marker = MARKERS.get(arm.split("_k")[0], "o")
         for ax, error in panels:
-            values = seeds.test_accuracy * 100
-            dots = np.maximum(100 - values, 0.1) if error else values
-            ax.scatter(seeds.examples_per_class, dots, color=colour, s=9, alpha=0.35, lw=0)
-            means = part.logodds_mean * 100
-            ax.plot(
-                part.examples_per_class,
-                np.maximum(100 - means, 0.1) if error else means,
-                ls="none",
-                marker=marker,
-                color=colour,
-                ms=6,
-                label=None if arm in fitted else arm,
+            seeds, fit = _rows(runs, arm), fitted.get(arm)
+            _plot_arm_accuracy(
+                ax, error, part.sort_values("examples_per_class"), seeds, arm, fit, end, analysis.level
             )
-            if arm in fitted:
-                n_in, n_out = _grids(fitted[arm], end if np.isfinite(end) else fitted[arm].sizes[-1])
-                _draw_curve(
-                    ax,
-                    n_in,
-                    n_out,
-                    _accuracy_band(fitted[arm], n_in, analysis.level, error),
-                    _accuracy_band(fitted[arm], n_out, analysis.level, error) if len(n_out) else None,
-                    colour,
-                    label=f"{arm} ({fitted[arm].curve.model} law)",
-                )
     crossings = crossover[np.isfinite(crossover.estimate)] if len(crossover) else crossover
     for row in crossings.itertuples():
         for ax, _ in panels:
@@ -164,27 +211,8 @@ def accuracy_vs_size(
     left.set_ylabel("test accuracy (%)")
     left.set_ylim(top=100.5)
     if right:
-        lowest = float(np.maximum(100 - runs.test_accuracy * 100, 0.1).min())
-        right.set_yscale("log")
-        right.set_ylim(bottom=max(0.05, lowest / 10))  # the extrapolated tail says little far below the data
-        right.yaxis.set_major_formatter(ScalarFormatter())
-        right.set_ylabel("test error (%, log scale)")
-    extras = (
-        [Line2D([], [], color="black", ls="--", label="extrapolated fit")]
-        if end > max((f.sizes[-1] for f in fitted.values()), default=np.inf)
-        else []
-    )
-    if len(crossings):
-        label = f"scratch within {analysis.margin * 100:g} pt from here"
-        extras.append(Line2D([], [], color="black", ls=":", label=label))
-    handles, _ = left.get_legend_handles_labels()
-    left.legend(
-        handles=handles + extras,
-        title=f"arm: log-odds mean, seeds{f', fit ± {analysis.level:.0%} band' if fitted else ''}",
-        fontsize="small",
-        title_fontsize="small",
-        loc="lower right",
-    )
+        _error_axis(right, runs)
+    _accuracy_legend(left, fitted, end, crossings, analysis)
     return _save(fig, out, title)
 
 
@@ -200,6 +228,92 @@ def _gap_band(scratch: ArmFit, fit: ArmFit, n: np.ndarray, level: float) -> dict
         return {"value": value, "low": np.full(len(n), np.nan), "high": np.full(len(n), np.nan)}
     low, high = np.quantile(np.array(pairs), [(1 - level) / 2, (1 + level) / 2], axis=0)
     return {"value": value, "low": low, "high": high}
+
+
+def _plot_gap_points(ax, part: pd.DataFrame, scale: str, shift: float, decided: pd.Series, colour) -> None:
+    """One arm's measured gaps on one scale ("points", drawn in points, or "logodds"): the t interval as a bar and
+    each size's decision as its marker (filled: decided, open: undecided); x shifted by the factor `shift`."""
+    factor = 100 if scale == "points" else 1
+    x = part.examples_per_class * shift
+    y = part[scale] * factor
+    ax.errorbar(
+        x,
+        y,
+        yerr=[y - part[f"{scale}_low"] * factor, part[f"{scale}_high"] * factor - y],
+        ls="none",
+        color=colour,
+        elinewidth=1,
+        capsize=2,
+        alpha=0.8,
+    )
+    for decision, marker in DECISION_MARKERS.items():
+        chosen = (decided == decision).to_numpy()
+        if chosen.any():
+            ax.scatter(
+                x[chosen],
+                y[chosen],
+                marker=marker,
+                s=46,
+                zorder=3,
+                edgecolors=colour,
+                facecolors="white" if decision == eq.UNDECIDED else colour,
+                linewidths=1.4,
+            )
+
+
+def _decision_handles(decisions: pd.DataFrame) -> list[Line2D]:
+    """A legend entry per decision shown: its marker, open for undecided; a baseline's "<arm> better" as ▲."""
+    drawn = [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=m,
+            color="black",
+            markerfacecolor="white" if d == eq.UNDECIDED else "black",
+            label=d,
+        )
+        for d, m in DECISION_MARKERS.items()
+        if (decisions.decision == d).any()
+    ]
+    return drawn + [
+        Line2D([], [], ls="none", marker="^", color="black", label=d)
+        for d in sorted(set(decisions.decision) - set(DECISION_MARKERS))
+    ]
+
+
+def _gap_axes(left, right, sizes: pd.Series, end: float, analysis: Analysis) -> None:
+    """Zero lines, size axes (the left one out to `end`), labels and titles of the two gap panels."""
+    for ax in (left, right):
+        ax.axhline(0, color="black", lw=0.8)
+        _size_axis(ax, sizes, end if ax is left else None)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("arm − scratch (accuracy points)")
+    right.set_ylabel("arm − scratch (log-odds)")
+    right.set_title("log-odds: logit(arm) − logit(scratch)", fontsize="medium")
+    left.set_title(
+        f"accuracy points; grey: within the ±{analysis.margin * 100:g} pt margin; bars: {analysis.level:.0%} t "
+        "intervals",
+        fontsize="medium",
+    )
+
+
+def _gap_legends(left, right, arms: list[str], decisions: pd.DataFrame, fitted: bool) -> None:
+    """The arms' colours on the left panel, the decisions' markers on the right."""
+    arm_handles = [Line2D([], [], color=_colour(a), lw=2, label=a) for a in arms]
+    left.legend(
+        handles=arm_handles,
+        title="arm (fit ± band)" if fitted else "arm",
+        fontsize="small",
+        loc="upper right",
+    )
+    right.legend(
+        handles=_decision_handles(decisions),
+        title="decision at each size (Holm-corrected)",
+        fontsize="small",
+        title_fontsize="small",
+        loc="best",
+    )
 
 
 def gap_vs_size(
@@ -230,32 +344,7 @@ def gap_vs_size(
             _rows(decisions, arm).set_index("examples_per_class").decision.reindex(part.examples_per_class)
         )
         for ax, scale in ((left, "points"), (right, "logodds")):
-            factor = 100 if scale == "points" else 1
-            x = part.examples_per_class * shift
-            y = part[scale] * factor
-            ax.errorbar(
-                x,
-                y,
-                yerr=[y - part[f"{scale}_low"] * factor, part[f"{scale}_high"] * factor - y],
-                ls="none",
-                color=colour,
-                elinewidth=1,
-                capsize=2,
-                alpha=0.8,
-            )
-            for decision, marker in DECISION_MARKERS.items():
-                chosen = (decided == decision).to_numpy()
-                if chosen.any():
-                    ax.scatter(
-                        x[chosen],
-                        y[chosen],
-                        marker=marker,
-                        s=46,
-                        zorder=3,
-                        edgecolors=colour,
-                        facecolors="white" if decision == eq.UNDECIDED else colour,
-                        linewidths=1.4,
-                    )
+            _plot_gap_points(ax, part, scale, shift, decided, colour)
         if arm in fitted and SCRATCH in fitted:
             n_in, n_out = _grids(fitted[arm], end if np.isfinite(end) else fitted[arm].sizes[-1])
             _draw_curve(
@@ -269,48 +358,51 @@ def gap_vs_size(
     for row in crossover.itertuples():
         if np.isfinite(row.estimate):
             left.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
-    for ax in (left, right):
-        ax.axhline(0, color="black", lw=0.8)
-        _size_axis(ax, gap.examples_per_class, end if ax is left else None)
-        ax.grid(alpha=0.3)
-    left.set_ylabel("arm − scratch (accuracy points)")
-    right.set_ylabel("arm − scratch (log-odds)")
-    right.set_title("log-odds: logit(arm) − logit(scratch)", fontsize="medium")
-    left.set_title(
-        f"accuracy points; grey: within the ±{margin:g} pt margin; bars: {analysis.level:.0%} t intervals",
-        fontsize="medium",
-    )
-    arm_handles = [Line2D([], [], color=_colour(a), lw=2, label=a) for a in arms]
-    decision_handles = [
-        Line2D(
-            [],
-            [],
-            ls="none",
-            marker=m,
-            color="black",
-            markerfacecolor="white" if d == eq.UNDECIDED else "black",
-            label=d,
-        )
-        for d, m in DECISION_MARKERS.items()
-        if (decisions.decision == d).any()
-    ] + [
-        Line2D([], [], ls="none", marker="^", color="black", label=d)
-        for d in sorted(set(decisions.decision) - set(DECISION_MARKERS))
-    ]
-    left.legend(
-        handles=arm_handles,
-        title="arm (fit ± band)" if fitted else "arm",
-        fontsize="small",
-        loc="upper right",
-    )
-    right.legend(
-        handles=decision_handles,
-        title="decision at each size (Holm-corrected)",
-        fontsize="small",
-        title_fontsize="small",
-        loc="best",
-    )
+    _gap_axes(left, right, gap.examples_per_class, end, analysis)
+    _gap_legends(left, right, arms, decisions, bool(fitted))
     return _save(fig, out, title)
+
+
+def _plot_arm_transfer(ax, arm: str, part: pd.DataFrame, top: float) -> None:
+    """One arm's D_T per size: estimates with their interval (open-ended ones drawn up to `top`), bounds as open
+    triangles, extrapolations from scratch's loss fit as crosses."""
+    colour = _colour(arm)
+    estimates = part[part.kind == "estimate"]
+    ax.plot(estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5)
+    high = estimates.high.where(np.isfinite(estimates.high), top)
+    ax.errorbar(
+        estimates.examples_per_class,
+        estimates.transferred,
+        yerr=[estimates.transferred - estimates.low, high - estimates.transferred],
+        ls="none",
+        marker="o",
+        color=colour,
+        capsize=3,
+        label=f"{arm}: estimate",
+    )
+    for kind, marker, label in (("lower bound", "^", "at least"), ("upper bound", "v", "at most")):
+        shown = part[part.kind == kind]
+        if len(shown):
+            ax.scatter(
+                shown.examples_per_class,
+                shown.transferred,
+                marker=marker,
+                facecolors="none",
+                edgecolors=colour,
+                s=60,
+                zorder=3,
+                label=f"{arm}: {label}",
+            )
+    extrapolated = part[np.isfinite(part.transferred_extrapolated)]
+    if len(extrapolated):
+        ax.scatter(
+            extrapolated.examples_per_class,
+            extrapolated.transferred_extrapolated,
+            marker="x",
+            color=colour,
+            s=40,
+            label=f"{arm}: extrapolated from scratch's loss fit",
+        )
 
 
 def effective_data(effective: pd.DataFrame, level: float, title: str, out: Path) -> Path:
@@ -324,43 +416,7 @@ def effective_data(effective: pd.DataFrame, level: float, title: str, out: Path)
     finite = finite[np.isfinite(finite)]
     top = max(float(finite.max()) * 3 if len(finite) else 10, 10)
     for arm, part in effective.groupby("arm", sort=True):
-        part, colour = part.sort_values("examples_per_class"), _colour(arm)
-        estimates = part[part.kind == "estimate"]
-        ax.plot(estimates.examples_per_class, estimates.transferred, color=colour, alpha=0.5)
-        high = estimates.high.where(np.isfinite(estimates.high), top)
-        ax.errorbar(
-            estimates.examples_per_class,
-            estimates.transferred,
-            yerr=[estimates.transferred - estimates.low, high - estimates.transferred],
-            ls="none",
-            marker="o",
-            color=colour,
-            capsize=3,
-            label=f"{arm}: estimate",
-        )
-        for kind, marker, label in (("lower bound", "^", "at least"), ("upper bound", "v", "at most")):
-            shown = part[part.kind == kind]
-            if len(shown):
-                ax.scatter(
-                    shown.examples_per_class,
-                    shown.transferred,
-                    marker=marker,
-                    facecolors="none",
-                    edgecolors=colour,
-                    s=60,
-                    zorder=3,
-                    label=f"{arm}: {label}",
-                )
-        extrapolated = part[np.isfinite(part.transferred_extrapolated)]
-        if len(extrapolated):
-            ax.scatter(
-                extrapolated.examples_per_class,
-                extrapolated.transferred_extrapolated,
-                marker="x",
-                color=colour,
-                s=40,
-                label=f"{arm}: extrapolated from scratch's loss fit",
-            )
+        _plot_arm_transfer(ax, arm, part.sort_values("examples_per_class"), top)
     ax.axhline(0, color="black", lw=0.8)
     _size_axis(ax, effective.examples_per_class)
     ax.set_yscale("symlog", linthresh=1)

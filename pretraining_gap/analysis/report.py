@@ -122,59 +122,75 @@ def gap_sentence(gap: pd.DataFrame, baseline: bool) -> str:
     return sentence
 
 
+def _crossover_interval(row, analysis: Analysis) -> str:
+    """' [95%: 120 to 400]' in examples per class, or why there is none."""
+    cap = analysis.cap
+    if not np.isfinite(row.low):
+        return " [no interval: one seed]"
+    return f" [{analysis.level:.0%}: {size_text(row.low, cap)} to {size_text(row.high, cap).replace('>', 'beyond ')}]"
+
+
+def _backtest_text(row) -> str:
+    if not np.isfinite(row.backtest_abs_error):
+        return "no backtest: too few sizes"
+    return f"backtest error {points(row.backtest_abs_error)} points"
+
+
+def _beyond_cap_sentence(row, cap: float, within: str, whom: str, interval: str) -> str:
+    """Scratch does not come within the margin before the cap: how many refits do, and how far to trust the fits."""
+    met = (
+        f"; {row.met_fraction:.0%} of bootstrap refits meet before it"
+        if np.isfinite(row.met_fraction)
+        else ""
+    )
+    doubt = (
+        f", above the {_pt(row.margin)} margin: the fits do not predict even one size ahead that closely"
+        if np.isfinite(row.backtest_abs_error) and row.backtest_abs_error > row.margin
+        else ""
+    )
+    return (
+        f"On the fitted learning curves scratch does not come within {within} {whom} before the cap of "
+        f"{cap:,} per class{interval}{met}; an extrapolation from {row.largest_measured:g} per class "
+        f"({_backtest_text(row)}{doubt})."
+    )
+
+
+def _distrust(row) -> str:
+    """Why an extrapolated crossover is not to be trusted: its backtest, and how far beyond the data it lies."""
+    why = []
+    if not np.isfinite(row.backtest_abs_error) or row.backtest_abs_error > row.margin:
+        why.append(
+            f"the backtest error is above the {_pt(row.margin)} margin"
+            if np.isfinite(row.backtest_abs_error)
+            else "there is no backtest"
+        )
+    if row.estimate > MAX_EXTRAPOLATION * row.largest_measured:
+        why.append(f"it lies more than {MAX_EXTRAPOLATION:g}x beyond the largest size measured")
+    return ": not to be trusted, " + " and ".join(why)
+
+
 def crossover_sentence(row, analysis: Analysis, baseline: bool) -> str:
     """Where scratch's fitted curve stays within the margin of the arm's, with its interval, extrapolation,
     backtest and trust (learning_curves.crossovers)."""
-    cap, level = analysis.cap, f"{analysis.level:.0%}"
-    margin, within = _pt(row.margin), f"{row.margin * 100:g} point{'s' if row.margin != 0.01 else ''}"
     if row.status == "not fitted":
         return f"No fitted crossover: a learning curve needs at least {MIN_SIZES} measured sizes."
-    interval = (
-        f" [{level}: {size_text(row.low, cap)} to {size_text(row.high, cap).replace('>', 'beyond ')}]"
-        if np.isfinite(row.low)
-        else " [no interval: one seed]"
+    within = f"{row.margin * 100:g} point{'s' if row.margin != 0.01 else ''}"
+    whom, interval = (
+        (f"of {row.arm}" if baseline else "of the pretrained arm"),
+        _crossover_interval(row, analysis),
     )
-    backtest = (
-        f"backtest error {points(row.backtest_abs_error)} points"
-        if np.isfinite(row.backtest_abs_error)
-        else "no backtest: too few sizes"
-    )
-    whom = f"of {row.arm}" if baseline else "of the pretrained arm"
     if row.status == "beyond cap":
-        met = (
-            f"; {row.met_fraction:.0%} of bootstrap refits meet before it"
-            if np.isfinite(row.met_fraction)
-            else ""
-        )
-        doubt = (
-            f", above the {margin} margin: the fits do not predict even one size ahead that closely"
-            if np.isfinite(row.backtest_abs_error) and row.backtest_abs_error > row.margin
-            else ""
-        )
-        return (
-            f"On the fitted learning curves scratch does not come within {within} {whom} before the cap of "
-            f"{cap:,} per class{interval}{met}; an extrapolation from {row.largest_measured:g} per class "
-            f"({backtest}{doubt})."
-        )
+        return _beyond_cap_sentence(row, analysis.cap, within, whom, interval)
     start = f"On the fitted learning curves scratch is within {within} {whom} or ahead"
     if row.status == "at smallest size":
         return f"{start} from the smallest size measured on{interval}."
-    text = f"{start} from about {size_text(row.estimate, cap)} per class on{interval}"
+    text = f"{start} from about {size_text(row.estimate, analysis.cap)} per class on{interval}"
     if row.status == "within measured sizes":
         return text + "."
-    text += f", extrapolated beyond the largest size measured ({row.largest_measured:g}; {backtest})"
-    if not row.trusted:
-        why = []
-        if not np.isfinite(row.backtest_abs_error) or row.backtest_abs_error > row.margin:
-            why.append(
-                f"the backtest error is above the {margin} margin"
-                if np.isfinite(row.backtest_abs_error)
-                else "there is no backtest"
-            )
-        if row.estimate > MAX_EXTRAPOLATION * row.largest_measured:
-            why.append(f"it lies more than {MAX_EXTRAPOLATION:g}x beyond the largest size measured")
-        text += ": not to be trusted, " + " and ".join(why)
-    return text + "."
+    text += (
+        f", extrapolated beyond the largest size measured ({row.largest_measured:g}; {_backtest_text(row)})"
+    )
+    return text + ("" if row.trusted else _distrust(row)) + "."
 
 
 def decision_sentence(decisions: pd.DataFrame) -> str:
@@ -555,6 +571,108 @@ CAPTIONS = {
 }
 
 
+def _pair_figures(figures: list[Path], pairs: list[tuple[str, str]], kinds: tuple[str, ...]) -> list[Path]:
+    """The figures of these kinds, dataset × backbone by dataset × backbone."""
+    return [f for dataset, backbone in pairs for f in _figures_of(figures, f"{dataset}_{backbone}", kinds)]
+
+
+def _answer_section(
+    dataset: str,
+    backbone: str,
+    sentences: list[str],
+    decisions: pd.DataFrame,
+    figures: list[Path],
+    analysis: Analysis,
+) -> str:
+    """One dataset × backbone: how the gaps were decided, a headline per arm, the accuracy and gap figures."""
+    stem = f"{dataset}_{backbone}"
+    mine = decisions[(decisions.dataset == dataset) & (decisions.backbone == backbone)]
+    answer = (
+        f"<p>{html.escape(method_sentence(mine, analysis))}</p><ul class='answer'>"
+        + "".join(_bold_arm(s) for s in sentences)
+        + "</ul>"
+        if sentences
+        else "<p>No arm has a scratch partner yet: no gap to report.</p>"
+    )
+    shown = "".join(
+        _figure(f, CAPTIONS[f.stem.removeprefix(stem + "_")])
+        for f in _figures_of(figures, stem, ("accuracy", "gap"))
+    )
+    return _section(f"{dataset} · {backbone}", answer + shown)
+
+
+def _effective_section(
+    tables: dict[str, pd.DataFrame], figures: list[Path], pairs: list[tuple[str, str]], level: float
+) -> str:
+    """D_T in words per arm, with α, and its figures."""
+    effective, exponents = tables["effective_data"], tables["transfer_exponent"]
+    words = [
+        effective_sentence(_mine(effective, key), _mine(exponents, key), level)
+        for key in effective[KEY].drop_duplicates().itertuples(index=False)
+    ]
+    shown = "".join(
+        _figure(f, CAPTIONS["effective_data"]) for f in _pair_figures(figures, pairs, ("effective_data",))
+    )
+    return _section(
+        "Effective data transferred (on the test loss)",
+        "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in words if w) + "</ul>" + shown,
+    )
+
+
+def _cells_section(incomplete: pd.DataFrame, cells: pd.DataFrame | None) -> str:
+    """The cells left out of the means, and those that stopped on their step budget."""
+    left_out = (
+        f"<p>{len(incomplete)} cell{'s' if len(incomplete) != 1 else ''} without an accuracy, left out of "
+        "every mean:</p>" + incomplete.to_html(index=False, na_rep="")
+        if len(incomplete)
+        else "<p>Every cell of the grid finished.</p>"
+    )
+    return _section("Cells", left_out + unconverged(cells))
+
+
+def _transferability_section(
+    transfer: pd.DataFrame, figures: list[Path], pairs: list[tuple[str, str]]
+) -> str:
+    """T in words against Chen et al., its figures, and its table folded."""
+    return _section(
+        "Per-layer transferability T",
+        transferability_text(transfer)
+        + "".join(
+            _figure(f, CAPTIONS["transferability"])
+            for f in _pair_figures(figures, pairs, ("transferability",))
+        )
+        + (
+            _folded("T per layer group and size, with the steps", _show(transfer, 2)) if len(transfer) else ""
+        ),
+    )
+
+
+def _more_figures(figures: list[Path], pairs: list[tuple[str, str]]) -> list[str]:
+    """The validation curves, accuracy against depth and against inference cost, as HTML figures."""
+    return [
+        _figure(f, CAPTIONS.get(f.stem.rsplit("_", 1)[-1], ""))
+        for f in _pair_figures(figures, pairs, ("learning", "depth"))
+    ] + [
+        _figure(f, "Test accuracy against inference cost per backbone, per size.")
+        for f in figures
+        if f.stem.endswith("_cost")
+    ]
+
+
+def _settings_section(params: Params, commit: str | None) -> str:
+    """The git commit, the tools' versions and params.yaml as read."""
+    return _section(
+        "Settings",
+        f"<p>git commit: <code>{html.escape(commit or 'unknown')}</code></p><p>"
+        + ", ".join(f"{k} {v}" for k, v in tool_versions().items())
+        + "</p>"
+        + _folded(
+            "params.yaml as read",
+            f"<pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>",
+        ),
+    )
+
+
 def build(
     tables: dict[str, pd.DataFrame],
     cells: pd.DataFrame | None,
@@ -572,95 +690,19 @@ def build(
     ]
     pairs = sorted(set(tables["accuracy"][["dataset", "backbone"]].itertuples(index=False, name=None)))
     for dataset, backbone in pairs:
-        stem = f"{dataset}_{backbone}"
         sentences = said.get((dataset, backbone), [])
-        decisions = tables["equivalence"]
-        mine = decisions[(decisions.dataset == dataset) & (decisions.backbone == backbone)]
-        answer = (
-            f"<p>{html.escape(method_sentence(mine, analysis))}</p><ul class='answer'>"
-            + "".join(_bold_arm(s) for s in sentences)
-            + "</ul>"
-            if sentences
-            else "<p>No arm has a scratch partner yet: no gap to report.</p>"
-        )
-        shown = "".join(
-            _figure(f, CAPTIONS[f.stem.removeprefix(stem + "_")])
-            for f in _figures_of(figures, stem, ("accuracy", "gap"))
-        )
-        parts.append(_section(f"{dataset} · {backbone}", answer + shown))
+        parts.append(_answer_section(dataset, backbone, sentences, tables["equivalence"], figures, analysis))
     parts.append(_section("Glossary", glossary()))
-    effective, exponents = tables["effective_data"], tables["transfer_exponent"]
-    if len(effective):
-        words = [
-            effective_sentence(_mine(effective, key), _mine(exponents, key), analysis.level)
-            for key in effective[KEY].drop_duplicates().itertuples(index=False)
-        ]
-        shown = "".join(
-            _figure(f, CAPTIONS["effective_data"])
-            for dataset, backbone in pairs
-            for f in _figures_of(figures, f"{dataset}_{backbone}", ("effective_data",))
-        )
-        parts.append(
-            _section(
-                "Effective data transferred (on the test loss)",
-                "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in words if w) + "</ul>" + shown,
-            )
-        )
+    if len(tables["effective_data"]):
+        parts.append(_effective_section(tables, figures, pairs, analysis.level))
     parts.append(_section("Labels per size", labels_text(tables.get("labels", pd.DataFrame()))))
-    incomplete = tables.get("incomplete", pd.DataFrame())
-    parts.append(
-        _section(
-            "Cells",
-            (
-                f"<p>{len(incomplete)} cell{'s' if len(incomplete) != 1 else ''} without an accuracy, left out of "
-                "every mean:</p>" + incomplete.to_html(index=False, na_rep="")
-                if len(incomplete)
-                else "<p>Every cell of the grid finished.</p>"
-            )
-            + unconverged(cells),
-        )
-    )
-    transfer = tables["transferability"]
-    parts.append(
-        _section(
-            "Per-layer transferability T",
-            transferability_text(transfer)
-            + "".join(
-                _figure(f, CAPTIONS["transferability"])
-                for dataset, backbone in pairs
-                for f in _figures_of(figures, f"{dataset}_{backbone}", ("transferability",))
-            )
-            + (
-                _folded("T per layer group and size, with the steps", _show(transfer, 2))
-                if len(transfer)
-                else ""
-            ),
-        )
-    )
-    more = [
-        _figure(f, CAPTIONS.get(f.stem.rsplit("_", 1)[-1], ""))
-        for dataset, backbone in pairs
-        for f in _figures_of(figures, f"{dataset}_{backbone}", ("learning", "depth"))
-    ] + [
-        _figure(f, "Test accuracy against inference cost per backbone, per size.")
-        for f in figures
-        if f.stem.endswith("_cost")
-    ]
+    parts.append(_cells_section(tables.get("incomplete", pd.DataFrame()), cells))
+    parts.append(_transferability_section(tables["transferability"], figures, pairs))
+    more = _more_figures(figures, pairs)
     if more:
         parts.append(_section("More figures", "".join(more)))
     parts.append(_section("Tables", _tables(tables)))
-    parts.append(
-        _section(
-            "Settings",
-            f"<p>git commit: <code>{html.escape(commit or 'unknown')}</code></p><p>"
-            + ", ".join(f"{k} {v}" for k, v in tool_versions().items())
-            + "</p>"
-            + _folded(
-                "params.yaml as read",
-                f"<pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>",
-            ),
-        )
-    )
+    parts.append(_settings_section(params, commit))
     return (
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"

@@ -22,16 +22,14 @@ from scipy import stats
 
 from .seeds import ARM, SCRATCH, paired
 
-EPSILON = 1e-3  # 1 / (2 × 500): the default digits test set has 50 images in each of 10 classes
-LEVEL = 0.95
-
 
 def clip_epsilon(test_images: int) -> float:
-    """ε = 1 / (2 N) for a test set of N images."""
+    """ε = 1 / (2 N) for a test set of N images: half an image (1e-3 for the default digits test set, 50 images
+    in each of 10 classes)."""
     return 1 / (2 * test_images)
 
 
-def logit(accuracy, epsilon: float = EPSILON) -> np.ndarray:
+def logit(accuracy, epsilon: float) -> np.ndarray:
     """log(p / (1 − p)) of accuracies (fractions) clipped to [ε, 1 − ε]."""
     p = np.clip(np.asarray(accuracy, dtype=float), epsilon, 1 - epsilon)
     return np.log(p / (1 - p))
@@ -42,7 +40,7 @@ def sigmoid(x) -> np.ndarray:
     return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
+def t_interval(values, level: float) -> tuple[float, float, float]:
     """(mean, low, high): Student t interval for the mean of independent values (n − 1 degrees of freedom);
     low and high are NaN with a single value."""
     values = np.asarray(values, dtype=float)
@@ -53,9 +51,7 @@ def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def gap_scales(
-    cells: pd.DataFrame, level: float = LEVEL, epsilon: float = EPSILON, scratch: str = SCRATCH
-) -> pd.DataFrame:
+def gap_scales(cells: pd.DataFrame, level: float, epsilon: float, scratch: str = SCRATCH) -> pd.DataFrame:
     """Per non-scratch arm and size, the gap to scratch on the three scales with paired t intervals over seeds
     (per size, uncorrected: descriptive; decisions are `equivalence`'s job).
 

@@ -9,8 +9,9 @@ folders is named in the report. Images are converted as a viewer shows them (dat
 from __future__ import annotations
 
 import inspect
+import unicodedata
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from ..config import Dataset, ImageFolder, SklearnDigits, Torchvision
 from ..grid import ALL, ParamsError
-from . import images
+from . import duplicates, images
 from .prepared import PARTS, POOL, TEST, UNUSED, VAL, Prepared
 
 
@@ -33,6 +34,7 @@ class Catalogue:
     official: np.ndarray | None = None  # POOL / VAL / TEST per image from the source's own split
     junk: int = 0  # files skipped by design (images.is_junk)
     unused: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): not in any class, not used
+    merged: list[tuple[str, list[str]]] = field(default_factory=list)  # (class, its folders): equal under NFC
 
     def official_parts(self) -> list[str]:
         """The parts ("val", "test") the source's own split gives; the others are taken from the pool."""
@@ -97,25 +99,36 @@ def _scan(key: str, root: Path) -> images.DatasetScan:
     return scan
 
 
+def _by_class(scan: images.DatasetScan) -> dict[str, list[str]]:
+    """Class name (NFC) -> its folders: `café` written precomposed and with a combining accent (as archives made
+    on macOS hold it) is one class, named the same on every system."""
+    classes: dict[str, list[str]] = {}
+    for folder in scan.classes:
+        classes.setdefault(unicodedata.normalize("NFC", folder), []).append(folder)
+    return classes
+
+
 def _imagefolder(key: str, cfg: ImageFolder) -> Catalogue:
     """`path`: one sub-folder per class (its sub-folders belong to it, as in torchvision's ImageFolder); an optional
-    `test_path` with the same sub-folders is the test set."""
+    `test_path` with the same sub-folders is the test set. Folders equal after Unicode NFC normalisation are one
+    class (listed in `merged`)."""
     train = _scan(f"{key}.path", cfg.path)
     test = _scan(f"{key}.test_path", cfg.test_path) if cfg.test_path else None
-    if test and set(test.classes) != set(train.classes):
+    parts = [(train, _by_class(train), POOL)] + ([(test, _by_class(test), TEST)] if test else [])
+    if test and set(parts[1][1]) != set(parts[0][1]):
         raise ParamsError(
             f"{key}.test_path",
             "its class folders differ from path's: only in one of them: "
-            f"{sorted(set(test.classes) ^ set(train.classes))}",
+            f"{sorted(set(parts[1][1]) ^ set(parts[0][1]))}",
             "give both folders the same class sub-folders",
         )
-    class_names = sorted(train.classes)
-    parts = [(train, POOL)] + ([(test, TEST)] if test else [])
+    class_names = sorted(parts[0][1])
     entries = [
         (file, c, code)
-        for scan, code in parts
+        for scan, folders, code in parts
         for c, name in enumerate(class_names)
-        for file in scan.classes[name].files
+        for folder in folders[name]
+        for file in scan.classes[folder].files
     ]
     files = [file for file, _, _ in entries]
     return Catalogue(
@@ -124,8 +137,9 @@ def _imagefolder(key: str, cfg: ImageFolder) -> Catalogue:
         np.array([c for _, c, _ in entries], dtype=np.int64),
         class_names,
         np.array([code for _, _, code in entries], dtype=np.int8) if test else None,
-        sum(scan.junk_count() for scan, _ in parts),
-        [(str(path), reason) for scan, _ in parts for path, reason in scan.all_unused()],
+        sum(scan.junk_count() for scan, _, _ in parts),
+        [(str(path), reason) for scan, _, _ in parts for path, reason in scan.all_unused()],
+        [(name, found) for _, folders, _ in parts for name, found in folders.items() if len(found) > 1],
     )
 
 
@@ -181,7 +195,7 @@ def _file_of(dataset, index: int) -> str:
 
 def _class_names_of(dataset) -> list[str] | None:
     names = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
-    return [str(n) for n in names] if names else None
+    return [unicodedata.normalize("NFC", str(n)) for n in names] if names else None
 
 
 def _torchvision(key: str, cfg: Torchvision) -> Catalogue:
@@ -229,24 +243,53 @@ def catalogue(name: str, cfg: Dataset) -> Catalogue:
     return SOURCES[cfg.source](f"datasets.{name}", cfg)
 
 
+def _units(members: np.ndarray, groups: np.ndarray, official: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """A class's images as units the split keeps whole, in order of their first image: (images, official part).
+
+    A unit's part is its most protected image's (test, then validation, then pool): its images from the source's
+    other official parts are left out, so that no copy of a test image trains.
+    """
+    ids, first = np.unique(groups[members], return_index=True)
+    units = []
+    for g in ids[np.argsort(first)]:
+        unit = members[groups[members] == g]
+        part = max(official[unit].tolist(), key=[POOL, VAL, TEST].index)
+        units.append((unit[official[unit] == part], part))
+    return units
+
+
 def assign_split(
-    labels: np.ndarray, official: np.ndarray | None, val_per_class: int, test_per_class: int, seed: int
+    labels: np.ndarray,
+    official: np.ndarray | None,
+    val_per_class: int,
+    test_per_class: int,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Fixed per-class split. Per class, a seeded order; test images come from the official test part if there is
-    one, else the first of the class; validation likewise; the rest of the training part is the pool."""
+    """Fixed per-class split (N,) int8. Per class, a seeded order; test images come from the official test part if
+    there is one, else the first of the class; validation likewise; the rest of the training part is the pool.
+
+    `groups` (N,) int: images of one group (duplicates, data/duplicates.py) land in one part; a group is taken into
+    test or validation only where it fits in what the part still needs, so each part gets exactly its count while
+    there are groups small enough. Without groups (or with every image its own group) the split is the same.
+    """
     official = np.full(len(labels), POOL, dtype=np.int8) if official is None else official
+    groups = np.arange(len(labels)) if groups is None else groups
     has = {code: bool((official == code).any()) for code in (VAL, TEST)}
     split = np.full(len(labels), UNUSED, dtype=np.int8)
     rng = np.random.default_rng(seed)
     for c in np.unique(labels):
-        order = rng.permutation(np.flatnonzero(labels == c))
-        pool = order[official[order] == POOL]
+        units = _units(np.flatnonzero(labels == c), groups, official)
+        order = [units[k] for k in rng.permutation(len(units))]
         for code, count in ((TEST, test_per_class), (VAL, val_per_class)):
-            candidates = order[official[order] == code] if has[code] else pool
-            split[candidates[:count]] = code
-            if not has[code]:
-                pool = pool[count:]
-        split[pool] = POOL
+            wanted = code if has[code] else POOL
+            for unit, part in order:
+                if part == wanted and split[unit[0]] == UNUSED and len(unit) <= count:
+                    split[unit] = code
+                    count -= len(unit)
+        for unit, part in order:
+            if part == POOL and split[unit[0]] == UNUSED:
+                split[unit] = POOL
     return split
 
 
@@ -324,12 +367,11 @@ def check_class_sizes(
         raise ParamsError(*problems[0], *problems[1:])
 
 
-def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -> Prepared:
-    """Decode, convert (images.to_rgb) and square every image the split uses, once (a progress bar on stderr).
+def decode(catalogue: Catalogue, chosen: np.ndarray, resolution: int, key: str) -> images.Decoded:
+    """Decode, convert (images.to_rgb) and square the images `chosen` (indices), once (a progress bar on stderr).
 
     Raises ParamsError listing every image that cannot be decoded, all in one message.
     """
-    chosen = np.flatnonzero(split != UNUSED)
     decoded = images.decode_images(
         lambda row: catalogue.read(int(chosen[row])), [catalogue.names[i] for i in chosen], resolution
     )
@@ -339,24 +381,65 @@ def decode(catalogue: Catalogue, split: np.ndarray, resolution: int, key: str) -
             f"{len(decoded.failures)} of its images cannot be decoded (listed below)",
             "replace or remove them, then run again:" + _listing(decoded.failures),
         )
-    return Prepared(
-        decoded.images,
-        catalogue.labels[chosen],
-        split[chosen],
-        catalogue.class_names,
-        dict(sorted(decoded.kinds.items(), key=lambda kind: -kind[1])),
-        catalogue.junk,
-        catalogue.unused,
-        catalogue.official_parts(),
+    return decoded
+
+
+def _refuse_conflicts(name: str, cfg: Dataset, found: list) -> None:
+    """The same image (or a resized or recompressed copy) under two classes: its label is wrong in one of them."""
+    lines = [
+        (" = ".join(f"{file} (class {label!r})" for file, label in group), "one image, two labels")
+        for group in found
+    ]
+    raise ParamsError(
+        source_key(name, cfg),
+        f"the same image lies under two or more classes ({len(found)} such, listed below), as an exact or "
+        "near-identical copy (resized, recompressed): one of its labels is wrong, and a copy in the test split "
+        "would be scored against the label its twin trained on",
+        "delete each copy from the class it does not belong to, then run again (or set "
+        f"datasets.{name}.duplicates: keep to use them as they are):" + _listing(lines),
     )
 
 
 def prepare(name: str, cfg: Dataset, sizes: list[int]) -> Prepared:
-    """The dataset block `datasets.<name>`, split and checked against `sizes` before any image is decoded."""
+    """The dataset block `datasets.<name>`: listed and checked against `sizes` before any image is decoded, then
+    decoded, its duplicates found (data/duplicates.py) and handled as `cfg.duplicates` says, then split and checked
+    again (removed copies can leave a class short)."""
     listed = catalogue(name, cfg)
     check_classes(name, cfg, listed.labels, listed.class_names)
-    split = assign_split(
+    first = assign_split(
         listed.labels, listed.official, cfg.val_per_class, cfg.test_per_class, cfg.split_seed
     )
-    check_class_sizes(name, cfg, listed.labels, split, listed.class_names, sizes, listed.official_parts())
-    return decode(listed, split, cfg.resolution, source_key(name, cfg))
+    check_class_sizes(name, cfg, listed.labels, first, listed.class_names, sizes, listed.official_parts())
+    chosen = np.flatnonzero(first != UNUSED)
+    decoded = decode(listed, chosen, cfg.resolution, source_key(name, cfg))
+    labels = listed.labels[chosen]
+    found = duplicates.find(decoded.images)
+    mixed = duplicates.conflicts(found, labels, [listed.names[i] for i in chosen], listed.class_names)
+    if mixed and cfg.duplicates != "keep":
+        _refuse_conflicts(name, cfg, mixed)
+    kept, groups, report = duplicates.resolve(found, labels, cfg.duplicates)
+    report.conflicts = mixed
+    official = None if listed.official is None else listed.official[chosen][kept]
+    split = assign_split(
+        labels[kept],
+        official,
+        cfg.val_per_class,
+        cfg.test_per_class,
+        cfg.split_seed,
+        None if groups is None else groups[kept],
+    )
+    check_class_sizes(name, cfg, labels[kept], split, listed.class_names, sizes, listed.official_parts())
+    duplicates.count_parts(report, found.group[kept], split)
+    used = split != UNUSED
+    return Prepared(
+        decoded.images[kept][used],
+        labels[kept][used],
+        split[used],
+        listed.class_names,
+        dict(sorted(decoded.kinds.items(), key=lambda kind: -kind[1])),
+        listed.junk,
+        listed.unused,
+        listed.official_parts(),
+        asdict(report),
+        listed.merged,
+    )

@@ -30,6 +30,8 @@ class Prepared:
     official: list[str] = field(
         default_factory=list
     )  # parts ("val", "test") taken from the source's own split
+    duplicates: dict = field(default_factory=dict)  # data/duplicates.py's Report: what was found and done
+    merged: list[tuple[str, list[str]]] = field(default_factory=list)  # (class, its folders equal under NFC)
 
     def part(self, code: int) -> np.ndarray:
         """Indices of the images in one part of the split, in stored order."""
@@ -45,6 +47,7 @@ class Prepared:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         report = {"conversions": self.conversions, "junk": self.junk, "unused": self.unused}
+        report.update(duplicates=self.duplicates, merged=self.merged)
         np.savez(
             path,
             images=self.images,
@@ -67,4 +70,6 @@ class Prepared:
                 report.get("junk", 0),
                 [tuple(entry) for entry in report.get("unused", [])],
                 report.get("official", []),
+                report.get("duplicates", {}),
+                [(name, list(folders)) for name, folders in report.get("merged", [])],
             )

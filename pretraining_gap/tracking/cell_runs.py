@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..config import REGIMES
 from ..grid import Cell
 from ..results import CellResult
 from .store import Experiment
@@ -24,7 +25,8 @@ FINAL_METRICS = (
     "train_seconds",
     "images_per_second",
 )
-CHOSEN_PARAMS = ("lr", "lr_new", "norm", "kept_run", "C", "classifier", "gamma")  # chosen on validation
+# chosen on validation: params (each regime's own result fields, config.Regime.chosen)
+CHOSEN_PARAMS = ("kept_run", *dict.fromkeys(field for regime in REGIMES.values() for field in regime.chosen))
 CURVES = ("train_loss", "val_accuracy", "val_loss")  # per evaluation, step = optimisation step
 BATCH = {"metrics": 1000, "params": 100}  # MLflow's limits per log_batch call
 

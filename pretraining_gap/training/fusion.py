@@ -11,7 +11,7 @@ member's gradient is the one it gets when trained alone (tests/test_fusion.py ch
 
 Per layer, in the fastest exact form measured for its shape (python -m tools.fusion_speed layers):
 - convolution: one convolution with N times the groups (a member's dense convolution is one group, its depthwise
-  convolution C groups), its kernel cut to the taps that can meet the input, as in convolutions.py; a 1x1
+  convolution C groups), its kernel cut to the taps that can meet the input (convolutions.cut); a 1x1
   convolution as one batched matrix product, N matrix products or one grouped convolution by map and batch size
   (`_pointwise_form`); on a CPU, a depthwise convolution whose output map has no more positions than its kernel
   has taps gets its weight gradient as a sum over the taps (`depthwise_taps`: oneDNN's took 10-50x longer);
@@ -42,11 +42,9 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Conv2dSame
-from timm.layers.padding import get_same_padding
 from torch import nn
 
-from .convolutions import used_taps
+from . import convolutions
 
 # The forms below are exact alike; which one runs is a measured choice (python -m tools.fusion_speed layers
 # compares them layer by layer). Set these to force one form in measurements; None chooses by the rules.
@@ -159,12 +157,10 @@ def _part(tensors: Sequence[torch.Tensor | None], start: int, stop: int) -> list
 
 
 class _Plan(NamedTuple):
-    """How a fused convolution computes one input size: its form, the kernel taps kept, F.pad's padding."""
+    """How a fused convolution computes one input size: its form and its cut kernel (convolutions.cut)."""
 
     form: str  # "scale", "linear", "bmm", "grouped", "taps" or "conv"
-    rows: slice
-    cols: slice
-    pad: tuple[int, int, int, int]  # left, right, top, bottom
+    cut: convolutions.Cut
 
 
 class _Conv(nn.Module):
@@ -176,61 +172,50 @@ class _Conv(nn.Module):
         if c.dilation != (1, 1) or c.padding_mode != "zeros" or isinstance(c.padding, str):
             raise ValueError(f"fusion has no fused form of {c} (dilation, padding mode or string padding)")
         self.convs, self.n = tuple(convs), len(convs)
-        self.same = isinstance(c, Conv2dSame)
         self.depthwise = c.groups == c.in_channels == c.out_channels
-        self.plans: dict[tuple[int, int, str], _Plan] = {}
+        self.plans: dict[tuple[int, int, int, str], _Plan] = {}
 
     def plan(self, x: torch.Tensor) -> _Plan:
         """The form and cut kernel for inputs of x's batch size, map size and device."""
         batch, _, height, width = x.shape
         key = (batch, height, width, x.device.type)
         if key not in self.plans:
-            c, cut = self.convs[0], []
-            for size, kernel, stride, padding in zip((height, width), c.kernel_size, c.stride, c.padding):
-                total = get_same_padding(size, kernel, stride, 1) if self.same else 2 * padding
-                before, after = (total // 2, total - total // 2) if self.same else (padding, padding)
-                first, last, new_before, new_after = used_taps(size, kernel, stride, before, after)
-                # a cut that would skip the last input rows keeps the whole kernel (as convolutions.py does)
-                cut.append(
-                    (first, last, new_before, new_after) if new_after >= 0 else (0, kernel - 1, before, after)
-                )
-            (top, bottom, pad_top, pad_bottom), (left, right, pad_left, pad_right) = cut
-            taps = (bottom - top + 1) * (right - left + 1)
-            plain = taps == 1 and c.stride == (1, 1) and max(pad_top, pad_bottom, pad_left, pad_right) == 0
-            out_pixels = ((height + pad_top + pad_bottom - bottom + top - 1) // c.stride[0] + 1) * (
-                (width + pad_left + pad_right - right + left - 1) // c.stride[1] + 1
-            )
-            cpu = x.device.type == "cpu"
-            if plain and self.depthwise:
-                form = "scale"
-            elif plain and c.groups == 1:
-                form = POINTWISE or _pointwise_form(batch, height * width, cpu)
-            elif self.depthwise and cpu and (out_pixels <= taps if TAPS is None else TAPS):
-                form = "taps"
-            else:
-                form = "conv"
-            self.plans[key] = _Plan(
-                form,
-                slice(top, bottom + 1),
-                slice(left, right + 1),
-                (pad_left, pad_right, pad_top, pad_bottom),
-            )
+            self.plans[key] = self._plan(batch, height, width, x.device.type == "cpu")
         return self.plans[key]
+
+    def _plan(self, batch: int, height: int, width: int, cpu: bool) -> _Plan:
+        c = self.convs[0]
+        cut = convolutions.cut(c, height, width)
+        (rows, cols), (left, right, top, bottom) = cut.shape, cut.pad
+        plain = rows * cols == 1 and c.stride == (1, 1) and max(cut.pad) == 0
+        out_pixels = ((height + top + bottom - rows) // c.stride[0] + 1) * (
+            (width + left + right - cols) // c.stride[1] + 1
+        )
+        if plain and self.depthwise:
+            form = "scale"
+        elif plain and c.groups == 1:
+            form = POINTWISE or _pointwise_form(batch, height * width, cpu)
+        elif self.depthwise and cpu and (out_pixels <= rows * cols if TAPS is None else TAPS):
+            form = "taps"
+        else:
+            form = "conv"
+        return _Plan(form, cut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan, c = self.plan(x), self.convs[0]
+        rows, cols = plan.cut.rows, plan.cut.cols
         bias = _cat([conv.bias for conv in self.convs])
         if plan.form in ("linear", "bmm"):
-            weights = [conv.weight[:, :, plan.rows, plan.cols] for conv in self.convs]
-            return (pointwise_linear if plan.form == "linear" else pointwise_bmm)(x, weights, bias)
-        weight = _cat([conv.weight for conv in self.convs])[:, :, plan.rows, plan.cols]
-        if plan.form == "scale":  # a 1x1 depthwise convolution scales each channel
-            y = x * weight.reshape(1, -1, 1, 1)
-            return y if bias is None else y + bias.view(1, -1, 1, 1)
+            weights = [conv.weight[:, :, rows, cols] for conv in self.convs]
+            pointwise = convolutions.pointwise_linear if plan.form == "linear" else pointwise_bmm
+            return pointwise(x, weights, bias)
+        weight = _cat([conv.weight for conv in self.convs])[:, :, rows, cols]
+        if plan.form == "scale":
+            return convolutions.scale(x, weight, bias)
         weight = weight.contiguous()  # oneDNN is slow on strided weights
-        left, right, top, bottom = plan.pad
+        left, right, top, bottom = plan.cut.pad
         if (left, top) != (right, bottom):
-            x, (top, left) = F.pad(x, plan.pad), (0, 0)
+            x, (top, left) = F.pad(x, plan.cut.pad), (0, 0)
         if plan.form == "taps":
             y = depthwise_taps(x, weight, c.stride, (top, left))
             return y if bias is None else y + bias.view(1, -1, 1, 1)
@@ -252,22 +237,6 @@ def _pointwise_form(batch: int, pixels: int, cpu: bool) -> str:
     if pixels == 1:
         return "linear"
     return "grouped" if batch >= 16 and batch * pixels >= 1024 else "bmm"
-
-
-def pointwise_linear(
-    x: torch.Tensor, weights: Sequence[torch.Tensor], bias: torch.Tensor | None = None
-) -> torch.Tensor:
-    """N 1x1 convolutions as N matrix products on the members' channel slices (no concatenated weights).
-
-    x (B, N*Cin, H, W), channels-last; weights: N tensors (Cout, Cin, 1, 1); bias (N*Cout,) or None;
-    returns (B, N*Cout, H, W), channels-last.
-    """
-    n = len(weights)
-    # split, not slicing: its backward concatenates the N input gradients once
-    parts = x.permute(0, 2, 3, 1).split(x.shape[1] // n, dim=-1)
-    biases = [None] * n if bias is None else bias.chunk(n)
-    y = torch.cat([F.linear(p, w.flatten(1), b) for p, w, b in zip(parts, weights, biases)], -1)
-    return y.permute(0, 3, 1, 2)
 
 
 def pointwise_bmm(
@@ -310,7 +279,8 @@ class _DepthwiseTaps(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        # under autocast the forward convolved in the autocast dtype, which backward (outside autocast) must match
+        x, weight = (t.to(grad.dtype) for t in ctx.saved_tensors)
         (sh, sw), (ph, pw) = ctx.stride, ctx.padding
         grad_x = None
         if ctx.needs_input_grad[0]:

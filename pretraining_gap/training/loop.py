@@ -14,6 +14,7 @@ from torch import nn
 from .. import progress
 from ..config import Training
 from . import convolutions, fusion
+from .device import precision  # by device (mixed on CUDA), or as the GPU check forces it
 from .early_stopping import EarlyStopping
 
 Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
@@ -57,13 +58,6 @@ def shift(x: torch.Tensor, max_shift: float, generator: torch.Generator) -> torc
     theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * max_shift  # grid spans [-1, 1]
     grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-
-
-def precision(device: torch.device) -> tuple[bool, torch.dtype]:
-    """Mixed precision on CUDA (bfloat16 where the GPU has it, else float16 with loss scaling); float32 elsewhere."""
-    if device.type != "cuda":
-        return False, torch.float32
-    return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @torch.no_grad()
@@ -201,109 +195,167 @@ def fit(
     Returns each member's Fit, or the Diverged error of a member whose training loss stopped being finite.
     """
     size = cfg.fused_members if fuse else 1
-    if len(members) > size:  # one group after another
-        groups = [members[start : start + size] for start in range(0, len(members), size)]
-        args = (train, val, plan, cfg, seed, device, augment, monitor, evaluate_start, fuse, desc)
-        return [result for group in groups for result in fit(group, *args)]
-    for member in members:
-        to_device(member.model, device)
-    x, y = train
+    groups = [members[start : start + size] for start in range(0, len(members), size)]
+    return [
+        result
+        for group in groups
+        for result in _fit_group(
+            _Group(group, plan, cfg, device, monitor, fuse),
+            train,
+            val,
+            seed,
+            augment,
+            evaluate_start,
+            desc + (f" · {len(group)} fused" if len(group) > 1 else ""),
+        )
+    ]
+
+
+def _fit_group(
+    run: _Group, train: Tensors, val: Tensors, seed: int, augment: bool, evaluate_start: bool, desc: str
+) -> list[Fit | Diverged]:
+    """One group's training (`fit`): its members draw one data order and one augmentation from the cell's seed."""
     # one generator: every member draws the batches and shifts it would draw alone from the cell's seed
     generator = torch.Generator().manual_seed(seed)
-    # fused: one kernel for all parameters, not several per tensor (1.1-1.3x the images/s at 32 px)
-    optimizer = torch.optim.AdamW(
-        [group for member in members for group in member.param_groups],
-        weight_decay=cfg.weight_decay,
-        fused=True,
-    )
-    lr_schedule = schedule(optimizer, plan.steps)
-    mixed, dtype = precision(device)
-    # float16 only (CUDA without bfloat16): one scaler skips a step for every member when one overflows
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed and dtype == torch.float16)
-    results: list[Fit | Diverged] = [Fit() for _ in members]
-    stopping = [EarlyStopping(plan.patience, monitor) for _ in members]
-    losses: list[list[float]] = [[] for _ in members]
-    active, ended = list(range(len(members))), {}
+    models = run.stack()
+    if evaluate_start:
+        run.record(models, val, 0)
+        run.train_mode(models)
+    batches = _Batches(train, run.plan.batch_size, generator)
+    bar = progress.steps(run.plan.steps, desc)
+    for step in bar:
+        x, y = batches.next(run.device)
+        if augment:
+            x = shift(x, run.cfg.augment_shift, generator)
+        left = run.step(models, x, y, step)
+        evaluated = not step % run.plan.eval_every or step == run.plan.steps
+        if evaluated:
+            left += run.record(models, val, step, skip=left)
+            bar.set_postfix(val_accuracy=f"{max(run.stopping[i].best[0] for i in run.active):.3f}")
+        run.leave(left, step)
+        if not run.active:
+            break
+        if left:
+            models = run.stack()  # without the members that left
+        elif evaluated:
+            run.train_mode(models)
+    return run.finish(step)
 
-    def train_mode(models: fusion.Fused | _Alone) -> fusion.Fused | _Alone:
+
+class _Batches:
+    """Batches of a training set in random order, drawn without replacement, reshuffled when too few are left."""
+
+    def __init__(self, train: Tensors, batch_size: int, generator: torch.Generator):
+        self.x, self.y = train
+        self.batch_size, self.generator = batch_size, generator
+        self.order, self.cursor = torch.randperm(len(self.x), generator=generator), 0
+
+    def next(self, device: torch.device) -> Tensors:
+        if self.cursor + self.batch_size > len(self.x):
+            self.order, self.cursor = torch.randperm(len(self.x), generator=self.generator), 0
+        idx = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return self.x[idx].to(device), self.y[idx].to(device)
+
+
+class _Group:
+    """The training state of members fused into one model: one optimiser and schedule over all their param groups,
+    and per member its training losses since the last evaluation, early stopping and result. `active`: the members
+    still training (indices into `members`); `ended`: each other member's last step."""
+
+    def __init__(
+        self,
+        members: list[Member],
+        plan: Budget,
+        cfg: Training,
+        device: torch.device,
+        monitor: str,
+        fuse: bool,
+    ):
+        for member in members:
+            to_device(member.model, device)
+        self.members, self.plan, self.cfg, self.device, self.fuse = members, plan, cfg, device, fuse
+        # fused: one kernel for all parameters, not several per tensor (1.1-1.3x the images/s at 32 px)
+        self.optimizer = torch.optim.AdamW(
+            [group for member in members for group in member.param_groups],
+            weight_decay=cfg.weight_decay,
+            fused=True,
+        )
+        self.schedule = schedule(self.optimizer, plan.steps)
+        self.mixed, self.dtype = precision(device)
+        # float16 only (CUDA without bfloat16): one scaler skips a step for every member when one overflows
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.mixed and self.dtype == torch.float16)
+        self.results: list[Fit | Diverged] = [Fit() for _ in members]
+        self.stopping = [EarlyStopping(plan.patience, monitor) for _ in members]
+        self.losses: list[list[float]] = [[] for _ in members]
+        self.active, self.ended = list(range(len(members))), {}
+
+    def train_mode(self, models: fusion.Fused | _Alone) -> fusion.Fused | _Alone:
         models.train()
-        for i in active:
-            members[i].set_train_mode()
+        for i in self.active:
+            self.members[i].set_train_mode()
         return models
 
-    def stack() -> fusion.Fused | _Alone:
+    def stack(self) -> fusion.Fused | _Alone:
         """The active members as one model, in train mode (their frozen modules in eval mode)."""
-        return train_mode(
-            fusion.Fused([members[i].model for i in active]) if fuse else _Alone(members[active[0]].model)
-        )
+        models = [self.members[i].model for i in self.active]
+        return self.train_mode(fusion.Fused(models) if self.fuse else _Alone(models[0]))
 
-    def record(models: fusion.Fused | _Alone, step: int, skip: list[int]) -> list[int]:
+    def step(self, models: fusion.Fused | _Alone, x: torch.Tensor, y: torch.Tensor, step: int) -> list[int]:
+        """One optimisation step of the active members on the batch (x, y); the members whose training loss stopped
+        being finite (their result becomes Diverged)."""
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.mixed):
+            member_losses = fusion.member_losses(models(x), y.expand(len(self.active), -1))
+        values = member_losses.tolist()
+        finite = torch.tensor([math.isfinite(v) for v in values])
+        self.optimizer.zero_grad(
+            set_to_none=True
+        )  # a member that left gets no gradient: AdamW leaves it alone
+        if finite.any():
+            self.scaler.scale(member_losses[finite].sum()).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.schedule.step()
+        left = [i for i, value in zip(self.active, values) if not math.isfinite(value)]
+        for i, value in zip(self.active, values):
+            if i in left:
+                self.results[i] = Diverged(step, value)
+            else:
+                self.losses[i].append(value)
+        return left
+
+    def record(
+        self, models: fusion.Fused | _Alone, val: Tensors, step: int, skip: list[int] = ()
+    ) -> list[int]:
         """Evaluate the stacked members on validation (not those in `skip`); the members whose time it is to
         stop."""
-        scores = _evaluate_members(models, *val, device)
+        scores = _evaluate_members(models, *val, self.device)
         stopped = []
-        for i, (accuracy, val_loss) in zip(active, scores):
+        for i, (accuracy, val_loss) in zip(self.active, scores):
             if i in skip:
                 continue
-            train_loss = float(np.mean(losses[i])) if losses[i] else None  # none before the first step
-            for key, value in zip(
-                results[i].history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))
-            ):
-                results[i].history[key].append(value)
-            losses[i] = []
-            if stopping[i].update(step, accuracy, val_loss, members[i].model):
+            losses = self.losses[i]
+            train_loss = float(np.mean(losses)) if losses else None  # none before the first step
+            history = self.results[i].history
+            for key, value in zip(history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))):
+                history[key].append(value)
+            self.losses[i] = []
+            if self.stopping[i].update(step, accuracy, val_loss, self.members[i].model):
                 stopped.append(i)
         return stopped
 
-    models = stack()
-    if evaluate_start:
-        record(models, 0, [])
-        train_mode(models)
-    order, cursor = torch.randperm(len(x), generator=generator), 0
-    bar = progress.steps(plan.steps, desc + (f" · {len(members)} fused" if len(members) > 1 else ""))
-    for step in bar:
-        if cursor + plan.batch_size > len(x):
-            order, cursor = torch.randperm(len(x), generator=generator), 0
-        idx = order[cursor : cursor + plan.batch_size]
-        cursor += plan.batch_size
-        xb = x[idx].to(device)
-        if augment:
-            xb = shift(xb, cfg.augment_shift, generator)
-        with torch.autocast(device.type, dtype=dtype, enabled=mixed):
-            member_losses = fusion.member_losses(models(xb), y[idx].to(device).expand(len(active), -1))
-        values = member_losses.tolist()
-        finite = torch.tensor([math.isfinite(v) for v in values])
-        optimizer.zero_grad(set_to_none=True)  # a member that left gets no gradient: AdamW leaves it alone
-        if finite.any():
-            scaler.scale(member_losses[finite].sum()).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        lr_schedule.step()
-        left = [i for i, value in zip(active, values) if not math.isfinite(value)]
-        for i, value in zip(active, values):
-            if i in left:
-                results[i] = Diverged(step, value)
-            else:
-                losses[i].append(value)
-        evaluated = not step % plan.eval_every or step == plan.steps
-        if evaluated:
-            left += record(models, step, skip=left)
-            bar.set_postfix(val_accuracy=f"{max(stopping[i].best[0] for i in active):.3f}")
+    def leave(self, left: list[int], step: int) -> None:
         for i in left:
-            ended[i] = step
-        active = [i for i in active if i not in left]
-        if not active:
-            break
-        if left:
-            models = stack()  # without the members that left
-        elif evaluated:
-            train_mode(models)
-    for i in active:
-        ended[i] = step
-    for i, result in enumerate(results):
-        if isinstance(result, Diverged):
-            continue
-        result.steps = ended[i]
-        result.best, result.best_step = stopping[i].best, stopping[i].best_step
-        members[i].model.load_state_dict(stopping[i].best_state)
-    return results
+            self.ended[i] = step
+        self.active = [i for i in self.active if i not in left]
+
+    def finish(self, step: int) -> list[Fit | Diverged]:
+        """Each member's result; a member that did not diverge ends on its best weights."""
+        self.leave(self.active, step)
+        for i, result in enumerate(self.results):
+            if isinstance(result, Diverged):
+                continue
+            result.steps = self.ended[i]
+            result.best, result.best_step = self.stopping[i].best, self.stopping[i].best_step
+            self.members[i].model.load_state_dict(self.stopping[i].best_state)
+        return self.results

@@ -1,34 +1,37 @@
-"""Transfer regimes: what each starts from and what it trains, for one cell of the grid.
+"""What every regime's training of one cell shares: its inputs, its budgets, and choosing its settings on
+validation; and the regime registry's runners, looked up by name.
 
-scratch    random init, every layer trained (its own learning rate and a longer budget)
-pixels     1-NN, logistic regression or an RBF SVM on raw pixels (no pretraining: a strong baseline)
-linear     logistic regression on cached frozen features (Kornblith et al. 2019)
-frozen     dense layers on cached frozen features (the lecture's model 2)
-finetune   every layer trained from the pretrained weights
-chainthaw  new layers, then each pretrained layer group alone, first to last, then all (Felbo et al. 2017)
-depth      the first k layer groups pretrained, the rest re-initialised, then trained (Yosinski et al. 2014)
+Each regime is a registry entry (`config.REGIMES`: its options, traits and runner); its runner lives in a module
+of its own, named after it (docs/adding-a-regime.md adds one):
 
-Their options and traits are defined in `config.py` (`config.REGIMES`); here is how each trains.
+scratch.py    random init, every layer trained (its own learning rates and a longer budget)
+probes.py     pixels: 1-NN, logistic regression or an RBF SVM on raw pixels (no pretraining: a strong baseline);
+              linear: logistic regression on cached frozen features (Kornblith et al. 2019)
+frozen.py     dense layers on cached frozen features (the lecture's model 2)
+finetune.py   every layer trained from the pretrained weights
+chainthaw.py  new layers, then each pretrained layer group alone, first to last, then all (Felbo et al. 2017)
+depth.py      the first k layer groups pretrained, the rest re-initialised, then trained (Yosinski et al. 2014)
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import timm
 import torch
 from torch import nn
 
-from ..config import Backbone, Chainthaw, Depth, Finetune, Frozen, Params, Regime, Scratch, Training
+from ..config import REGIMES, Backbone, Params, Regime, Training
 from ..data.prepared import TEST, VAL, Prepared
-from ..grid import Cell, ParamsError
+from ..grid import Cell
 from ..results import Outcome
-from . import backbones, layer_groups, loop, probes, tuning
+from . import backbones, loop, tuning
 
 # A run converged when its best evaluation came before the last fifth of its step budget: one still improving at
 # the end of its budget was stopped, not finished, and understates its arm.
@@ -81,7 +84,7 @@ Trainer = Callable[[list[loop.Member], loop.Budget], list[loop.Fit | loop.Diverg
 
 
 @dataclass
-class _Data:
+class Split:
     """A cell's model inputs: train / validation / test as (inputs, labels) tensors."""
 
     train: loop.Tensors
@@ -89,80 +92,108 @@ class _Data:
     test: loop.Tensors
 
 
-def _split(inputs: CellInputs, transform: Callable[[np.ndarray], torch.Tensor]) -> _Data:
+def split(inputs: CellInputs, transform: Callable[[np.ndarray], torch.Tensor]) -> Split:
+    """The cell's training subset, validation and test split, each image (by index) through `transform`."""
     data = inputs.data
 
     def part(idx):
         return transform(idx), torch.from_numpy(data.labels[idx])
 
-    return _Data(part(inputs.train_idx), part(data.part(VAL)), part(data.part(TEST)))
+    return Split(part(inputs.train_idx), part(data.part(VAL)), part(data.part(TEST)))
 
 
-def _image_split(inputs: CellInputs) -> _Data:
+def image_split(inputs: CellInputs) -> Split:
+    """The cell's images as the backbone's normalised inputs (`loop.to_input`)."""
     # The input statistics the architecture's weights expect; a randomly initialised copy carries them.
     mean, std = backbones.normalisation(timm.create_model(inputs.backbone.model))
-    return _split(inputs, lambda idx: loop.to_input(inputs.data.images[idx], mean, std))
+    return split(inputs, lambda idx: loop.to_input(inputs.data.images[idx], mean, std))
 
 
-def _best_lr(
-    inputs: CellInputs, split: _Data, build: Builder, train: Trainer, plan: loop.Budget, choosing: loop.Budget
-) -> tuple[Outcome, nn.Module]:
-    """Train the regime's learning-rate grid together (fused, loop.fit; one step past an edge the best sits on,
-    tuning.py), or the pairs of a depth-k cell's rates (transferred, new), on the `choosing` budget; keep the best
-    on validation (accuracy, then loss). When `choosing` is shorter than `plan`, the chosen rate then trains once
-    more on the whole `plan` (successive halving with one rung: the rates are compared on a shorter schedule of
-    their own, the winner is trained to convergence). That final run is kept unless the run that chose its rate is
-    more accurate on validation: a longer run at a rate on the edge of stability can collapse, and keeping it
-    would charge the arm for an unlucky run when it has a better one in hand. A rate whose run diverges loses; the cell
-    fails only when every one does."""
-    seconds, images, diverged = 0.0, 0, []
+@dataclass(frozen=True)
+class Grid:
+    """How a regime compares its settings on validation: `search(run, score)` tries them (tuning.py), `fields(best)`
+    are the result fields of the one chosen (`config.Regime.chosen`)."""
 
-    def run(settings: list, budget: loop.Budget = choosing) -> list[tuple[nn.Module, loop.Fit] | None]:
-        nonlocal seconds, images
-        members = [build(setting) for setting in settings]
+    search: Callable[[Callable, Callable], tuning.Search]
+    fields: Callable[[Any], dict[str, Any]]
+
+
+def rates(cfg: Regime) -> Grid:
+    """The grid of most gradient regimes: their learning rates `cfg.lr`, one step past an edge the best sits on."""
+    return Grid(lambda run, score: tuning.search(cfg.lr, run, score), lambda best: {"lr": best})
+
+
+Trial = tuple[nn.Module, loop.Fit] | None  # a setting's trained model and its Fit; None: it diverged
+
+
+@dataclass
+class _Runs:
+    """Builds and trains settings (`run(settings, budget)`), counting the time, the images and the divergences
+    of every run."""
+
+    build: Builder
+    train: Trainer
+    budget: loop.Budget  # unless a run names its own
+    seconds: float = 0.0
+    images: int = 0
+    diverged: list[loop.Diverged] = field(default_factory=list)
+
+    def __call__(self, settings: list, budget: loop.Budget | None = None) -> list[Trial]:
+        budget = budget or self.budget
+        members = [self.build(setting) for setting in settings]
         start = time.perf_counter()
-        fits = train(members, budget)
-        seconds += time.perf_counter() - start
-        diverged.extend(fit for fit in fits if isinstance(fit, loop.Diverged))
-        steps = sum(fit.step if isinstance(fit, loop.Diverged) else fit.steps for fit in fits)
-        images += steps * budget.batch_size
+        fits = self.train(members, budget)
+        self.seconds += time.perf_counter() - start
+        self.diverged.extend(fit for fit in fits if isinstance(fit, loop.Diverged))
+        self.images += budget.batch_size * sum(
+            fit.step if isinstance(fit, loop.Diverged) else fit.steps for fit in fits
+        )
         return [
             None if isinstance(fit, loop.Diverged) else (member.model, fit)
             for member, fit in zip(members, fits)
         ]
 
-    def score(trial) -> tuple[float, ...]:
-        return (-math.inf,) if trial is None else (trial[1].best[0], -trial[1].best[1])
 
-    cfg = inputs.regime
-    if isinstance(cfg, Depth):
-        found = tuning.search_pairs([(a, b) for a in cfg.lr for b in cfg.lr_new], run, score)
-    elif isinstance(cfg, Scratch):
-        found = tuning.search_families({"batch": cfg.lr, "group": cfg.group_norm_lr}, run, score)
-    else:
-        found = tuning.search(cfg.lr, run, score)
+def _score(trial: Trial) -> tuple[float, ...]:
+    """Validation accuracy, then lower loss; a diverged run loses to every other."""
+    return (-math.inf,) if trial is None else (trial[1].best[0], -trial[1].best[1])
+
+
+def best_setting(
+    inputs: CellInputs,
+    split: Split,
+    build: Builder,
+    train: Trainer,
+    plan: loop.Budget,
+    choosing: loop.Budget,
+    grid: Grid,
+) -> tuple[Outcome, nn.Module]:
+    """Train the regime's settings (`grid`: e.g. its learning rates, fused by loop.fit; one step past an edge the
+    best sits on, tuning.py) on the `choosing` budget; keep the best on validation (accuracy, then loss).
+
+    When `choosing` is shorter than `plan`, the chosen setting then trains once more on the whole `plan`
+    (successive halving with one rung: the settings are compared on a shorter schedule of their own, the winner
+    is trained to convergence), and that final run is kept unless the run that chose its setting is more accurate
+    on validation (`_final_rung`). A setting whose run diverges loses; the cell fails only when every one does.
+    """
+    runs = _Runs(build, train, choosing)
+    found = grid.search(runs, _score)
     if found.trial is None:
-        raise diverged[0]
-    kept, budget = found.trial, choosing
-    if choosing != plan:
-        final = run([found.best], plan)[0]
-        # accuracy alone: at equal accuracy the longer run's surer predictions cost loss on its few errors
-        if final is not None and final[1].best[0] >= found.trial[1].best[0]:
-            kept, budget = final, plan
-    model, fit = kept
+        raise runs.diverged[0]
+    (model, fit), budget = _final_rung(found, runs, plan, choosing)
     test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
     outcome = Outcome(
         test_accuracy=test_accuracy,
         test_loss=test_loss,
         best_val_accuracy=fit.best[0],
-        train_seconds=seconds,
-        images_per_second=images / seconds,
+        train_seconds=runs.seconds,
+        images_per_second=runs.images / runs.seconds,
         steps=fit.steps,
         best_step=fit.best_step,
         budget_steps=budget.steps,
         batch_size=budget.batch_size,
         converged=fit.best_step < CONVERGED * budget.steps,
-        **_chosen(cfg, found.best),
+        **grid.fields(found.best),
         val_accuracy_by_lr={
             _lr_name(lr): trial[1].best[0] if trial else None for lr, trial in found.tried.items()
         },
@@ -174,19 +205,20 @@ def _best_lr(
     return outcome, model
 
 
-def _candidates(cfg: Regime) -> int:
-    """How many settings a gradient regime's cell compares (before any extension past a grid's edge)."""
-    rates = len(cfg.lr) + len(getattr(cfg, "group_norm_lr", None) or [])
-    return rates * len(getattr(cfg, "lr_new", [None]))
-
-
-def _chosen(cfg: Regime, best: float | tuple) -> dict:
-    """The outcome's fields for what `_best_lr` chose: a depth-k pair of rates, scratch's (normalisation, rate)."""
-    if isinstance(cfg, Depth):
-        return {"lr": best[0], "lr_new": best[1]}
-    if isinstance(cfg, Scratch):
-        return {"norm": best[0], "lr": best[1]}
-    return {"lr": best}
+def _final_rung(
+    found: tuning.Search, runs: _Runs, plan: loop.Budget, choosing: loop.Budget
+) -> tuple[tuple[nn.Module, loop.Fit], loop.Budget]:
+    """The run to keep and its budget: the chosen setting's run on the whole `plan` when the settings were compared
+    on a shorter `choosing` budget, unless the run that chose it is more accurate on validation. A longer run at a
+    rate on the edge of stability can collapse; keeping it would charge the arm for an unlucky run when it has a
+    better one in hand."""
+    if choosing == plan:
+        return found.trial, choosing
+    final = runs([found.best], plan)[0]
+    # accuracy alone: at equal accuracy the longer run's surer predictions cost loss on its few errors
+    if final is not None and final[1].best[0] >= found.trial[1].best[0]:
+        return final, plan
+    return found.trial, choosing
 
 
 def _lr_name(lr: float | tuple) -> str:
@@ -195,22 +227,28 @@ def _lr_name(lr: float | tuple) -> str:
     return " ".join(v if isinstance(v, str) else f"{v:g}" for v in values)
 
 
-def _budgets(cfg: Regime, n_train: int, training: Training) -> tuple[loop.Budget, loop.Budget]:
-    """The cell's budget (the subset-size rule times the regime's multiplier), and the budget its settings are
-    compared on: the regime's `choosing_multiplier` when it has one and a grid to choose from, else the same."""
-    plan = loop.budget(n_train, training, getattr(cfg, "budget_multiplier", 1))
-    shorter = getattr(cfg, "choosing_multiplier", None)
-    return plan, loop.budget(n_train, training, shorter) if shorter and _candidates(cfg) > 1 else plan
+def budgets(cfg: Regime, n_train: int, training: Training) -> tuple[loop.Budget, loop.Budget]:
+    """The cell's budget (the subset-size rule, `loop.budget`, times the regime's multiplier), and the budget its
+    settings are compared on: the regime's shorter one when it has one and settings to choose from, else the
+    same (`config.Regime.multipliers`)."""
+    multiplier, shorter = cfg.multipliers
+    plan = loop.budget(n_train, training, multiplier)
+    return plan, loop.budget(n_train, training, shorter) if shorter and cfg.candidates > 1 else plan
 
 
-def _gradient(
-    inputs: CellInputs, split: _Data, build: Builder, augment: bool = True, fuse: bool = True
+def gradient(
+    inputs: CellInputs,
+    split: Split,
+    build: Builder,
+    grid: Grid | None = None,
+    augment: bool = True,
+    fuse: bool = True,
 ) -> tuple[Outcome, nn.Module]:
-    """The grid's settings trained together (`loop.fit`), then the chosen one on the whole budget when they were
-    compared on a shorter one (`_budgets`)."""
-    plan, choosing = _budgets(inputs.regime, len(split.train[0]), inputs.training)
+    """The grid's settings (default: the learning rates, `rates`) trained together (`loop.fit`), then the chosen
+    one on the whole budget when they were compared on a shorter one (`budgets`)."""
+    plan, choosing = budgets(inputs.regime, len(split.train[0]), inputs.training)
 
-    def train(members, budget):
+    def train(members: list[loop.Member], budget: loop.Budget) -> list[loop.Fit | loop.Diverged]:
         return loop.fit(
             members,
             split.train,
@@ -225,221 +263,48 @@ def _gradient(
             desc=inputs.cell.run_name,
         )
 
-    return _best_lr(inputs, split, build, train, plan, choosing)
+    return best_setting(inputs, split, build, train, plan, choosing, grid or rates(inputs.regime))
 
 
-def _pretrained(inputs: CellInputs) -> nn.Module:
+def pretrained(inputs: CellInputs) -> nn.Module:
+    """The cell's backbone with its pretrained weights and a seeded new head."""
     return backbones.create(inputs.backbone, inputs.num_classes, pretrained=True, seed=inputs.cell.seed)
 
 
-def _random(inputs: CellInputs) -> nn.Module:
+def random_init(inputs: CellInputs) -> nn.Module:
+    """The cell's architecture, seeded random init (the head as `pretrained`'s)."""
     return backbones.create(inputs.backbone, inputs.num_classes, pretrained=False, seed=inputs.cell.seed)
 
 
-def scratch(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    def build(setting: tuple[str, float]) -> loop.Member:
-        norm, lr = setting
-        model = backbones.create(inputs.backbone, inputs.num_classes, False, inputs.cell.seed, norm)
-        return loop.Member(model, [{"params": list(model.parameters()), "lr": lr}])
-
-    return _gradient(inputs, _image_split(inputs), build)
-
-
-def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """All layers from the pretrained weights; the head's learning rate is `lr`, the backbone's `lr` x scale."""
-    cfg: Finetune = inputs.regime
-
-    def build(lr: float) -> loop.Member:
-        model = _pretrained(inputs)
-        head = set(model.get_classifier().parameters())
-        groups = [
-            {"params": list(head), "lr": lr},
-            {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale},
-        ]
-        return loop.Member(model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ())
-
-    outcome, model = _gradient(inputs, _image_split(inputs), build)
-    random, pretrained = _random(inputs).state_dict(), _pretrained(inputs).state_dict()
-    tuned = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    layers = layer_groups.weight_layers(model)
-    update = {
-        "transferability": layer_groups.transferability(random, pretrained, tuned, layers),
-        "weight_scale": layer_groups.weight_scale(pretrained, layers),
-    }
-    return outcome.model_copy(update=update), model
-
-
-def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """AnB (`transferred: frozen`) or AnB+ (`finetune`, Yosinski et al. 2014): keep the first k layer groups,
-    re-initialise the rest (weights and batch-norm statistics, from the seeded random init).
-
-    The transferred groups train at `lr`, the re-initialised groups and the head at `lr_new`, a pair chosen on
-    validation: one rate for both made the trunk drift under its frozen ImageNet statistics while the few new
-    batch norms on top averaged statistics that no longer held (k = 7 fell to chance on validation). The head is
-    finetune's seeded head, so k = every group is finetune.
-    """
-    cfg: Depth = inputs.regime
-    frozen_transfer = cfg.transferred == "frozen"
-
-    def build(lrs: tuple[float, float]) -> loop.Member:
-        lr, lr_new = lrs
-        model, random = _pretrained(inputs), _random(inputs).state_dict()
-        *groups, (_, head) = layer_groups.groups(model)
-        new = {name for _, names in groups[inputs.cell.depth :] for name in names}
-        new_modules = {name.rsplit(".", 1)[0] for name in new}
-        model.load_state_dict(
-            {k: random[k] if k.rsplit(".", 1)[0] in new_modules else v for k, v in model.state_dict().items()}
-        )
-        named = dict(model.named_parameters())
-        transferred = [n for n in named if n not in new and n not in head]
-        for n in transferred:
-            named[n].requires_grad_(not frozen_transfer)
-        param_groups = [{"params": [named[n] for n in (*head, *sorted(new))], "lr": lr_new}]
-        if not frozen_transfer:
-            param_groups.append({"params": [named[n] for n in transferred], "lr": lr})
-        kept_bn = tuple(
-            m for name, m in model.named_modules() if name not in new_modules and m in loop.batchnorms(model)
-        )
-        return loop.Member(
-            model, param_groups, kept_bn if frozen_transfer or cfg.batchnorm == "frozen" else ()
-        )
-
-    return _gradient(inputs, _image_split(inputs), build)
-
-
 def check_backbone(params: Params, backbone: str) -> None:
-    """Fail before training when the regimes ask the backbone for what it does not have: a depth k beyond its
-    pretrained layer groups, GroupNorm in an architecture whose channels its groups do not divide."""
+    """Fail before training when a regime of the study asks the backbone for what it does not have (each regime's
+    `config.Regime.backbone_check`, e.g. a depth k beyond its pretrained layer groups): ParamsError."""
     model = timm.create_model(params.backbones[backbone].model)
-    if "depth" in params.study.regimes:
-        available = len(layer_groups.groups(model)) - 1
-        asked = max(params.regimes.depth.k)
-        if asked > available:
-            raise ParamsError(
-                "regimes.depth.k",
-                f"k={asked} asked, but {backbone} has {available} pretrained layer groups",
-                f"keep k between 1 and {available} ({available} is the same as finetune)",
-            )
-    if "scratch" in params.study.regimes and params.regimes.scratch.group_norm_lr:
-        try:
-            backbones.group_norm(model)
-        except ValueError as error:
-            raise ParamsError(
-                "regimes.scratch.group_norm_lr",
-                f"{backbone} cannot take GroupNorm with {backbones.GROUPS} groups ({error})",
-                "remove group_norm_lr: scratch then keeps the architecture's batch norm",
-            ) from None
-
-
-def chainthaw(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """New layers, then each pretrained group alone (first to last), then all layers.
-
-    Each phase stops early on validation loss and ends on its best weights, from which the next phase starts;
-    a phase that never beats its start leaves the weights as they were.
-    """
-    cfg: Chainthaw = inputs.regime
-    split = _image_split(inputs)
-    plan = loop.budget(len(inputs.train_idx), inputs.training, cfg.phase_budget)
-    every = max(
-        1, plan.steps // inputs.training.evaluations
-    )  # a phase is short: evaluated on its own finer grid
-    plan = dataclasses.replace(plan, eval_every=every, patience=cfg.phase_patience * every)
-
-    def build(lr: float) -> loop.Member:
-        model = _pretrained(inputs)
-        return loop.Member(model, [{"lr": lr}], loop.batchnorms(model) if cfg.batchnorm == "frozen" else ())
-
-    def train(members: list[loop.Member], budget: loop.Budget) -> list[loop.Fit | loop.Diverged]:
-        """Each member's chain of phases; the members go through each phase together (fused)."""
-        named = [dict(member.model.named_parameters()) for member in members]
-        *pretrained, (_, head) = layer_groups.groups(members[0].model)
-        phases = [("new layers", head), *pretrained, ("all layers", list(named[0]))]
-        chains: list[loop.Fit | loop.Diverged] = [loop.Fit() for _ in members]
-        for chain in chains:
-            chain.history["phase"] = []
-        for phase, names in phases:
-            going = [i for i, chain in enumerate(chains) if isinstance(chain, loop.Fit)]
-            for i in going:
-                for name, p in named[i].items():
-                    p.requires_grad_(name in names)
-            fits = loop.fit(
-                [
-                    loop.Member(
-                        members[i].model,
-                        [{**members[i].param_groups[0], "params": [named[i][n] for n in names]}],
-                        members[i].eval_modules,
-                    )
-                    for i in going
-                ],
-                split.train,
-                split.val,
-                budget,
-                inputs.training,
-                inputs.cell.seed,
-                inputs.device,
-                monitor="loss",
-                evaluate_start=True,
-                desc=f"{inputs.cell.run_name} · {phase}",
-            )
-            for i, fit in zip(going, fits):
-                if isinstance(fit, loop.Diverged):
-                    chains[i] = fit
-                    continue
-                chain = chains[i]
-                for key, values in fit.history.items():
-                    chain.history[key] += [chain.steps + v for v in values] if key == "step" else values
-                chain.history["phase"] += [phase] * len(fit.history["step"])
-                chain.best, chain.best_step = fit.best, chain.steps + fit.best_step
-                chain.steps += fit.steps
-        return chains
-
-    outcome, model = _best_lr(inputs, split, build, train, plan, plan)
-    budget_steps = plan.steps * (len(layer_groups.groups(model)) + 1)
-    # each phase stops on its own; converged is a single run's notion
-    return outcome.model_copy(update={"budget_steps": budget_steps, "converged": None}), model
-
-
-def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """Dense layers (`hidden` widths, ReLU, dropout) on cached frozen features; the backbone never runs here."""
-    cfg: Frozen = inputs.regime
-    x = torch.from_numpy(inputs.features).float()
-    # Centred and scaled by the training subset alone, so one learning-rate grid suits every backbone's features.
-    train_x = x[inputs.train_idx]
-    x = (x - train_x.mean(0)) / train_x.std().clamp_min(1e-12)
-    split = _split(inputs, lambda idx: x[idx])
-
-    def build(lr: float) -> loop.Member:
-        torch.manual_seed(inputs.cell.seed)
-        widths = [x.shape[1], *cfg.hidden]
-        layers = [
-            m
-            for a, b in zip(widths, widths[1:])
-            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))
-        ]
-        head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
-        return loop.Member(head, [{"params": list(head.parameters()), "lr": lr}])
-
-    # fusion has no form for dropout (its masks would not be the ones a member draws alone): one at a time
-    return _gradient(inputs, split, build, augment=False, fuse=False)
+    for name in params.study.regimes:
+        check = REGIMES[name].backbone_check
+        if check:
+            resolve(check)(params.regime(name), backbone, model)
 
 
 def work(cell: Cell, params: Params, n_train: int) -> int:
     """Roughly the cell's work, for ordering the cells longest first: its backbone training steps over its grid;
-    0 on cached features or pixels (chain-thaw's early-stopped phases are counted as one budget)."""
+    0 on cached features or pixels (chain-thaw: one phase per setting)."""
     cfg = params.regime(cell.regime)
     if cfg.on_features or not cfg.gradient:
         return 0
-    plan, choosing = _budgets(cfg, n_train, params.training)
-    return choosing.steps * _candidates(cfg) + (plan.steps if choosing != plan else 0)
+    plan, choosing = budgets(cfg, n_train, params.training)
+    return choosing.steps * cfg.candidates + (plan.steps if choosing != plan else 0)
 
 
-# Each runner trains one cell: CellInputs -> (its outcome, the trained model).
-RUNNERS: dict[str, Callable[[CellInputs], tuple[Outcome, object]]] = {
-    "scratch": scratch,
-    "pixels": probes.pixels,
-    "linear": probes.linear,
-    "frozen": frozen,
-    "finetune": finetune,
-    "chainthaw": chainthaw,
-    "depth": depth,
-}
+Runner = Callable[[CellInputs], tuple[Outcome, object]]  # one cell: its outcome and its trained model
+
+
+def runner(regime: str) -> Runner:
+    """The registered regime's runner (`config.Regime.runner`, "module:function"), imported now."""
+    return resolve(REGIMES[regime].runner)
+
+
+def resolve(name: str) -> Callable:
+    """The function a registry entry names as "module:function" (a runner, a backbone check), imported now."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
