@@ -44,7 +44,7 @@ plots: $(ENV)
 	$(RUN) dvc plots show
 
 ui: $(ENV)
-	$(RUN) python -m tools.mlflow_ui --port $(PORT)
+	$(RUN) pretraining-gap ui --port $(PORT)
 
 study-full: $(ENV)
 	$(RUN) dvc exp run -S 'study.seeds=[1,2,3,4,5]'

@@ -8,11 +8,12 @@
 - what `prepare` finds on digits, and on a folder made from digits (32 px PNGs) with 10% planted copies, in its
   default mode (group) and with keep (how many groups would straddle the parts without grouping).
 
-Run: python benchmarks/duplicates.py   (about 3 minutes on one shared core)
+Run: python -m benchmarks.duplicates   (about 3 minutes on one shared core)
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import tempfile
@@ -126,6 +127,11 @@ def prepared_counts() -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        prog="python -m benchmarks.duplicates",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args()
     logging.disable(logging.WARNING)
     print(
         f"rule: phash Hamming distance <= {duplicates.PHASH_BITS} and mean grey difference <= "

@@ -365,7 +365,7 @@ class Finetune(Regime):
     colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
     budget_multiplier: float = Field(
-        gt=0, description="times the shared step budget; chosen on validation (README, Choices)", examples=[2]
+        gt=0, description="times the shared step budget; chosen on validation (docs/choices.md)", examples=[2]
     )
     backbone_lr_scale: float = Field(
         gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1]
@@ -416,7 +416,7 @@ class Depth(Regime):
         examples=[[0.003, 0.01]],
     )
     budget_multiplier: float = Field(
-        gt=0, description="times the shared step budget; chosen on validation (README, Choices)", examples=[2]
+        gt=0, description="times the shared step budget; chosen on validation (docs/choices.md)", examples=[2]
     )
     batchnorm: BatchNorm = Field(
         description="for the kept groups; new groups train theirs", examples=["frozen"]

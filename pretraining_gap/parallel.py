@@ -1,7 +1,7 @@
 """Independent jobs (cells) in worker processes of one thread each.
 
 On a small CPU, a cell's small convolutions (32 px, batch 32) do not keep two threads busy: two single-threaded
-cells side by side train more images per second than one cell with two threads (tools/speed_levers.py parallel).
+cells side by side train more images per second than one cell with two threads (benchmarks/speed_levers.py parallel).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def start_server(workers: int, module: str) -> None:
 @contextmanager
 def one_thread():
     """One thread for torch and the BLAS while the block runs here, as in a worker: a cell's numbers depend on
-    torch's thread count (CPU kernels split their sums by thread; tools/reproducibility.py), so a cell trained
+    torch's thread count (CPU kernels split their sums by thread; benchmarks/reproducibility.py), so a cell trained
     alone here must get the one thread a worker gives it, or its result would depend on what else was trained."""
     import torch
     from threadpoolctl import threadpool_limits

@@ -51,7 +51,7 @@ def main(args) -> None:
         args.out,
     )
     kinds = ", ".join(f"{kind} {count}" for kind, count in prepared.conversions.items())
-    log.info("%s: images converted to 8-bit RGB, by kind (README): %s", args.dataset, kinds)
+    log.info("%s: images converted to 8-bit RGB, by kind (docs/data.md): %s", args.dataset, kinds)
     found = Report(**prepared.duplicates)
     log.info("%s: %s", args.dataset, found.line())
     for group in found.conflicts:  # duplicates: keep, the only setting that lets them through

@@ -16,18 +16,6 @@ from pretraining_gap import cli
 log = logging.getLogger("report")
 
 
-def numbers(tree: dict, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of a metrics tree (aggregate.read_metrics), as flat MLflow metric names such as
-    `finetune.gap.1` (text leaves stay in the files)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(numbers(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat
-
-
 def arguments():
     parser = cli.parser(__doc__)
     parser.add_argument(
@@ -59,17 +47,26 @@ def main(args) -> None:
     cells = pd.read_csv(args.table) if args.table.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.build(tables, cells, figures, p, tracker.commit))
-    metrics, files = aggregate.read_metrics(args.metrics), sorted(args.tables.glob("*.csv"))
+    metrics = aggregate.read_metrics(args.metrics)
+    said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
+    settings = p.model_dump(mode="json", include={"study", "analysis"})
     for (dataset, backbone), curves in tracking.curves(args.tables).items():
         others = [f"_{b}_" for b in p.study.backbones if b != backbone]
         mine = [
             f for f in figures if f.name.startswith(f"{dataset}_") and not any(o in f.name for o in others)
         ]
-        scalars = numbers(metrics.get(dataset, {}).get(backbone, {}))
+        scalars, texts = tracking.headlines(metrics.get(dataset, {}).get(backbone, {}))
+        if sentences := said.get((dataset, backbone)):  # the answer, as the run's description
+            texts[tracking.NOTE] = "\n\n".join(sentences)
         tracker.log_study(
-            dataset, backbone, curves, scalars, [args.out, args.table, args.metrics, *files, *mine]
+            dataset,
+            backbone,
+            curves,
+            scalars,
+            [args.out, args.table, args.metrics, args.tables, *mine],
+            texts,
+            settings,
         )
-    said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
     log.info(
         "report -> %s (%d figures); the answer:\n%s",
         args.out,

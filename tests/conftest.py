@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from tools.study_repo import ROOT, make_study_repo, study_env
+from study_repo import ROOT, make_study_repo, study_env
 
 # One thread and one process, here and in every subprocess: the tiny test models gain nothing from a second
 # thread or worker (starting a worker costs more than their cells), and OpenMP threads that spin-wait run them

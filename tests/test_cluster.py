@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_study_repo, run, study_env, tiny_params, tiny_weights, trained
-from tools.study_repo import write_params
+from study_repo import write_params
 
 CELLS = Path("results/cells/digits/tiny")
 TRAIN = "train@digits-tiny"  # and what it needs: the analysis stages are tested elsewhere

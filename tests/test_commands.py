@@ -1,14 +1,70 @@
-"""`pretraining-gap plan` on the tiny study: what would train and why, what is kept, the estimated time, before
-anything runs (no training, no MLflow)."""
+"""The study's command line, `pretraining-gap`: its subcommands, the entry point pyproject installs, and the real
+commands run from a study's folder; `plan` on the tiny study says what would train and why, and what is kept,
+before anything runs (no training, no MLflow)."""
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import re
+import subprocess
 import sys
 
 import yaml
 
-from conftest import run, study_env
+from conftest import ROOT, run, study_env, tiny_params, tiny_weights
+from pretraining_gap import commands
+
+
+def pretraining_gap(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`pretraining-gap ARGS` as the installed script runs it: commands.main."""
+    command = [sys.executable, "-c", "from pretraining_gap.commands import main; main()", *args]
+    return subprocess.run(command, cwd=cwd, env=study_env(ROOT), capture_output=True, text=True)
+
+
+def test_pyproject_installs_the_pretraining_gap_command():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    scripts = pyproject.split("[project.scripts]\n")[1].split("\n\n")[0]
+    module, _, function = re.fullmatch(r'pretraining-gap = "(.+)"', scripts)[1].partition(":")
+    assert getattr(importlib.import_module(module), function) is commands.main
+
+
+def test_help_lists_every_command_and_each_command_has_its_own():
+    done = pretraining_gap("--help")
+    assert done.returncode == 0, done.stderr
+    for name, module in commands.COMMANDS.items():
+        assert re.search(rf"^\s+{name}\s+{re.escape(module.__doc__.split()[0])}", done.stdout, re.M)
+        own = pretraining_gap(name, "--help")
+        assert own.returncode == 0 and f"usage: pretraining-gap {name}" in own.stdout
+
+
+def test_ui_prints_the_links_to_both_saved_views(tiny_study):
+    done = pretraining_gap("ui", "--links", "--port", "5123", cwd=tiny_study)
+    assert done.returncode == 0, done.stderr
+    base = (
+        r"http://127\.0\.0\.1:5123/#/experiments/\d+/runs\?workflowType=machine_learning&viewStateShareKey="
+    )
+    assert re.fullmatch(rf"cells:  {base}cells\ncurves: {base}curves&compareRunsMode=CHART\n", done.stdout)
+
+
+def test_sweep_prints_a_validation_accuracy_per_learning_rate(tmp_path):
+    """A real sweep of the tiny study's scratch arm, run from the study's folder as a user runs it."""
+    params = tiny_params(tiny_weights(tmp_path / "tiny.safetensors"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = pretraining_gap(
+        *["sweep", "scratch", "--lr", "0.01", "0.1", "--sizes", "1", "3", "--backbone", "tiny"],
+        *["--set", "regimes.scratch.budget_multiplier=1,2"],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    for (multiplier, lr), line in zip(itertools.product((1, 2), ("0.01", "0.1")), lines):
+        assert re.fullmatch(
+            rf"scratch lr={lr} regimes\.scratch\.budget_multiplier={multiplier}: validation accuracy "
+            r"1/class seed 1 [01]\.\d{3}, 3/class seed 1 [01]\.\d{3}",
+            line,
+        )
 
 
 def plan(repo, *args) -> tuple[str, str]:

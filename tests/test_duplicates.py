@@ -16,7 +16,7 @@ from conftest import make_study_repo, run, tiny_params, tiny_weights
 from pretraining_gap.data import duplicates, images
 from pretraining_gap.data.datasets import assign_split
 from pretraining_gap.data.prepared import TEST, VAL, Prepared
-from tools.study_repo import write_params
+from study_repo import write_params
 
 NFC, NFD = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
 

@@ -104,7 +104,7 @@ def test_mlflow_holds_a_parent_run_per_study_with_the_curves_and_its_cells_as_ch
         [100 * (f - s) for f, s in zip(accuracies["finetune"], accuracies["scratch"])]
     )
     artifacts = {a.path for a in client.list_artifacts(parent)}
-    assert {"index.html", "cells.csv", "metrics", "gap.csv", "digits_tiny_accuracy.png"} <= artifacts
+    assert {"index.html", "cells.csv", "metrics", "tables", "digits_tiny_accuracy.png"} <= artifacts
     assert "finetune.gap.1" in parents[0].data.metrics  # the headline numbers of metrics/digits/tiny/
 
     # a child: named by what differs, its size a number (sorts 2 before 10), lr and C chosen as params

@@ -22,7 +22,7 @@ from conftest import ROOT, run, study_env, tiny_params, tiny_weights, trained
 
 BIN = Path(sys.executable).parent
 PROJECT = ["Makefile", "README.md", "dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", "stages"]
-PROJECT += ["pretraining_gap", "tools"]
+PROJECT += ["pretraining_gap"]
 
 
 def quick_start() -> list[str]:

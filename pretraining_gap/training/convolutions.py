@@ -5,7 +5,7 @@ multiplies 24 of its 25 taps by padding zeros, and torch's CPU kernels for such 
 convolution is one multiply per channel; a 1x1 pointwise convolution is a matrix product). `shortcut` makes a
 model compute the same function and the same gradients with the taps that can meet real input only, and its
 pointwise convolutions as matrix products: one-thread training steps of EfficientNet-Lite0 at 32 px ran 1.2-1.6x
-as many images per second (tools/speed_levers.py training, README Performance). Taps that only ever meet padding
+as many images per second (benchmarks/speed_levers.py training, docs/performance.md). Taps that only ever meet padding
 get a zero gradient either way; larger maps keep every tap, so nothing changes for them. Fused members
 (fusion.py) use the same cut kernels (`cut`) and forms (`scale`, `pointwise_linear`).
 """

@@ -15,7 +15,7 @@ class EarlyStopping:
     `update` returns True when the best evaluation so far lies `patience` optimisation steps back or more.
     Patience is counted in steps, not evaluations, so that evaluating more often (a common step grid for every
     arm) does not stop a run sooner: a fine grid with a short patience stopped scratch runs in the dip that high
-    learning rates cause early in training (validation 0.54 instead of 0.99, README Choices).
+    learning rates cause early in training (validation 0.54 instead of 0.99, docs/choices.md).
     """
 
     def __init__(self, patience: int, monitor: Literal["accuracy", "loss"] = "accuracy"):

@@ -9,7 +9,7 @@ so one optimiser with a param group per member gives each member its own learnin
 and AdamW state, and `members[i].state_dict()` is always member i's model as trained. Members never mix: a
 member's gradient is the one it gets when trained alone (tests/test_fusion.py checks whole trainings in float64).
 
-Per layer, in the fastest exact form measured for its shape (python -m tools.fusion_speed layers):
+Per layer, in the fastest exact form measured for its shape (python -m benchmarks.fusion_speed layers):
 - convolution: one convolution with N times the groups (a member's dense convolution is one group, its depthwise
   convolution C groups), its kernel cut to the taps that can meet the input (convolutions.cut); a 1x1
   convolution as one batched matrix product, N matrix products or one grouped convolution by map and batch size
@@ -31,7 +31,7 @@ data order too (fusing the seeds of a size would need that), tests/test_loop.py 
 In float64 a fused member ends on the weights it reaches alone; in float32 the forms sum in other orders, and
 AdamW turns those round-off differences into lr-sized ones within steps, as any change of kernels does: a cell's
 float32 weights depend on whether, and with which members, it was fused (bitwise; the accuracies differ within
-seed noise, README Performance).
+seed noise, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from torch import nn
 
 from . import convolutions
 
-# The forms below are exact alike; which one runs is a measured choice (python -m tools.fusion_speed layers
+# The forms below are exact alike; which one runs is a measured choice (python -m benchmarks.fusion_speed layers
 # compares them layer by layer). Set these to force one form in measurements; None chooses by the rules.
 POINTWISE: str | None = None  # 1x1 convolutions: "linear" (N matrix products), "bmm" or "grouped"
 TAPS: bool | None = None  # depthwise weight gradients as sums over taps
@@ -225,7 +225,7 @@ class _Conv(nn.Module):
 def _pointwise_form(batch: int, pixels: int, cpu: bool) -> str:
     """The fastest exact form of N 1x1 convolutions on this machine's CPU, by map and batch size.
 
-    Measured with `python -m tools.fusion_speed layers` (EfficientNet-Lite0, N = 10, batches 10 and 32, forward and
+    Measured with `python -m benchmarks.fusion_speed layers` (EfficientNet-Lite0, N = 10, batches 10 and 32, forward and
     backward against the N unfused convolutions): on 1x1 maps N matrix products (0.9x; a batched product ran
     0.3-1.0x, a grouped convolution 0.1-0.4x); with fewer than 1024 pixels in the batch one batched product
     (1.0-1.6x); with more, and at least 16 images, one grouped convolution (1.0x at 8x8, 0.7x at 16x16, where the

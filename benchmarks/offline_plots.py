@@ -3,7 +3,7 @@ Vega-Lite and vega-embed inside it. DVC's own page loads them from a CDN, so wit
 blank; this one needs nothing but the file. The libraries come from the npm registry (`npm pack`) at the versions
 below, the majors DVC's page uses (its specs are Vega-Lite 5); their licences go beside the page.
 
-python -m tools.offline_plots   (needs npm and the registry; the result is committed)
+python -m benchmarks.offline_plots   (needs npm and the registry; the result is committed)
 """
 
 import argparse
@@ -23,7 +23,7 @@ PAGE = """<!DOCTYPE html>
     <meta charset="utf-8">
     <title>DVC plots</title>
     <!-- {versions} from the npm registry (BSD-3-Clause: .dvc/plots/LICENSE.*), inside the page so that it
-         needs no network; built by tools/offline_plots.py -->
+         needs no network; built by benchmarks/offline_plots.py -->
 {scripts}
     <style>
         table {{ border-spacing: 15px; }}
@@ -38,7 +38,7 @@ PAGE = """<!DOCTYPE html>
 
 def main() -> None:
     argparse.ArgumentParser(
-        prog="python -m tools.offline_plots",
+        prog="python -m benchmarks.offline_plots",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()

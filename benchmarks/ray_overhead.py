@@ -7,8 +7,8 @@ backend is not part of a cell's identity, so the same cells train). Printed: bot
 cell, a bare `ray.init()` + `ray.shutdown()` (Ray's fixed start-up), and whether the two backends gave the
 same test accuracies.
 
-  python -m tools.ray_overhead --sizes 1 10 --seeds 1            # a few minutes
-  python -m tools.ray_overhead --regimes pixels --seeds 1 2 3    # near-empty cells: scheduling alone
+  python -m benchmarks.ray_overhead --sizes 1 10 --seeds 1            # a few minutes
+  python -m benchmarks.ray_overhead --regimes pixels --seeds 1 2 3    # near-empty cells: scheduling alone
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from tools.benchmark import grid_arguments, grid_params
-from tools.study_repo import make_study_repo, study_env
+from benchmarks.benchmark import grid_arguments, grid_params
+from tests.study_repo import make_study_repo, study_env
 
 
 def timed(cmd: list[str], repo: Path, log: Path) -> float:
@@ -50,7 +50,7 @@ def ray_startup(repo: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.ray_overhead",
+        prog="python -m benchmarks.ray_overhead",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

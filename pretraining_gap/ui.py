@@ -2,21 +2,22 @@
 
 MLflow 3.17 opens an experiment on its GenAI overview (traces, tokens, no runs); these links open the "Model
 training" views instead: the cells' table sorted by size, and the parent runs' learning-curve charts.
-Run from the study's folder (`make ui`): python -m tools.mlflow_ui [--port 5000]
+Run from the study's folder (`make ui`): pretraining-gap ui [--port 5000]
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 
-from pretraining_gap import cli
 
-
-def main() -> None:
-    parser = cli.parser(__doc__)
-    parser.prog = "python -m tools.mlflow_ui"
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="the port the UI listens on")
     parser.add_argument("--links", action="store_true", help="print the links and stop (no server)")
-    args = parser.parse_args()
-    from pretraining_gap import config, tracking
+
+
+def main(args: argparse.Namespace) -> None:
+    from . import config, tracking
 
     tracker = tracking.Tracker(config.load().study.name)
     serve = tracking.ui_command(tracker.uri)  # none: the store is a tracking server, its own UI
@@ -24,7 +25,3 @@ def main() -> None:
     print(f"cells:  {tracker.runs_url(base)}\ncurves: {tracker.runs_url(base, 'curves')}", flush=True)
     if serve and not args.links:
         os.execvp(serve[0], [*serve, "--port", str(args.port), "--workers", "1"])
-
-
-if __name__ == "__main__":
-    main()

@@ -9,8 +9,8 @@ benefits table); per-layer transferability is not either, unless `--transferabil
 means (results/tables/transferability.csv), whose T is then given to every seed of that size.
 MLflow logging of the report stage goes to a store inside the temporary folder.
 
-  python -m tools.time_analysis                                    # the committed default study
-  python -m tools.time_analysis --keep /tmp/default-study          # keep the folder to look at its outputs
+  python -m benchmarks.time_analysis                                    # the committed default study
+  python -m benchmarks.time_analysis --keep /tmp/default-study          # keep the folder to look at its outputs
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.time_analysis",
+        prog="python -m benchmarks.time_analysis",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

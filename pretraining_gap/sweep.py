@@ -1,12 +1,14 @@
 """Validation accuracy of each learning rate in a grid, for one regime, at a few sizes and seeds.
 
-The study's learning rates and budgets in params.yaml were chosen with sweeps like this one (README, Choices); it
+The study's learning rates and budgets in params.yaml were chosen with sweeps like this one (docs/choices.md); it
 reads only the validation split. Run from the study's root folder (it reads its params.yaml); `--set` varies any
 other params key as well, each of its comma-separated values crossed with the learning rates.
 Examples:
-  python -m tools.validation_sweep finetune --lr 3e-4 1e-3 3e-3 --sizes 1 10
-  python -m tools.validation_sweep scratch --lr 0.03 --sizes 10 --set regimes.scratch.budget_multiplier=2,4,8
+  pretraining-gap sweep finetune --lr 3e-4 1e-3 3e-3 --sizes 1 10
+  pretraining-gap sweep scratch --lr 0.03 --sizes 10 --set regimes.scratch.budget_multiplier=2,4,8
 """
+
+from __future__ import annotations
 
 import argparse
 import copy
@@ -14,11 +16,6 @@ import itertools
 from pathlib import Path
 
 import yaml
-
-from pretraining_gap import config
-from pretraining_gap.data import datasets, subsets
-from pretraining_gap.data.prepared import POOL
-from pretraining_gap.grid import Cell
 
 REGIMES = ["scratch", "finetune", "chainthaw"]  # trained on images, one cell per size (depth's need a k)
 
@@ -31,21 +28,35 @@ def setting(text: str) -> tuple[list[str], list]:
     return key.split("."), [yaml.safe_load(v) for v in values.split(",")]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.validation_sweep",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("regime", choices=REGIMES)
     parser.add_argument("--lr", type=float, nargs="+", required=True, help="peak learning rates to try")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10], help="examples per class")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="subset seeds")
     parser.add_argument("--set", type=setting, nargs="*", default=[], metavar="KEY=V1,V2", help="params keys")
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    args = parser.parse_args()
-    from pretraining_gap.training import device, regimes  # torch and timm: after --help
+    parser.add_argument("--dataset", default="digits", help="a name listed in datasets of params.yaml")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="a name listed in backbones")
+
+
+def _with(raw: dict, keys: list[list[str]], values: tuple, lr: float, regime: str) -> dict:
+    """A copy of the raw params with each dotted key set to its value, and the regime's learning rate."""
+    trial = copy.deepcopy(raw)
+    for key, value in zip(keys, values):
+        block = trial
+        for part in key[:-1]:
+            block = block[part]
+        block[key[-1]] = value
+    trial["regimes"][regime]["lr"] = lr
+    return trial
+
+
+def main(args: argparse.Namespace) -> None:
+    """One line per setting: its best validation accuracy at each size and seed."""
+    from . import config
+    from .data import datasets, subsets
+    from .data.prepared import POOL
+    from .grid import Cell
+    from .training import device, regimes  # torch and timm
 
     raw = yaml.safe_load(Path("params.yaml").read_text())
     params = config.validate(raw)
@@ -57,14 +68,7 @@ def main() -> None:
     keys = [key for key, _ in args.set]
     for values in itertools.product(*(values for _, values in args.set)):
         for lr in args.lr:
-            trial = copy.deepcopy(raw)
-            for key, value in zip(keys, values):
-                block = trial
-                for part in key[:-1]:
-                    block = block[part]
-                block[key[-1]] = value
-            trial["regimes"][args.regime]["lr"] = lr
-            trial = config.validate(trial)
+            trial = config.validate(_with(raw, keys, values, lr, args.regime))
             scores = []
             for n, seed in itertools.product(args.sizes, args.seeds):
                 cell = Cell(args.dataset, args.backbone, args.regime, n, seed)
@@ -74,7 +78,3 @@ def main() -> None:
                 scores.append(f"{n}/class seed {seed} {outcome.best_val_accuracy:.3f}")
             label = "".join(f" {'.'.join(k)}={v}" for k, v in zip(keys, values))
             print(f"{args.regime} lr={lr:g}{label}: validation accuracy " + ", ".join(scores), flush=True)
-
-
-if __name__ == "__main__":
-    main()

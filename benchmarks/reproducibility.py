@@ -4,10 +4,10 @@ three ways and prints, per cell and way, the test accuracy, the kept step and a 
   workers     in a pool of two workers, one thread each: how a study trains its cells on a CPU
   alone       here, as `parallel.run` trains a single cell (one thread, as in a worker)
   N threads   here with torch's default thread count (N = this machine's cores): how a single cell was trained
-              before `parallel.one_thread`, and how the plain way (tools/plain_way.py) trains every cell
+              before `parallel.one_thread`, and how the plain way (benchmarks/plain_way.py) trains every cell
 
 Two ways that print the same digest trained bit for bit the same cell. Example (a few minutes on 2 cores):
-python -m tools.reproducibility finetune:1:1 finetune:1:2 scratch:1:1
+python -m benchmarks.reproducibility finetune:1:1 finetune:1:2 scratch:1:1
 """
 
 import argparse

@@ -5,10 +5,10 @@ time), training steps as a cell takes them (indexing each member's images with i
 augmentation, forward, backward, fused AdamW), EfficientNet-Lite0 with random weights. Variants are interleaved
 within each repeat and the table gives medians of the repeats, so a neighbour's load shifts all of them alike.
 
-  python -m tools.fusion_speed steps                        # the table: unfused vs fused, 32 and 96 px, batch 32 / 10
-  python -m tools.fusion_speed steps --resolutions 32 --batches 10 --members 1 10 --frozen-bn
-  python -m tools.fusion_speed profile --members 10         # where a step's time goes, by kind of operation
-  python -m tools.fusion_speed layers --members 10          # each layer alone: the plain module vs the fused forms
+  python -m benchmarks.fusion_speed steps   # the table: unfused vs fused, 32 and 96 px, batch 32 / 10
+  python -m benchmarks.fusion_speed steps --resolutions 32 --batches 10 --members 1 10 --frozen-bn
+  python -m benchmarks.fusion_speed profile --members 10   # where a step's time goes, by kind of operation
+  python -m benchmarks.fusion_speed layers --members 10   # each layer alone: the plain module vs the fused forms
 
 unfused  : the path before fusion, N models one after another (channels-last, convolutions.shortcut, fused AdamW
            each); the training loop trains a cell's grid as `fused N` (training.fused_members)

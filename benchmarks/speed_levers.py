@@ -4,14 +4,14 @@ Variants are interleaved and repeated and the table gives the median of the repe
 all of them alike; processes that must not share state (torch.compile, parallel processes) run as children. Run
 with nothing else heavy on the machine for absolute figures; the ratios are what to read.
 
-  python -m tools.speed_levers training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
-  python -m tools.speed_levers training --variants "1 thread" "1 thread, fused AdamW" \
+  python -m benchmarks.speed_levers training --repeats 3      # channels_last, threads, fused AdamW, bf16 autocast
+  python -m benchmarks.speed_levers training --variants "1 thread" "1 thread, fused AdamW" \
       "1 thread, shortcut convolutions" "1 thread, shortcut convolutions, fused AdamW" --batch 10   # as workers train
-  python -m tools.speed_levers training --separate --variants "torch.compile (inductor)"   # compile time + gain
-  python -m tools.speed_levers parallel --repeats 3      # two 1-thread processes vs one 2-thread process
-  python -m tools.speed_levers probe                     # linear probe: today's fits vs warm-started along C
-  python -m tools.speed_levers eval                      # cost of one validation pass vs one training step
-  python -m tools.speed_levers overhead                  # DVC's own time + process start-ups, 1-step training
+  python -m benchmarks.speed_levers training --separate --variants "torch.compile (inductor)"   # compile time + gain
+  python -m benchmarks.speed_levers parallel --repeats 3      # two 1-thread processes vs one 2-thread process
+  python -m benchmarks.speed_levers probe                     # linear probe: today's fits vs warm-started along C
+  python -m benchmarks.speed_levers eval                      # cost of one validation pass vs one training step
+  python -m benchmarks.speed_levers overhead                  # DVC's own time + process start-ups, 1-step training
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pretraining_gap.config import Backbone, SklearnDigits
-from tools.study_repo import ROOT
+from tests.study_repo import ROOT
 
 BACKBONE = Backbone(model="tf_efficientnet_lite0", weights="package")
 
@@ -142,7 +142,7 @@ def measure_eval(regime: str, threads: int) -> dict:
 
 def _child(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tools.speed_levers", "_child", *args],
+        [sys.executable, "-m", "benchmarks.speed_levers", "_child", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -288,7 +288,7 @@ def overhead_table() -> None:
     import yaml
 
     from pretraining_gap import config, execution, parallel
-    from tools.study_repo import make_study_repo, study_env
+    from tests.study_repo import make_study_repo, study_env
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["training"].update(min_steps=1, max_steps=1, evaluations=1)
@@ -346,7 +346,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(
-        prog="python -m tools.speed_levers",
+        prog="python -m benchmarks.speed_levers",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

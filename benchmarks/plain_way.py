@@ -10,7 +10,7 @@ step, more than the training itself. `linear` trains a linear head by gradient o
 the middle of the grid, where the project tries every value of the grid). Budget, optimiser, schedule,
 evaluations and early stopping are the project's, read from params.yaml.
 
-  python -m tools.plain_way cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
+  python -m benchmarks.plain_way cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: Params, trai
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.plain_way",
+        prog="python -m benchmarks.plain_way",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -4,7 +4,7 @@ accuracies, images/s, GFLOP/s.
 The project: a temporary copy of this repository (git + DVC), params.yaml narrowed to the grid, timed `dvc repro`
 from empty: prepare, subsample, features, train, aggregate, MLflow logging, every process start-up included.
 Unfused: the same with `training.fused_members: 1`, each setting of a cell's grid trained alone, one after
-another (the same protocol; the same per-layer forms, fusion.py). The plain way (tools/plain_way.py): PNG files
+another (the same protocol; the same per-layer forms, fusion.py). The plain way (benchmarks/plain_way.py): PNG files
 in an ImageFolder layout, written once (timed separately); then per cell a new Python process with timm,
 torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding every image every epoch (workers kept
 across epochs); `linear` trains a linear head by gradient through the frozen backbone; one learning rate per cell
@@ -15,8 +15,8 @@ sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.u
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the sides run back to back in one run.
 
-  python -m tools.benchmark                                  # the default study grid, all three sides
-  python -m tools.benchmark --sides project unfused --regimes scratch finetune --sizes 1 10 50
+  python -m benchmarks.benchmark                                  # the default study grid, all three sides
+  python -m benchmarks.benchmark --sides project unfused --regimes scratch finetune --sizes 1 10 50
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import yaml
 
 from pretraining_gap import config
 from pretraining_gap.config import Params
-from tools.study_repo import ROOT, make_study_repo, study_env, write_params
+from tests.study_repo import ROOT, make_study_repo, study_env, write_params
 
 
 def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
@@ -106,7 +106,7 @@ def run_project(params: Params, work: Path, name: str = "project") -> tuple[floa
 
 def export_pngs(params: Params, root: Path) -> float:
     """The dataset as PNG files at its source resolution, with the project's fixed split (the user's one-off)."""
-    from tools.plain_way import export
+    from benchmarks.plain_way import export
 
     start = time.perf_counter()
     export(*_listed_split(params), root)
@@ -152,7 +152,7 @@ def run_plain(params: Params, work: Path, root: Path) -> tuple[float, list[dict]
             [
                 sys.executable,
                 "-m",
-                "tools.plain_way",
+                "benchmarks.plain_way",
                 "cell",
                 str(root),
                 regime,
@@ -255,7 +255,7 @@ def _images(cell: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.benchmark",
+        prog="python -m benchmarks.benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
