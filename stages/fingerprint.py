@@ -31,8 +31,7 @@ def main(args) -> None:
     params = config.load()
     found = {name: weights.digest(params.backbones[name]) for name in params.study.backbones}
     # the train stage reaches each regime's runner by name, through the registry
-    runners = tuple(module for regime in config.REGIMES.values() for module in regime.modules())
-    files = fingerprints.write(args.out, args.scripts, found, named={"train": runners})
+    files = fingerprints.write(args.out, args.scripts, found, named={"train": config.runner_modules()})
     log.info("%d digest files -> %s", len(files), args.out)
 
 

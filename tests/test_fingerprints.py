@@ -38,6 +38,8 @@ def test_imports_are_followed_transitively_relative_and_lazy_ones_included():
     probes = fingerprints.imports("pretraining_gap.training.probes")
     assert {"pretraining_gap.config", "pretraining_gap.results", "pretraining_gap.data.prepared"} <= probes
     assert "pretraining_gap.training.loop" not in probes  # the probes never run the training loop
+    # what every cell's training reads is built in training/inputs.py: in every regime's digest, the probes' too
+    assert "pretraining_gap.training.inputs" in probes
     regimes = fingerprints.imports("pretraining_gap.training.regimes")
     # loop imports early_stopping: found two imports away; grid through config
     assert {"pretraining_gap.training.early_stopping", "pretraining_gap.grid"} <= regimes
@@ -78,7 +80,7 @@ def test_the_train_stages_file_covers_the_runners_the_registry_names(package_cop
     """stages/train.py reaches each runner by name only (config.Regime.runner): its digest file must still move
     when a runner's module does, and a regime's own digest must move with its runner alone."""
     train = ROOT / "stages/train.py"
-    named = tuple(m for regime in config.REGIMES.values() for m in regime.modules())
+    named = config.runner_modules()
     scratch = package_copy / "training/scratch.py"
     before = fingerprints.script_fingerprint(train, named)["digest"]
     regime_before = {name: planning_digest(name) for name in ("scratch", "finetune")}

@@ -12,22 +12,16 @@ from pathlib import Path
 from ..grid import Cell
 from ..results import CellResult
 from . import cell_runs, study_run, views
-from .cell_runs import child_name
-from .store import TrackingError, open_experiment, study_root, tracking_uri, ui_base, ui_command
-from .study_run import curves, headlines, study_name
+from .store import TrackingError, open_experiment, study_root, ui_command
+from .study_run import curves, headlines
 from .views import NOTE
 
 __all__ = [
     "NOTE",
     "Tracker",
     "TrackingError",
-    "child_name",
     "curves",
     "headlines",
-    "study_name",
-    "study_root",
-    "tracking_uri",
-    "ui_base",
     "ui_command",
 ]
 
@@ -43,9 +37,6 @@ class Tracker:
         self.uri, self.name, self.commit = self.experiment.uri, experiment, self.experiment.commit
         self.experiment_id, self.client = self.experiment.experiment_id, self.experiment.client
         self._parents: dict[tuple[str, str], str] = {}
-
-    def deleted(self) -> bool:
-        return self.experiment.deleted()
 
     def runs_url(self, base: str | None = None, view: str = "cells") -> str:
         """The link to a saved view (views.runs_url): `cells` or `curves`."""

@@ -18,6 +18,7 @@ from ..config import Linear, Pixels
 from ..data.prepared import TEST, VAL
 from ..results import Outcome
 from . import tuning
+from .inputs import CellInputs
 
 Factory = Callable[[float], object]  # a regularisation value -> an unfitted scikit-learn classifier
 
@@ -68,7 +69,7 @@ def _outcome(x, labels, test, family: str, found: tuning.Search, seconds: float,
     )
 
 
-def linear(inputs) -> tuple[Outcome, object]:
+def linear(inputs: CellInputs) -> tuple[Outcome, object]:
     """Logistic regression on cached frozen features; C chosen on validation."""
     from sklearn.linear_model import LogisticRegression
 
@@ -90,7 +91,7 @@ def pixel_vectors(images: np.ndarray, resolution: int) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float64) / 255
 
 
-def pixels(inputs) -> tuple[Outcome, object]:
+def pixels(inputs: CellInputs) -> tuple[Outcome, object]:
     """1-nearest-neighbour, logistic regression (C grid) and RBF SVMs (C grid per gamma) on raw pixels; the one
     best on validation is kept and named in the result."""
     from sklearn.linear_model import LogisticRegression

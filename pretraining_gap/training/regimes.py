@@ -1,5 +1,5 @@
-"""What every regime's training of one cell shares: its inputs, its budgets, and choosing its settings on
-validation; and the regime registry's runners, looked up by name.
+"""What every regime's training of one cell shares: its splits (its inputs are in inputs.py), its budgets, and
+choosing its settings on validation; and the regime registry's runners, looked up by name.
 
 Each regime is a registry entry (`config.REGIMES`: its options, traits and runner); its runner lives in a module
 of its own, named after it (docs/adding-a-regime.md adds one):
@@ -27,54 +27,16 @@ import timm
 import torch
 from torch import nn
 
-from ..config import REGIMES, Backbone, Params, Regime, Training
-from ..data.prepared import TEST, VAL, Prepared
+from ..config import REGIMES, Params, Regime, Training
+from ..data.prepared import TEST, VAL
 from ..grid import Cell
 from ..results import Outcome
 from . import backbones, loop, tuning
+from .inputs import CellInputs
 
 # A run converged when its best evaluation came before the last fifth of its step budget: one still improving at
 # the end of its budget was stopped, not finished, and understates its arm.
 CONVERGED = 0.8
-
-
-@dataclass(frozen=True)
-class CellInputs:
-    """Everything one cell's training reads: its options, its data and the device to train on."""
-
-    cell: Cell
-    regime: Regime
-    training: Training
-    backbone: Backbone
-    data: Prepared
-    train_idx: np.ndarray  # indices into `data` of the cell's training subset
-    features: np.ndarray | None  # cached frozen features (N, D) of every prepared image, for feature regimes
-    device: torch.device
-
-    @classmethod
-    def of(
-        cls,
-        params: Params,
-        cell: Cell,
-        data: Prepared,
-        train_idx: np.ndarray,
-        features: np.ndarray | None,
-        device: torch.device,
-    ) -> CellInputs:
-        return cls(
-            cell,
-            params.regime(cell.regime),
-            params.training,
-            params.backbones[cell.backbone],
-            data,
-            train_idx,
-            features,
-            device,
-        )
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.data.class_names)
 
 
 # A builder makes a fresh model for one setting (a learning rate, or a depth-k pair): a member of the grid's run.
