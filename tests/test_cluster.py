@@ -177,7 +177,8 @@ def test_a_two_node_cluster_joined_by_token(prepared, tmp_path):
     home.mkdir()
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     gcs, dashboard, head_agent, worker_agent = free_ports(4)
-    env = {**os.environ, "HOME": str(home)}  # the token file is the test's own, ~/.ray/auth_token in it
+    # the token file is the test's own (~/.ray/auth_token in HOME); `ray` is this interpreter's, as `make` puts it
+    env = {**os.environ, "HOME": str(home), "PATH": study_env(tmp_path)["PATH"]}
     one_machine = " --num-cpus=1 --disable-usage-stats"
     commands = docs_commands()
     head = (
