@@ -146,6 +146,14 @@ def dispatch(jobs: list[Job], params: Params, prepared: Path, features: Path):
     return parallel.run(train_cell, jobs, workers())
 
 
+def plan_jobs(plan: Plan, params: Params, prepared: Path, features: Path) -> list[Job]:
+    """A job per cell the plan trains, in its order (longest first)."""
+    return [
+        Job(cell, params, plan.fingerprint(cell), plan.train_idx[cell], prepared, features)
+        for cell in plan.to_train
+    ]
+
+
 def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, tracker) -> list[CellResult]:
     """Train the plan's cells in a pool of workers; write and log each result as it arrives; log kept cells
     whose MLflow run is missing or stale. Returns every cell's result, in grid order."""
@@ -153,10 +161,7 @@ def run(plan: Plan, params: Params, prepared: Path, features: Path, out: Path, t
     dataset, backbone = next(iter(plan.identities)).dataset, next(iter(plan.identities)).backbone
     logged = tracker.logged_fingerprints(dataset, backbone)
     data = _prepared_data(plan, params, dataset, prepared)
-    jobs = [
-        Job(cell, params, plan.fingerprint(cell), plan.train_idx[cell], prepared, features)
-        for cell in plan.to_train
-    ]
+    jobs = plan_jobs(plan, params, prepared, features)
     done, unlogged, broken = {}, [], []
 
     def log_to_mlflow(cell: Cell, result: CellResult, file: Path) -> None:

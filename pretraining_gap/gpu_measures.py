@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from . import config, execution, parallel, planning
 from .data import datasets, subsets
-from .data.prepared import POOL
 from .training import device as devices
 from .training import features, fusion, loop
 
@@ -101,9 +100,7 @@ def prepare(params: config.Params, folder: Path, device: torch.device) -> tuple[
     files = folder / f"{dataset}.npz", folder / "subsets.json", folder / "features.npy"
     data = datasets.prepare(dataset, params.datasets[dataset], params.study.sizes)
     data.save(files[0])
-    subsets.save(
-        files[1], {s: subsets.class_orderings(data.labels, data.part(POOL), s) for s in params.study.seeds}
-    )
+    subsets.save(files[1], subsets.by_seed(data, params.study.seeds))
     np.save(files[2], features.extract(params.backbones[backbone], data.images, device))
     return files
 
@@ -116,11 +113,7 @@ def jobs(
     prepared, subsets_file, features_file = files
     inputs = planning.Inputs.load(params, backbone, prepared, subsets_file, features_file)
     plan = planning.plan(params, dataset, backbone, inputs, out)
-    made = [
-        execution.Job(c, params, plan.fingerprint(c), plan.train_idx[c], prepared, features_file)
-        for c in plan.to_train
-    ]
-    return made, plan.work
+    return execution.plan_jobs(plan, params, prepared, features_file), plan.work
 
 
 def _row(result) -> dict:

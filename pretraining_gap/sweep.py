@@ -54,16 +54,13 @@ def main(args: argparse.Namespace) -> None:
     """One line per setting: its best validation accuracy at each size and seed."""
     from . import config
     from .data import datasets, subsets
-    from .data.prepared import POOL
     from .grid import Cell
     from .training import device, regimes  # torch and timm
 
     raw = yaml.safe_load(Path("params.yaml").read_text())
     params = config.validate(raw)
     data = datasets.prepare(args.dataset, params.datasets[args.dataset], args.sizes)
-    orderings = {
-        seed: subsets.class_orderings(data.labels, data.part(POOL), seed=seed) for seed in args.seeds
-    }
+    orderings = subsets.by_seed(data, args.seeds)
     on = device.choose()
     keys = [key for key, _ in args.set]
     for values in itertools.product(*(values for _, values in args.set)):

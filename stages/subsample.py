@@ -23,7 +23,7 @@ def arguments():
 def main(args) -> None:
     from pretraining_gap import config
     from pretraining_gap.data import datasets, subsets
-    from pretraining_gap.data.prepared import POOL, Prepared
+    from pretraining_gap.data.prepared import Prepared
 
     params = config.load()
     study, name = params.study, args.prepared.stem
@@ -32,8 +32,7 @@ def main(args) -> None:
     datasets.check_class_sizes(
         name, params.datasets[name], data.labels, data.split, data.class_names, study.sizes, data.official
     )
-    orderings = {seed: subsets.class_orderings(data.labels, data.part(POOL), seed) for seed in study.seeds}
-    subsets.save(args.out, orderings)
+    subsets.save(args.out, subsets.by_seed(data, study.seeds))
     log.info("seeds %s, sizes %s examples per class -> %s", study.seeds, study.sizes, args.out)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..grid import ALL
+from .prepared import POOL, Prepared
 
 
 def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int, np.ndarray]:
@@ -15,6 +16,11 @@ def class_orderings(labels: np.ndarray, pool: np.ndarray, seed: int) -> dict[int
     rng = np.random.default_rng(seed)
     pool_labels = labels[pool]
     return {int(c): rng.permutation(pool[pool_labels == c]) for c in np.unique(pool_labels)}
+
+
+def by_seed(data: Prepared, seeds: list[int]) -> dict[int, dict[int, np.ndarray]]:
+    """Per seed, the class orderings of the prepared data's pool: what the subsample stage writes."""
+    return {seed: class_orderings(data.labels, data.part(POOL), seed) for seed in seeds}
 
 
 def subset(orderings: dict[int, np.ndarray], examples_per_class: int | str) -> np.ndarray:
