@@ -55,7 +55,7 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
 
 
-# A learning rate, or a list of them: each cell then trains once per value and keeps the one best on validation.
+# A learning rate, or a list of them: each value is a candidate of the cell's selection (training/selection.py).
 LearningRates = Annotated[list[Annotated[float, Field(gt=0)]], BeforeValidator(_as_list), Field(min_length=1)]
 
 
@@ -165,7 +165,7 @@ class Backbone(Block):
 
 
 class Training(Block):
-    """Shared by the gradient-trained regimes."""
+    """Shared by the gradient-trained regimes: the base budget, the ladder their candidates climb, the optimiser."""
 
     batch_size: int = Field(
         ge=2, description="images per step (the whole subset when smaller); batch norm needs 2", examples=[32]
@@ -173,25 +173,36 @@ class Training(Block):
     epochs: Positive = Field(description="budget: epochs over the subset", examples=[15])
     min_steps: Positive = Field(description="optimisation steps at least", examples=[100])
     max_steps: Positive = Field(description="optimisation steps at most", examples=[250])
-    evaluations: Positive = Field(description="validation passes per run", examples=[10])
-    patience: float = Field(
-        gt=0,
-        le=1,
-        description="stop once the best validation evaluation is this fraction of the run's budget old",
-        examples=[0.4],
+    ladder: list[Annotated[float, Field(gt=0)]] = Field(
+        min_length=1,
+        description="the rungs every gradient arm's candidates climb, as multiples of the base budget, ascending "
+        "(successive halving, training/selection.py)",
+        examples=[[0.5, 1, 2, 4, 8]],
+    )
+    reduction_factor: int = Field(
+        ge=2,
+        description="successive halving's reduction factor: at each rung the best 1/this of the candidates still "
+        "going (rounded up) train on",
+        examples=[3],
     )
     weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
     augment_shift: float = Field(
         ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1]
     )
     fused_members: Positive = Field(
-        description="at most this many trainings of a cell's grid run as one fused model (horizontal fusion); "
+        description="at most this many candidates of a cell run as one fused model (horizontal fusion); "
         "1 runs them one after another",
         examples=[4],
     )
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> Training:
+        if self.ladder != sorted(set(self.ladder)):
+            raise _Invalid(
+                "training.ladder",
+                f"{_yaml(self.ladder)} is not ascending without repeats",
+                f"list the rungs from low to high, e.g. {_yaml(sorted(set(self.ladder)))}",
+            )
         if self.min_steps > self.max_steps:
             raise _Invalid(
                 "training.min_steps",
@@ -248,16 +259,15 @@ class Regime(Block):
             dict.fromkeys(name.partition(":")[0] for name in (cls.runner, cls.backbone_check) if name)
         )
 
-    @property
-    def candidates(self) -> int:
-        """Settings a cell compares (before any extension past a grid's edge): its learning rates, if it has any."""
-        return len(self.lr) if "lr" in type(self).model_fields else 1
+    def candidate_options(self) -> list[dict[str, Any]]:
+        """The candidates a cell compares (training/selection.py), each its options: numbers form a grid whose edges
+        the procedure may extend, strings a family (e.g. a normalisation). Default: its learning rates."""
+        return [{"lr": lr} for lr in self.lr] if "lr" in type(self).model_fields else [{}]
 
     @property
-    def multipliers(self) -> tuple[float, float | None]:
-        """Its step budget as multiples of the shared one (`loop.budget`): the cell's, and the shorter one its
-        settings are compared on (None: the same)."""
-        return 1.0, None
+    def candidates(self) -> int:
+        """Candidates a cell starts with (before any extension past a grid's edge)."""
+        return len(self.candidate_options())
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -282,34 +292,11 @@ class Scratch(Regime):
         "rates: the normalisation is chosen per cell on validation. Unset: batch norm only",
         examples=[0.001],
     )
-    budget_multiplier: float = Field(
-        ge=1, description="times the fine-tuning steps (He et al. 2019: scratch needs longer)", examples=[8]
-    )
-    choosing_multiplier: float | None = Field(
-        None,
-        gt=0,
-        description="the shorter budget the learning rates are compared on (each with its own schedule); the "
-        "chosen one then trains at budget_multiplier. Unset: every rate trains at budget_multiplier",
-        examples=[2],
-    )
 
-    @model_validator(mode="after")
-    def _choosing_shorter(self) -> Scratch:
-        if self.choosing_multiplier is not None and self.choosing_multiplier > self.budget_multiplier:
-            raise _Invalid(
-                "regimes.scratch.choosing_multiplier",
-                f"{self.choosing_multiplier:g} is above budget_multiplier {self.budget_multiplier:g}",
-                "give a shorter budget to compare the rates on, or leave it unset",
-            )
-        return self
-
-    @property
-    def candidates(self) -> int:
-        return len(self.lr) + len(self.group_norm_lr or [])
-
-    @property
-    def multipliers(self) -> tuple[float, float | None]:
-        return self.budget_multiplier, self.choosing_multiplier
+    def candidate_options(self) -> list[dict[str, Any]]:
+        return [{"norm": "batch", "lr": lr} for lr in self.lr] + [
+            {"norm": "group", "lr": lr} for lr in self.group_norm_lr or []
+        ]
 
 
 @register("pixels")
@@ -354,52 +341,71 @@ class Linear(Regime):
 @register("frozen")
 class Frozen(Regime):
     runner = "pretraining_gap.training.frozen:frozen"
+    chosen = {
+        "lr": (float, "the learning rate chosen on validation"),
+        "dropout": (float, "the dropout fraction chosen on validation"),
+    }
     on_features: ClassVar[bool] = True
     colour, marker, summary = "tab:green", "^", "dense head on cached frozen features"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[[0.0003, 0.001]])
     hidden: list[Positive] = Field(description="hidden layer widths", examples=[[256, 256]])
-    dropout: float = Field(ge=0, lt=1, description="dropout fraction after each hidden layer", examples=[0.2])
+    dropout: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], BeforeValidator(_as_list)] = Field(
+        min_length=1,
+        description="dropout fraction(s) after each hidden layer; a list: candidates beside the rates",
+        examples=[[0.2, 0.5]],
+    )
+
+    def candidate_options(self) -> list[dict[str, Any]]:
+        return [{"dropout": d, "lr": lr} for d in self.dropout for lr in self.lr]
 
 
-BatchNorm = Literal["frozen", "train"]
+# frozen keeps the ImageNet statistics, train re-estimates them; a list: both are candidates
+BatchNorms = Annotated[list[Literal["frozen", "train"]], BeforeValidator(_as_list), Field(min_length=1)]
+CHOSEN_BATCHNORM = {
+    "lr": (float, "the learning rate chosen on validation"),
+    "batchnorm": (str, "the batch-norm statistics chosen on validation: frozen (ImageNet's) or train"),
+}
+
+
+def _batchnorm_options(cfg: Regime) -> list[dict[str, Any]]:
+    return [{"batchnorm": b, "lr": lr} for b in cfg.batchnorm for lr in cfg.lr]
 
 
 @register("finetune")
 class Finetune(Regime):
     runner = "pretraining_gap.training.finetune:finetune"
+    chosen = CHOSEN_BATCHNORM
     colour, marker, summary = "tab:orange", "D", "every layer trained from the pretrained weights"
     lr: LearningRates = Field(description="AdamW peak learning rate(s)", examples=[0.001])
-    budget_multiplier: float = Field(
-        gt=0, description="times the shared step budget; chosen on validation (docs/choices.md)", examples=[2]
-    )
     backbone_lr_scale: float = Field(
         gt=0, description="backbone lr = lr x this; the head trains at lr", examples=[1]
     )
-    batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
+    batchnorm: BatchNorms = Field(
+        description="frozen keeps the ImageNet statistics, train re-estimates them",
+        examples=[["frozen", "train"]],
+    )
 
-    @property
-    def multipliers(self) -> tuple[float, float | None]:
-        return self.budget_multiplier, None
+    candidate_options = _batchnorm_options
 
 
 @register("chainthaw")
 class Chainthaw(Regime):
     runner = "pretraining_gap.training.chainthaw:chainthaw"
+    chosen = CHOSEN_BATCHNORM
     colour, marker, summary = (
         "tab:red",
         "v",
         "new layers, each pretrained group alone, then all (Felbo et al.)",
     )
     lr: LearningRates = Field(description="AdamW peak learning rate(s), every phase", examples=[0.001])
-    batchnorm: BatchNorm = Field(description="frozen keeps the ImageNet statistics", examples=["frozen"])
+    batchnorm: BatchNorms = Field(description="as finetune's", examples=[["frozen", "train"]])
     phase_budget: float = Field(
-        gt=0, description="steps per phase, fraction of the fine-tuning budget", examples=[0.25]
+        gt=0, description="steps per phase before all layers, fraction of the base budget", examples=[0.25]
     )
+    phase_evaluations: Positive = Field(5, description="validation passes per phase", examples=[5])
     phase_patience: Positive = Field(description="evaluations without a lower validation loss", examples=[3])
 
-    @property
-    def multipliers(self) -> tuple[float, float | None]:
-        return self.phase_budget, None  # per phase: each phase has this budget
+    candidate_options = _batchnorm_options
 
 
 @register("depth")
@@ -420,10 +426,7 @@ class Depth(Regime):
         description="AdamW peak learning rate(s) of the re-initialised groups and the head",
         examples=[[0.003, 0.01]],
     )
-    budget_multiplier: float = Field(
-        gt=0, description="times the shared step budget; chosen on validation (docs/choices.md)", examples=[2]
-    )
-    batchnorm: BatchNorm = Field(
+    batchnorm: Literal["frozen", "train"] = Field(
         description="for the kept groups; new groups train theirs", examples=["frozen"]
     )
 
@@ -432,13 +435,8 @@ class Depth(Regime):
         _unique(self.k, "regimes.depth.k")
         return self
 
-    @property
-    def candidates(self) -> int:
-        return len(self.lr) * len(self.lr_new)
-
-    @property
-    def multipliers(self) -> tuple[float, float | None]:
-        return self.budget_multiplier, None
+    def candidate_options(self) -> list[dict[str, Any]]:
+        return [{"lr": a, "lr_new": b} for a in self.lr for b in self.lr_new]
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -531,7 +529,7 @@ class Params(Block):
     study: Study = Field(description="the grid: datasets x backbones x regimes x sizes x seeds")
     datasets: dict[str, Dataset] = Field(description="one block per dataset, named")
     backbones: dict[str, Backbone] = Field(description="one block per backbone, named")
-    training: Training = Field(description="the step budget, early stopping and optimiser")
+    training: Training = Field(description="the step budget, the selection ladder and optimiser")
     regimes: Annotated[dict[str, SerializeAsAny[Regime]], BeforeValidator(_regime_blocks)] = Field(
         description="one block of options per regime (config.REGIMES); a regime listed in study.regimes needs its"
         " block"
@@ -562,6 +560,24 @@ class Params(Block):
                         f"{name!r} has no block under '{group}:'",
                         f"add '{group}.{name}:' or remove {name!r}; defined: {defined}",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _same_candidates(self) -> Params:
+        """Every gradient arm of the study starts with the same number of candidates (training/selection.py)."""
+        counts = {
+            name: self.regimes[name].candidates for name in self.study.regimes if REGIMES[name].gradient
+        }
+        if len(set(counts.values())) > 1:
+            most = max(set(counts.values()), key=list(counts.values()).count)
+            odd = next(name for name, n in counts.items() if n != most)
+            raise _Invalid(
+                f"regimes.{odd}",
+                f"{counts[odd]} candidates, while the other gradient arms start with {most}: "
+                + ", ".join(f"{name} {n}" for name, n in counts.items()),
+                f"give regimes.{odd} {most} candidates (its options' combinations: e.g. its lr list), so every arm "
+                "is tuned alike",
+            )
         return self
 
     def regime(self, name: str) -> Regime:

@@ -67,6 +67,7 @@ def train_cell(job: Job, data: Prepared | None = None, features: np.ndarray | No
             "status": "finished",
             "train_images": len(train_idx),
             "classes": inputs.num_classes,
+            "machine": device.machine(inputs.device),
             **outcome.model_dump(exclude_none=True),
         }
     except loop.Diverged as error:

@@ -96,7 +96,7 @@ def study_params(sizes: Sizes, tiny: bool, work: Path, regimes: list[str], study
     raw["study"].update(regimes=list(regimes), sizes=list(study_sizes), seeds=list(seeds))
     if not tiny:
         return raw
-    raw["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
+    raw["training"].update(min_steps=4, max_steps=8, batch_size=8, ladder=[1, 2])
     weights = work / "tiny.safetensors"
     if not weights.exists():
         import timm
@@ -109,10 +109,11 @@ def study_params(sizes: Sizes, tiny: bool, work: Path, regimes: list[str], study
     raw["backbones"] = {"tiny": {"model": sizes.model, "weights": str(weights), "feature_resolution": 16}}
     raw["datasets"]["digits"].update(resolution=16, val_per_class=5, test_per_class=10)
     grids = raw["regimes"]
-    grids["scratch"].update(lr=[0.03], budget_multiplier=2, group_norm_lr=[0.001])
-    grids["finetune"].update(lr=[0.001], budget_multiplier=1)
-    grids["frozen"].update(lr=[0.001])
-    grids["depth"].update(k=[1], lr=[0.001], lr_new=[0.01], budget_multiplier=1)
+    grids["scratch"].update(lr=[0.03], group_norm_lr=[0.001])  # two candidates each arm
+    grids["finetune"].update(lr=[0.001], batchnorm=["frozen", "train"])
+    grids["frozen"].update(lr=[0.001], dropout=[0.2, 0.5])
+    grids["chainthaw"].update(lr=[0.001], batchnorm=["frozen", "train"])
+    grids["depth"].update(k=[1], lr=[0.001], lr_new=[0.01, 0.03])
     grids["pixels"].update(resolution=8, C=[1], gamma=[1])
     grids["linear"].update(C=[1])
     raw["analysis"].update(bootstrap=100)

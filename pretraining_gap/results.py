@@ -35,11 +35,19 @@ class _Trained(BaseModel):
     images_per_second: float | None = None  # training images per second over the whole grid (every setting)
     steps: int | None = None  # optimisation steps the kept run took
     best_step: int | None = None  # the step whose weights were kept
-    budget_steps: int | None = None  # the kept run's step budget
-    choosing_steps: int | None = None  # the shorter budget the learning rates were compared on, if any
-    kept_run: Literal["choosing", "final"] | None = None  # with choosing_steps: the run better on validation
+    budget_steps: int | None = None  # the kept run's step budget: the last rung it reached
     batch_size: int | None = None
-    converged: bool | None = None  # the kept run's best step came before the last fifth of its budget
+    converged: bool | None = (
+        None  # its ladder stopped because validation stopped gaining, not at the top rung
+    )
+    candidates: int | None = (
+        None  # candidates the cell started with (selection.py; before any edge extension)
+    )
+    rungs: list[int] | None = None  # the ladder's rungs it climbed, in steps
+    tuning_steps: int | None = None  # optimisation steps of every run the cell trained, candidates included
+    winners_curse: float | None = (
+        None  # chosen on validation's first half: its accuracy there minus on the second
+    )
 
 
 def _chosen_fields() -> dict[str, Any]:
@@ -60,8 +68,8 @@ class Outcome(_Chosen):
     fields, from the registry), how it trained."""
 
     at_grid_edge: bool | None = None  # the chosen lr / C sits at an edge of every value tried
-    val_accuracy_by_lr: dict[str, float | None] | None = (
-        None  # every lr tried: validation accuracy (None: diverged)
+    trace: list[dict[str, Any]] | None = (
+        None  # every candidate: options, rungs reached, steps, why it stopped
     )
     val_accuracy_by_C: dict[str, float] | None = (
         None  # every C tried (of the chosen family): validation accuracy
@@ -73,6 +81,12 @@ class Outcome(_Chosen):
         None  # T per conv / linear layer, network order (fine-tuned cells)
     )
     weight_scale: dict[str, float] | None = None  # mean |pretrained weight| per layer, beside T
+    # per image, in the split's stored order: the kept model's test and validation logits (networks; the probes'
+    # log-probabilities or decision values) and labels, for the analysis's test-image bootstrap and calibration
+    test_logits: list[list[float]] | None = None
+    test_labels: list[int] | None = None
+    val_logits: list[list[float]] | None = None
+    val_labels: list[int] | None = None
 
 
 class CellResult(Outcome):
@@ -93,6 +107,7 @@ class CellResult(Outcome):
     identity_digests: dict[str, str] | None = (
         None  # the fingerprint's parts: code, config, data, weights, versions
     )
+    machine: dict[str, Any] | None = None  # where it trained: device, CPU model, threads, library versions
     started_ms: int
     finished_ms: int
 

@@ -1,11 +1,11 @@
 """Validation accuracy of each learning rate in a grid, for one regime, at a few sizes and seeds.
 
-The study's learning rates and budgets in params.yaml were chosen with sweeps like this one (docs/choices.md); it
+The study's learning rates and options in params.yaml were chosen with sweeps like this one (docs/choices.md); it
 reads only the validation split. Run from the study's root folder (it reads its params.yaml); `--set` varies any
 other params key as well, each of its comma-separated values crossed with the learning rates.
 Examples:
   pretraining-gap sweep finetune --lr 3e-4 1e-3 3e-3 --sizes 1 10
-  pretraining-gap sweep scratch --lr 0.03 --sizes 10 --set regimes.scratch.budget_multiplier=2,4,8
+  pretraining-gap sweep finetune --lr 1e-3 --sizes 10 --set regimes.finetune.batchnorm=frozen,train
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ REGIMES = ["scratch", "finetune", "chainthaw"]  # trained on images, one cell pe
 
 
 def setting(text: str) -> tuple[list[str], list]:
-    """'regimes.scratch.budget_multiplier=2,4,8' -> (['regimes', 'scratch', 'budget_multiplier'], [2, 4, 8])."""
+    """'training.max_steps=100,200' -> (['training', 'max_steps'], [100, 200])."""
     key, _, values = text.partition("=")
     if not values:
         raise argparse.ArgumentTypeError(f"{text}: expected KEY=VALUE[,VALUE...]")

@@ -38,15 +38,16 @@ def tiny_params(weights: Path) -> dict:
     params["backbones"] = {
         "tiny": {"model": "test_efficientnet", "weights": str(weights), "feature_resolution": 16}
     }
-    params["training"].update(min_steps=4, max_steps=8, evaluations=2, batch_size=8)
+    params["training"].update(min_steps=4, max_steps=8, batch_size=8, ladder=[1, 2])
     params["analysis"].update(bootstrap=100)
-    # one rate per regime and short multipliers: the tests that choose among several set their own grids
+    # one candidate per regime and a two-rung ladder: the tests that choose among several set their own grids
     regimes = params["regimes"]
-    regimes["scratch"].update(lr=[0.03], budget_multiplier=2)
-    del regimes["scratch"]["choosing_multiplier"], regimes["scratch"]["group_norm_lr"]  # batch norm only
-    regimes["finetune"].update(lr=[0.001], budget_multiplier=1)
-    regimes["frozen"].update(lr=[0.001])
-    regimes["depth"].update(lr=[0.001], lr_new=[0.01], budget_multiplier=1)
+    regimes["scratch"].update(lr=[0.03])
+    del regimes["scratch"]["group_norm_lr"]  # batch norm only
+    regimes["finetune"].update(lr=[0.001], batchnorm=["frozen"])
+    regimes["frozen"].update(lr=[0.001], dropout=[0.2])
+    regimes["chainthaw"].update(lr=[0.001], batchnorm=["frozen"])
+    regimes["depth"].update(lr=[0.001], lr_new=[0.01])
     return params
 
 

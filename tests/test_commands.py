@@ -53,15 +53,15 @@ def test_sweep_prints_a_validation_accuracy_per_learning_rate(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = pretraining_gap(
         *["sweep", "scratch", "--lr", "0.01", "0.1", "--sizes", "1", "3", "--backbone", "tiny"],
-        *["--set", "regimes.scratch.budget_multiplier=1,2"],
+        *["--set", "training.max_steps=4,8"],
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 4
-    for (multiplier, lr), line in zip(itertools.product((1, 2), ("0.01", "0.1")), lines):
+    for (steps, lr), line in zip(itertools.product((4, 8), ("0.01", "0.1")), lines):
         assert re.fullmatch(
-            rf"scratch lr={lr} regimes\.scratch\.budget_multiplier={multiplier}: validation accuracy "
+            rf"scratch lr={lr} training\.max_steps={steps}: validation accuracy "
             r"1/class seed 1 [01]\.\d{3}, 3/class seed 1 [01]\.\d{3}",
             line,
         )

@@ -69,11 +69,10 @@ def test_depth_cells_come_once_per_k():
             lambda p: p["backbones"]["efficientnet_lite0"].update(weights="no/such.pth"),
             "backbones.efficientnet_lite0.weights",
         ),
-        (lambda p: p["training"].pop("patience"), "training.patience"),
-        (
-            lambda p: p["regimes"]["scratch"].update(budget_multiplier=0.5),
-            "regimes.scratch.budget_multiplier",
-        ),
+        (lambda p: p["training"].pop("ladder"), "training.ladder"),
+        (lambda p: p["training"].update(ladder=[1, 0.5]), "training.ladder"),
+        (lambda p: p["training"].update(reduction_factor=1), "training.reduction_factor"),
+        (lambda p: p["regimes"]["finetune"].update(lr=[0.001]), "regimes.finetune"),
         (lambda p: p["regimes"]["finetune"].update(lr="fast"), "regimes.finetune.lr"),
         (lambda p: p["regimes"]["finetune"].update(batchnorm="fixed"), "regimes.finetune.batchnorm"),
         (lambda p: p["training"].update(batch_size=1), "training.batch_size"),
@@ -133,7 +132,8 @@ def test_ray_as_backend_without_ray_installed_names_the_install(monkeypatch):
 
 @pytest.mark.parametrize("lr", [0.001, [0.0003, 0.001, 0.003]])
 def test_a_learning_rate_is_a_number_or_a_grid(lr):
-    config.validate(broken(lambda p: p["regimes"]["finetune"].update(lr=lr)))
+    params = config.validate(broken(lambda p: p["regimes"]["chainthaw"].update(lr=lr)))
+    assert params.regime("chainthaw").lr == (lr if isinstance(lr, list) else [lr])
 
 
 @pytest.mark.parametrize("lr", [[], [0.001, -1], 0, [True]])

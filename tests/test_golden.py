@@ -49,16 +49,14 @@ def golden_params(weights: Path) -> config.Params:
     """The tiny study's params with the shipped regime grids cut to two settings, 12-step budgets."""
     p = tiny_params(weights)
     p["regimes"] = yaml.safe_load((ROOT / "params.yaml").read_text())["regimes"]
-    p["regimes"]["scratch"].update(
-        lr=[0.01, 0.03], group_norm_lr=[0.003], budget_multiplier=2, choosing_multiplier=1
-    )
-    p["regimes"]["finetune"].update(lr=[0.001, 0.003], budget_multiplier=1)
-    p["regimes"]["frozen"].update(lr=[0.001, 0.003], hidden=[16])
-    p["regimes"]["depth"].update(k=[2], lr=[0.001], lr_new=[0.01], budget_multiplier=1)
-    p["regimes"]["chainthaw"].update(phase_budget=0.5)
+    p["regimes"]["scratch"].update(lr=[0.03], group_norm_lr=[0.003])
+    p["regimes"]["finetune"].update(lr=[0.001, 0.003], batchnorm=["frozen"])
+    p["regimes"]["frozen"].update(lr=[0.001, 0.003], hidden=[16], dropout=[0.2])
+    p["regimes"]["depth"].update(k=[2], lr=[0.001], lr_new=[0.01, 0.03])
+    p["regimes"]["chainthaw"].update(lr=[0.001], batchnorm=["frozen", "train"], phase_budget=0.5)
     p["regimes"]["linear"].update(C=[0.01, 1, 100])
     p["regimes"]["pixels"].update(C=[0.1, 10])
-    p["training"].update(min_steps=12, max_steps=12, evaluations=3, patience=1.0, batch_size=15)
+    p["training"].update(min_steps=12, max_steps=12, batch_size=15, ladder=[0.5, 1, 2])
     return config.Params.model_validate(p)
 
 
@@ -83,7 +81,8 @@ def numbers(outcome, model) -> dict:
         "lr": outcome.lr,
         "C": outcome.C,
         "classifier": outcome.classifier,
-        "val_accuracy_by_lr": outcome.val_accuracy_by_lr,
+        "trace_val_accuracy": _by_candidate(outcome, "best_val_accuracy"),
+        "trace_steps": _by_candidate(outcome, "steps"),
         "val_accuracy_by_C": outcome.val_accuracy_by_C,
         "steps": outcome.steps,
     }
@@ -92,6 +91,16 @@ def numbers(outcome, model) -> dict:
             torch.cat([p.detach().double().flatten() for p in model.parameters()]).norm()
         )
     return {k: v for k, v in found.items() if v is not None}
+
+
+def _by_candidate(outcome, key: str) -> dict | None:
+    """One number per candidate the cell tried (its trace), by its options: 'lr=0.001 norm=batch' -> value."""
+    return {
+        " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(e["options"].items())
+        ): e.get(key)
+        for e in outcome.trace or []
+    } or None
 
 
 def measure() -> dict[str, dict]:

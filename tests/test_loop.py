@@ -16,8 +16,8 @@ TRAINING = Training(
     epochs=1,
     min_steps=12,
     max_steps=12,
-    evaluations=4,
-    patience=0.25,
+    ladder=[0.5, 1],
+    reduction_factor=2,
     weight_decay=0.05,
     augment_shift=0.1,
     fused_members=4,
@@ -93,3 +93,39 @@ def test_more_settings_than_fused_members_train_in_groups_with_the_same_results(
         )
     for a, b in zip(in_twos, all_three):
         torch.testing.assert_close(a.model.state_dict(), b.model.state_dict(), rtol=1e-9, atol=1e-8)
+
+
+def test_a_run_stopped_at_a_rung_and_resumed_is_one_run(data):
+    """loop.Run: advanced to the first rung's end, then to the second, a member trains as in one call to the second
+    (float64): the evaluation between them changes nothing, and the rate restarts warm at the rung (loop.cycles)."""
+    data_train, data_val = data
+
+    def run(stops: list[int]) -> loop.Run:
+        done = loop.Run(
+            [member(1e-2, False)], data_train, data_val, TRAINING, 7, torch.device("cpu"), [6, 12], 8
+        )
+        done.eval_every = 6
+        for stop in stops:
+            done.advance(stop)
+        return done
+
+    resumed, whole = run([6, 12]), run([12])
+    assert resumed.fit(0).history["step"] == whole.fit(0).history["step"] == [6, 12]
+    assert resumed.fit(0).history["val_loss"] == pytest.approx(whole.fit(0).history["val_loss"], rel=1e-12)
+    torch.testing.assert_close(resumed.members[0].model.state_dict(), whole.members[0].model.state_dict())
+
+
+def test_the_rate_cycles_anneal_at_every_rung_end():
+    """loop.cycles: warm-up over a tenth of each cycle, cosine to (near) 0 at each end, then the peak again."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    schedule = loop.cycles(optimizer, [10, 20, 40])
+    rates = []
+    for _ in range(40):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(1.0)  # a one-step warm-up (a tenth of 10)
+    assert max(rates[:10]) == pytest.approx(1.0) and rates[9] < 0.05  # annealed at the first rung's end
+    assert rates[10] == pytest.approx(1.0) and rates[19] < 0.05  # restarted, annealed again
+    assert rates[20] == pytest.approx(0.5) and rates[21] == pytest.approx(1.0) and rates[39] < 0.01

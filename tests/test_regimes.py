@@ -30,10 +30,13 @@ def typed(p: dict) -> config.Params:
 def raw_params(tmp_path_factory) -> dict:
     p = tiny_params(tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors"))
     p["regimes"] = yaml.safe_load((ROOT / "params.yaml").read_text())["regimes"]
-    p["regimes"]["depth"].update(k=[2], transferred="frozen")
-    p["regimes"]["chainthaw"].update(phase_budget=0.5)
-    p["regimes"]["scratch"].update(budget_multiplier=1, choosing_multiplier=None)  # beats chance sooner
-    p["training"].update(min_steps=40, max_steps=40, evaluations=4, patience=1.0, batch_size=15)
+    # two candidates per arm, a three-rung ladder
+    p["regimes"]["scratch"].update(lr=[0.03], group_norm_lr=[0.003])
+    p["regimes"]["finetune"].update(lr=[0.0003, 0.001], batchnorm=["frozen"])
+    p["regimes"]["frozen"].update(lr=[0.0003, 0.001], dropout=[0.2])
+    p["regimes"]["chainthaw"].update(lr=[0.001], batchnorm=["frozen", "train"], phase_budget=0.5)
+    p["regimes"]["depth"].update(k=[2], transferred="frozen", lr=[0.001], lr_new=[0.003, 0.01])
+    p["training"].update(min_steps=40, max_steps=40, batch_size=15, ladder=[0.5, 1, 2], reduction_factor=2)
     return p
 
 
@@ -136,28 +139,29 @@ def test_scratch_starts_from_the_seeded_random_init(params, trained):
     assert all(changed)
 
 
-def test_chainthaw_phases_run_in_order_and_each_starts_from_the_previous_best(trained):
+def test_chainthaw_counts_its_phases_and_trains_all_layers_last(params, trained):
+    """Each candidate's phases before all layers (one per pretrained group and the new layers) are in its steps;
+    its run up the ladder trains every layer."""
     result, model = trained("chainthaw")
-    history = result.history
-    phases = list(dict.fromkeys(history["phase"]))
-    groups = [name for name, _ in layer_groups.groups(model)[:-1]]
-    assert phases == ["new layers", *groups, "all layers"]
-    assert history["step"] == sorted(history["step"])
-    for previous, phase in zip(phases, phases[1:]):
-        losses = [loss for p, loss in zip(history["phase"], history["val_loss"]) if p == previous]
-        start = history["val_loss"][history["phase"].index(phase)]
-        assert start == pytest.approx(min(losses), abs=1e-6)  # the best weights were reloaded
+    for entry in result.trace:
+        assert entry["steps"] > entry["budget_steps"]  # the phases' steps, then the ladder's run
+    before = pretrained(params)
+    after = states(model)
+    assert all(
+        not torch.equal(before[n], after[n]) for n, _ in model.named_parameters() if "classifier" not in n
+    )
 
 
-def test_learning_rate_grid_is_chosen_on_validation_and_extended_past_its_edge(raw_params, data, feats):
+def test_a_grid_is_extended_one_step_past_the_edge_its_best_sits_on(raw_params, data, feats):
     grid = copy.deepcopy(raw_params)
     grid["regimes"]["frozen"]["lr"] = [1e-7, 1e-6]  # far too low: the best sits at the upper edge
     result, _ = run("frozen", typed(grid), data, feats)
-    scores = result.val_accuracy_by_lr
-    assert set(scores) == {"1e-07", "1e-06", "1e-05"}  # one step past the edge, in the grid's own ratio
-    assert result.lr == max([1e-7, 1e-6, 1e-5], key=lambda lr: (scores[f"{lr:g}"], lr))
-    assert result.best_val_accuracy == max(scores.values())
-    assert result.at_grid_edge == (result.lr == 1e-5)
+    tried = {entry["options"]["lr"]: entry for entry in result.trace}
+    assert sorted(tried) == pytest.approx(
+        [1e-7, 1e-6, 1e-5]
+    )  # one step past the edge, in the grid's own ratio
+    assert [e["extension"] for e in result.trace] == [False, False, True]
+    assert result.candidates == 2 and result.at_grid_edge == (result.lr == pytest.approx(1e-5))
 
 
 def test_depth_larger_than_the_backbone_fails_before_training(raw_params):
@@ -196,15 +200,18 @@ def test_the_test_split_chooses_nothing(regime, params, data, feats):
     fooled, _ = run(regime, params, scrambled, feats)
     chosen = (
         "lr",
+        "dropout",
         "C",
         "classifier",
         "gamma",
         "best_val_accuracy",
-        "val_accuracy_by_lr",
         "val_accuracy_by_C",
+        "winners_curse",
     )
     assert {k: getattr(honest, k) for k in chosen} == {k: getattr(fooled, k) for k in chosen}
+    assert honest.trace == fooled.trace
     assert fooled.test_accuracy < 0.5 < honest.test_accuracy
+    assert len(honest.test_logits) == len(honest.test_labels) == len(test) and honest.val_logits
 
 
 def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats):
@@ -212,7 +219,8 @@ def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats
     every = layer_groups.groups(backbones.create(params.backbones["tiny"], CLASSES, False, 1))
     same = copy.deepcopy(raw_params)
     same["regimes"]["depth"].update(transferred="finetune", batchnorm="frozen", lr=[1e-3], lr_new=[1e-3])
-    same["regimes"]["finetune"].update(lr=[1e-3], backbone_lr_scale=1, batchnorm="frozen")
+    same["regimes"]["finetune"].update(lr=[1e-3], backbone_lr_scale=1, batchnorm=["frozen"])
+    same["study"]["regimes"] = ["finetune", "depth"]
     depth, _ = run("depth", typed(same), data, feats, depth=len(every) - 1)
     finetune, _ = run("finetune", typed(same), data, feats)
     curves = [
@@ -221,59 +229,51 @@ def test_depth_with_every_group_kept_is_finetune(raw_params, params, data, feats
     assert curves[0] == curves[1] and depth.test_accuracy == finetune.test_accuracy
 
 
-def test_rates_compared_on_a_shorter_budget_then_the_chosen_one_trained_on_the_whole(raw_params, data, feats):
-    halving = copy.deepcopy(raw_params)
-    halving["regimes"]["scratch"].update(
-        lr=[0.01, 0.03], group_norm_lr=[0.001], budget_multiplier=2, choosing_multiplier=1
-    )
-    result, model = run("scratch", typed(halving), data, feats)
-    assert result.choosing_steps == 40 and result.budget_steps == 80  # the module's budget: 40 steps
-    assert set(result.val_accuracy_by_lr) >= {"batch 0.01", "batch 0.03", "group 0.001"}
-    assert result.val_accuracy_by_lr[f"{result.norm} {result.lr:g}"] == max(
-        result.val_accuracy_by_lr.values()
-    )
-    norms = {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
-    assert norms == ({"BatchNormAct2d"} if result.norm == "batch" else {"GroupNormAct"})
-    assert result.history["step"][-1] > 40  # the kept run is the long one
+@pytest.mark.parametrize("regime", [name for name, entry in config.REGIMES.items() if entry.gradient])
+def test_every_gradient_arm_climbs_the_one_ladder_by_the_one_rule(regime, params, trained):
+    """Read from the cell's trace alone: the same first-rung candidates (2 here), the same rungs, successive
+    halving by the same factor, climbing only while the best gained, the same edge rule and the same fallback."""
+    result, _ = trained(regime)
+    check_trace(result, params.training, base=40)
 
 
-@pytest.mark.parametrize("spoil", ["shuffled labels", "diverging"])
-def test_a_final_run_worse_on_validation_than_the_run_that_chose_its_rate_is_not_kept(
-    spoil, params, data, feats
-):
-    """Successive halving keeps the long run unless the short run that chose its rate is more accurate on
-    validation; a long run that learns nothing (shuffled labels) or diverges leaves the short run's weights, budget
-    and history (the 5-per-class scratch cell of seed 4 kept a collapsed long run and fell to 0.49)."""
-    cell = Cell("colours", "tiny", "finetune", 10, 1)
-    inputs = regimes.CellInputs.of(params, cell, data, data.part(POOL), feats, CPU)
-    split = regimes.image_split(inputs)
-    choosing = regimes.loop.budget(len(split.train[0]), params.training)
-    plan = regimes.loop.budget(len(split.train[0]), params.training, 2)
+def check_trace(result, training: config.Training, base: int) -> None:
+    """The procedure of training/selection.py, checked on a result's trace."""
+    rungs = [round(m * base) for m in training.ladder]
+    trace = result.trace
+    assert result.candidates == sum(not e["extension"] for e in trace) == 2
+    reached = [[r["steps"] for r in e.get("rungs", [])] for e in trace]
+    for steps in reached:
+        assert steps[0] == 0 and steps[1:] == rungs[: len(steps) - 1]  # a prefix of the one ladder
+    top = max(len(steps) - 1 for steps in reached)  # rungs climbed
+    assert result.rungs == rungs[:top]
 
-    def build(lr):
-        model = backbones.create(params.backbones["tiny"], CLASSES, True, 1)
-        return regimes.loop.Member(model, [{"params": list(model.parameters()), "lr": lr}])
+    def best_after(rung: int) -> float:
+        return max(r["val_accuracy"] for e in trace for r in e.get("rungs", []) if r["steps"] <= rungs[rung])
 
-    def train(members, budget, spoilt=None):
-        x, y = split.train
-        if spoilt == "shuffled labels":
-            y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
-        if spoilt == "diverging":
-            for member in members:
-                member.param_groups[0]["lr"] = math.inf
-        return regimes.loop.fit(
-            members, (x, y), split.val, budget, params.training, 1, CPU, evaluate_start=True
-        )
-
-    grid = regimes.rates(params.regime("finetune"))
-    honest, _ = regimes.best_setting(inputs, split, build, train, plan, choosing, grid)
-    spoilt, model = regimes.best_setting(
-        inputs, split, build, lambda m, b: train(m, b, spoil if b == plan else None), plan, choosing, grid
-    )
-    # on the module's data the longer run is better
-    assert honest.kept_run == "final" and honest.budget_steps == plan.steps
-    assert spoilt.kept_run == "choosing" and spoilt.budget_steps == choosing.steps
-    assert spoilt.best_val_accuracy == spoilt.val_accuracy_by_lr[f"{spoilt.lr:g}"] > 0.5
-    assert spoilt.history["step"][-1] <= choosing.steps
-    # the model returned is the short run's best weights
-    assert regimes.loop.evaluate(model, *split.val, CPU)[0] == spoilt.best_val_accuracy
+    for rung in range(1, top):
+        going = sum(len(steps) - 1 > rung - 1 for steps in reached)
+        assert sum(len(steps) - 1 > rung for steps in reached) <= math.ceil(going / training.reduction_factor)
+        assert rung == 1 or best_after(rung - 1) > best_after(rung - 2)  # it climbed only while gaining
+    # the edge rule, where one candidate led after the first rung
+    first = [e for e in trace if not e["extension"]]
+    after_first = [max(r["val_accuracy"] for r in e.get("rungs", [])[:2]) for e in first]
+    leaders = [e["options"] for e, a in zip(first, after_first) if a == max(after_first)]
+    extended = [e["options"] for e in trace if e["extension"]]
+    if len(leaders) == 1:
+        (leader,) = leaders
+        at_edge = []
+        for key, value in leader.items():
+            family = sorted(
+                {
+                    o[key]
+                    for o in (e["options"] for e in first)
+                    if all(o[k] == leader[k] for k in o if k != key)
+                }
+            )
+            if not isinstance(value, str) and len(family) >= 2 and value in (family[0], family[-1]):
+                at_edge.append(key)
+        assert sorted(k for o in extended for k in o if o[k] != leader[k]) == sorted(at_edge)
+    finished = [e for e in trace if "best_val_accuracy" in e]
+    assert result.best_val_accuracy == max(e["best_val_accuracy"] for e in finished)  # the best of any run
+    assert result.tuning_steps == sum(e["steps"] for e in trace)

@@ -37,16 +37,23 @@ from ..grid import ALL
 from . import benefits, curves, effective_data, equivalence, learning_curves, plots, scales
 from .seeds import SCRATCH
 
-# cells.csv: every scalar field of a cell result, with the arm beside the regime (per-evaluation histories and
-# per-layer values stay in the result files)
-COLUMNS = [
-    "arm",
-    *(
-        c
-        for c in results.COLUMNS
-        if c not in ("history", "transferability", "val_accuracy_by_lr", "traceback")
-    ),
-]
+# fields too large or nested for a column of cells.csv (histories, traces, per-layer values, per-image outputs):
+# they stay in the result files
+PER_CELL = (
+    "identity_digests",
+    "machine",
+    "history",
+    "trace",
+    "transferability",
+    "weight_scale",
+    "test_logits",
+    "test_labels",
+    "val_logits",
+    "val_labels",
+    "traceback",
+)
+# cells.csv: every other field of a cell result, with the arm beside the regime
+COLUMNS = ["arm", *(c for c in results.COLUMNS if c not in PER_CELL)]
 FIGURE_TABLES = (  # the tables one dataset × backbone's figures read
     "accuracy",
     "gap",

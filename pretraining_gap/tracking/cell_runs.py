@@ -24,9 +24,11 @@ FINAL_METRICS = (
     "budget_steps",
     "train_seconds",
     "images_per_second",
+    "tuning_steps",
+    "winners_curse",
 )
 # chosen on validation: params (each regime's own result fields, config.Regime.chosen)
-CHOSEN_PARAMS = ("kept_run", *dict.fromkeys(field for regime in REGIMES.values() for field in regime.chosen))
+CHOSEN_PARAMS = tuple(dict.fromkeys(field for regime in REGIMES.values() for field in regime.chosen))
 CURVES = ("train_loss", "val_accuracy", "val_loss")  # per evaluation, step = optimisation step
 BATCH = {"metrics": 1000, "params": 100}  # MLflow's limits per log_batch call
 

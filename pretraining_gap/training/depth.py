@@ -8,8 +8,8 @@ from torch import nn
 from ..config import Depth
 from ..grid import ParamsError
 from ..results import Outcome
-from . import layer_groups, loop, tuning
-from .regimes import CellInputs, Grid, gradient, image_split, pretrained, random_init
+from . import layer_groups, loop
+from .regimes import CellInputs, gradient, image_split, pretrained, random_init
 
 
 def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -22,11 +22,7 @@ def depth(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     finetune's seeded head, so k = every group is finetune.
     """
     cfg: Depth = inputs.regime
-    grid = Grid(
-        lambda run, score: tuning.search_pairs([(a, b) for a in cfg.lr for b in cfg.lr_new], run, score),
-        lambda best: {"lr": best[0], "lr_new": best[1]},
-    )
-    return gradient(inputs, image_split(inputs), lambda lrs: _member(inputs, cfg, *lrs), grid)
+    return gradient(inputs, image_split(inputs), lambda o: _member(inputs, cfg, o["lr"], o["lr_new"]))
 
 
 def _member(inputs: CellInputs, cfg: Depth, lr: float, lr_new: float) -> loop.Member:

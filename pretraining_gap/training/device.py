@@ -3,7 +3,12 @@ precision training runs at there."""
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
+
 import torch
+
+LIBRARIES = ("torch", "timm", "numpy", "scikit-learn")  # the ones whose kernels shape a cell's numbers
 
 # None: by device (below); "float32", "bfloat16" or "float16" forces one on any device (the GPU check trains a
 # cell at float32 and at bfloat16 to compare them: python -m pretraining_gap.gpu_check)
@@ -36,3 +41,23 @@ def describe(device: torch.device) -> str:
     index = device.index or 0
     name = torch.cuda.get_device_name(index)
     return f"cuda:{index} ({name}, 1 of {torch.cuda.device_count()} GPUs), {kind}"
+
+
+def machine(device: torch.device) -> dict:
+    """Where a cell trained, for its result: the device and precision, the CPU model, torch's threads, and the
+    versions of Python and of the libraries whose kernels shape its numbers (cells move across machines by float
+    round-off amplified by training: the seeds' spread is the measure to trust)."""
+    return {
+        "device": describe(device),
+        "cpu": _cpu_model(),
+        "threads": torch.get_num_threads(),
+        "libraries": {"python": platform.python_version()} | {n: metadata.version(n) for n in LIBRARIES},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

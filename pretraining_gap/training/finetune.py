@@ -11,17 +11,18 @@ from .regimes import CellInputs, gradient, image_split, pretrained, random_init
 
 
 def finetune(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    """All layers from the pretrained weights; the head's learning rate is `lr`, the backbone's `lr` x scale."""
+    """All layers from the pretrained weights; the head's learning rate is `lr`, the backbone's `lr` x scale; batch
+    norm's ImageNet statistics frozen or trained (a candidate each: one fused model, members keep their modes)."""
     cfg: Finetune = inputs.regime
 
-    def build(lr: float) -> loop.Member:
-        model = pretrained(inputs)
+    def build(options: dict) -> loop.Member:
+        lr, model = options["lr"], pretrained(inputs)
         head = set(model.get_classifier().parameters())
         groups = [
             {"params": list(head), "lr": lr},
             {"params": [p for p in model.parameters() if p not in head], "lr": lr * cfg.backbone_lr_scale},
         ]
-        return loop.Member(model, groups, loop.batchnorms(model) if cfg.batchnorm == "frozen" else ())
+        return loop.Member(model, groups, loop.batchnorms(model) if options["batchnorm"] == "frozen" else ())
 
     outcome, model = gradient(inputs, image_split(inputs), build)
     random, start = random_init(inputs).state_dict(), pretrained(inputs).state_dict()

@@ -19,16 +19,16 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
     train_x = x[inputs.train_idx]
     x = (x - train_x.mean(0)) / train_x.std().clamp_min(1e-12)
 
-    def build(lr: float) -> loop.Member:
+    def build(options: dict) -> loop.Member:
         torch.manual_seed(inputs.cell.seed)
         widths = [x.shape[1], *cfg.hidden]
         layers = [
             m
             for a, b in zip(widths, widths[1:])
-            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(cfg.dropout))
+            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(options["dropout"]))
         ]
         head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
-        return loop.Member(head, [{"params": list(head.parameters()), "lr": lr}])
+        return loop.Member(head, [{"params": list(head.parameters()), "lr": options["lr"]}])
 
     # fusion has no form for dropout (its masks would not be the ones a member draws alone): one at a time
     return gradient(inputs, split(inputs, lambda idx: x[idx]), build, augment=False, fuse=False)

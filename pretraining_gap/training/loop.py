@@ -24,21 +24,16 @@ Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs (N, ...) and labels (N,)
 class Budget:
     steps: int  # optimisation steps at most (the schedule's length)
     batch_size: int
-    eval_every: int  # steps between validation evaluations
-    patience: int  # steps without a better evaluation before stopping
+    eval_every: int | None = None  # steps between validation evaluations; None: at the end only
+    patience: int | None = None  # steps without a better evaluation before stopping; None: never stop early
 
 
 def budget(n_train: int, cfg: Training, multiplier: float = 1.0) -> Budget:
-    """Steps = epochs over the subset, clipped to [min_steps, max_steps], times the regime's multiplier.
-
-    Evaluations come every `base steps / evaluations` steps, the same interval for every arm of a size whatever
-    its multiplier, so that the validation curves of the arms share a step grid; a run stops once its best
-    evaluation is `patience` (a fraction) of its own budget old.
-    """
+    """The base budget rule: steps = epochs over the subset, clipped to [min_steps, max_steps], times `multiplier`
+    (the ladder's rungs are multiples of it, selection.py)."""
     batch = min(cfg.batch_size, n_train)
     base = min(max(round(cfg.epochs * n_train / batch), cfg.min_steps), cfg.max_steps)
-    steps = round(base * multiplier)
-    return Budget(steps, batch, max(1, base // cfg.evaluations), math.ceil(cfg.patience * steps))
+    return Budget(round(base * multiplier), batch)
 
 
 def to_input(images: np.ndarray, mean, std) -> torch.Tensor:
@@ -65,28 +60,27 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
 ) -> tuple[float, float]:
     """Accuracy (fraction) and mean cross-entropy (nats), in eval mode (the caller puts it back in train mode)."""
-    return _evaluate_members(_Alone(model), x, y, device, batch_size)[0]
+    return _scores(predict(model, x, device, batch_size), y)
 
 
 @torch.no_grad()
-def _evaluate_members(
-    models: fusion.Fused | _Alone,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 256,
-) -> list[tuple[float, float]]:
-    """Each member's (accuracy, mean cross-entropy) on (x, y), in eval mode."""
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, classes), float32 on the CPU, in eval mode."""
+    return _logits(_Alone(model), x, device, batch_size)[0]
+
+
+def _logits(models: fusion.Fused | _Alone, x: torch.Tensor, device: torch.device, batch_size: int = 256):
+    """Each member's logits (members, N, classes), float32 on the CPU, in eval mode."""
     models.eval()
     mixed, dtype = precision(device)
     with torch.autocast(device.type, dtype=dtype, enabled=mixed):
-        logits = torch.cat(
+        return torch.cat(
             [models(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)], 1
         )
-    return [
-        ((member.argmax(1) == y).double().mean().item(), F.cross_entropy(member.double(), y).item())
-        for member in logits
-    ]
+
+
+def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits.double(), y).item()
 
 
 class _Alone(nn.Module):
@@ -117,17 +111,22 @@ def batchnorms(model: nn.Module) -> tuple[nn.Module, ...]:
     return tuple(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
-def schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warm-up over the first tenth of the steps, then cosine decay to 0 at `steps`, per parameter group."""
-    warmup = max(1, steps // 10)
-    return torch.optim.lr_scheduler.SequentialLR(
-        optimizer,
-        [
-            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup),
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps - warmup)),
-        ],
-        milestones=[warmup],
-    )
+def cycles(optimizer: torch.optim.Optimizer, ends: list[int]) -> torch.optim.lr_scheduler.LambdaLR:
+    """One cosine cycle per interval between the steps `ends` (the ladder's rungs, selection.py), each warmed up
+    linearly over its first tenth and decayed to 0 at its end, per parameter group: a run stopped at any end is
+    annealed, and one continued past it restarts warm (SGDR, Loshchilov & Hutter 2017, with cycles ending at the
+    ladder's budgets). One end: warm-up, then cosine decay over the run."""
+    starts = [0, *ends[:-1]]
+
+    def factor(taken: int) -> float:  # steps already taken (LambdaLR's epoch): the next step's rate
+        cycle = next((i for i, end in enumerate(ends) if taken < end), len(ends) - 1)
+        position, length = taken - starts[cycle], ends[cycle] - starts[cycle]
+        warmup = max(1, length // 10)
+        if position < warmup:
+            return (position + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (position - warmup) / max(1, length - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Diverged(RuntimeError):
@@ -164,6 +163,7 @@ class Member:
     model: nn.Module
     param_groups: list[dict]
     eval_modules: tuple[nn.Module, ...] = ()
+    steps_before: int = 0  # optimisation steps it took before this run (chain-thaw's earlier phases)
 
     def set_train_mode(self) -> None:
         set_train_mode(self.model, self.eval_modules)
@@ -183,63 +183,29 @@ def fit(
     fuse: bool = True,
     desc: str = "",
 ) -> list[Fit | Diverged]:
-    """AdamW with warm-up and cosine decay; each member ends on the weights of its best validation evaluation.
+    """AdamW with warm-up and cosine decay over `plan.steps`; each member ends on the weights of its best validation
+    evaluation (every `plan.eval_every` steps and at the end), stopping once its best is `plan.patience` steps old.
 
     The members (one architecture, one data order: the settings of one cell's grid) train as one model by
-    horizontal fusion (fusion.py), `cfg.fused_members` at a time; each keeps its own learning rates, AdamW state,
-    early stopping and best weights, and trains as it would alone (exactly in float64; float32 sums in another
-    order). `fuse=False` trains them one after another (models fusion has no form for, e.g. with dropout).
-    `monitor` "accuracy" ranks evaluations by validation accuracy (ties: lower loss), "loss" by validation loss.
-    A member stops once its best evaluation is `plan.patience` steps old. With `evaluate_start` the weights
-    before training are evaluated too (step 0), so training that only makes things worse is undone.
-    Returns each member's Fit, or the Diverged error of a member whose training loss stopped being finite.
+    horizontal fusion (fusion.py), `cfg.fused_members` at a time (`Run`). `fuse=False` trains them one after
+    another (models fusion has no form for, e.g. with dropout). `monitor` "accuracy" ranks evaluations by validation
+    accuracy (ties: lower loss), "loss" by validation loss. With `evaluate_start` the weights before training are
+    evaluated too (step 0), so training that only makes things worse is undone. Returns each member's Fit, or the
+    Diverged error of a member whose training loss stopped being finite.
     """
     size = cfg.fused_members if fuse else 1
-    groups = [members[start : start + size] for start in range(0, len(members), size)]
-    return [
-        result
-        for group in groups
-        for result in _fit_group(
-            _Group(group, plan, cfg, device, monitor, fuse),
-            train,
-            val,
-            seed,
-            augment,
-            evaluate_start,
-            desc + (f" · {len(group)} fused" if len(group) > 1 else ""),
+    fits: list[Fit | Diverged] = []
+    for start in range(0, len(members), size):
+        group = members[start : start + size]
+        run = Run(
+            group, train, val, cfg, seed, device, [plan.steps], plan.batch_size, augment, monitor, fuse, desc
         )
-    ]
-
-
-def _fit_group(
-    run: _Group, train: Tensors, val: Tensors, seed: int, augment: bool, evaluate_start: bool, desc: str
-) -> list[Fit | Diverged]:
-    """One group's training (`fit`): its members draw one data order and one augmentation from the cell's seed."""
-    # one generator: every member draws the batches and shifts it would draw alone from the cell's seed
-    generator = torch.Generator().manual_seed(seed)
-    models = run.stack()
-    if evaluate_start:
-        run.record(models, val, 0)
-        run.train_mode(models)
-    batches = _Batches(train, run.plan.batch_size, generator)
-    bar = progress.steps(run.plan.steps, desc)
-    for step in bar:
-        x, y = batches.next(run.device)
-        if augment:
-            x = shift(x, run.cfg.augment_shift, generator)
-        left = run.step(models, x, y, step)
-        evaluated = not step % run.plan.eval_every or step == run.plan.steps
-        if evaluated:
-            left += run.record(models, val, step, skip=left)
-            bar.set_postfix(val_accuracy=f"{max(run.stopping[i].best[0] for i in run.active):.3f}")
-        run.leave(left, step)
-        if not run.active:
-            break
-        if left:
-            models = run.stack()  # without the members that left
-        elif evaluated:
-            run.train_mode(models)
-    return run.finish(step)
+        run.eval_every, run.patience = plan.eval_every, plan.patience
+        if evaluate_start:
+            run.evaluate_start()
+        run.advance(plan.steps)
+        fits += run.finish()
+    return fits
 
 
 class _Batches:
@@ -258,37 +224,60 @@ class _Batches:
         return self.x[idx].to(device), self.y[idx].to(device)
 
 
-class _Group:
-    """The training state of members fused into one model: one optimiser and schedule over all their param groups,
-    and per member its training losses since the last evaluation, early stopping and result. `active`: the members
-    still training (indices into `members`); `ended`: each other member's last step."""
+class Run:
+    """Members of one architecture trained as one fused model (`fuse=False`: one member alone), resumable:
+    `advance(until)` trains every active member to step `until` and evaluates it there (and every `eval_every`
+    steps, when set); `drop(members)` ends some members' training; `fit(i)` is member i's Fit so far.
+
+    One AdamW over every member's param groups, the learning rates following `cycles(ends)`; the members draw one
+    data order and one augmentation from the cell's seed, as each would alone. Per member: its training losses
+    since the last evaluation, its early stopping (its best evaluation's weights; stopping once the best is
+    `patience` steps old, when set) and its result. `active`: the members still training (indices into `members`);
+    `ended`: each other member's last step. With `val_halves` (a mask, `halves`) each evaluation also records the
+    accuracy on each half of validation.
+    """
 
     def __init__(
         self,
         members: list[Member],
-        plan: Budget,
+        train: Tensors,
+        val: Tensors,
         cfg: Training,
+        seed: int,
         device: torch.device,
-        monitor: str,
-        fuse: bool,
+        ends: list[int],
+        batch_size: int,
+        augment: bool = True,
+        monitor: str = "accuracy",
+        fuse: bool = True,
+        desc: str = "",
+        val_halves: torch.Tensor | None = None,
     ):
         for member in members:
             to_device(member.model, device)
-        self.members, self.plan, self.cfg, self.device, self.fuse = members, plan, cfg, device, fuse
+        self.members, self.train, self.val, self.cfg, self.device = members, train, val, cfg, device
+        self.augment, self.fuse, self.val_halves = augment, fuse, val_halves
+        self.desc = desc + (f" · {len(members)} fused" if len(members) > 1 else "")
+        self.eval_every: int | None = None
+        self.patience: int | None = None
         # fused: one kernel for all parameters, not several per tensor (1.1-1.3x the images/s at 32 px)
         self.optimizer = torch.optim.AdamW(
             [group for member in members for group in member.param_groups],
             weight_decay=cfg.weight_decay,
             fused=True,
         )
-        self.schedule = schedule(self.optimizer, plan.steps)
+        self.schedule = cycles(self.optimizer, ends)
         self.mixed, self.dtype = precision(device)
         # float16 only (CUDA without bfloat16): one scaler skips a step for every member when one overflows
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.mixed and self.dtype == torch.float16)
+        # one generator: every member draws the batches and shifts it would draw alone from the cell's seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.batches = _Batches(train, batch_size, self.generator)
         self.results: list[Fit | Diverged] = [Fit() for _ in members]
-        self.stopping = [EarlyStopping(plan.patience, monitor) for _ in members]
+        self.stopping = [EarlyStopping(monitor) for _ in members]
         self.losses: list[list[float]] = [[] for _ in members]
         self.active, self.ended = list(range(len(members))), {}
+        self.step = 0
 
     def train_mode(self, models: fusion.Fused | _Alone) -> fusion.Fused | _Alone:
         models.train()
@@ -301,7 +290,34 @@ class _Group:
         models = [self.members[i].model for i in self.active]
         return self.train_mode(fusion.Fused(models) if self.fuse else _Alone(models[0]))
 
-    def step(self, models: fusion.Fused | _Alone, x: torch.Tensor, y: torch.Tensor, step: int) -> list[int]:
+    def evaluate_start(self) -> None:
+        """Evaluate the weights before training (step 0): the start each arm has (jumpstart), and a fallback."""
+        self.record(self.stack(), 0)
+
+    def advance(self, until: int) -> None:
+        """Train the active members from the current step to `until`, evaluating at `until`."""
+        if not self.active or until <= self.step:
+            return
+        models = self.stack()
+        start = self.step
+        for step in (start + i for i in progress.steps(until - start, self.desc)):
+            self.step = step
+            x, y = self.batches.next(self.device)
+            if self.augment:
+                x = shift(x, self.cfg.augment_shift, self.generator)
+            left = self._step(models, x, y, step)
+            evaluated = step == until or bool(self.eval_every and not step % self.eval_every)
+            if evaluated:
+                left += self.record(models, step, skip=left)
+            self.leave(left, step)
+            if not self.active:
+                break
+            if left:
+                models = self.stack()  # without the members that left
+            elif evaluated:
+                self.train_mode(models)
+
+    def _step(self, models: fusion.Fused | _Alone, x: torch.Tensor, y: torch.Tensor, step: int) -> list[int]:
         """One optimisation step of the active members on the batch (x, y); the members whose training loss stopped
         being finite (their result becomes Diverged)."""
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.mixed):
@@ -324,23 +340,30 @@ class _Group:
                 self.losses[i].append(value)
         return left
 
-    def record(
-        self, models: fusion.Fused | _Alone, val: Tensors, step: int, skip: list[int] = ()
-    ) -> list[int]:
+    def record(self, models: fusion.Fused | _Alone, step: int, skip: list[int] = ()) -> list[int]:
         """Evaluate the stacked members on validation (not those in `skip`); the members whose time it is to
         stop."""
-        scores = _evaluate_members(models, *val, self.device)
+        logits = _logits(models, self.val[0], self.device)
         stopped = []
-        for i, (accuracy, val_loss) in zip(self.active, scores):
+        for i, member_logits in zip(self.active, logits):
             if i in skip:
                 continue
+            accuracy, val_loss = _scores(member_logits, self.val[1])
             losses = self.losses[i]
             train_loss = float(np.mean(losses)) if losses else None  # none before the first step
             history = self.results[i].history
             for key, value in zip(history, (step, train_loss, accuracy, val_loss, int(time.time() * 1000))):
                 history[key].append(value)
+            if self.val_halves is not None:
+                right = member_logits.argmax(1) == self.val[1]
+                for key, part in (
+                    ("val_accuracy_half1", self.val_halves),
+                    ("val_accuracy_half2", ~self.val_halves),
+                ):
+                    history.setdefault(key, []).append(right[part].double().mean().item())
             self.losses[i] = []
-            if self.stopping[i].update(step, accuracy, val_loss, self.members[i].model):
+            self.stopping[i].update(step, accuracy, val_loss, self.members[i].model)
+            if self.patience is not None and step - self.stopping[i].best_step >= self.patience:
                 stopped.append(i)
         return stopped
 
@@ -349,13 +372,24 @@ class _Group:
             self.ended[i] = step
         self.active = [i for i in self.active if i not in left]
 
-    def finish(self, step: int) -> list[Fit | Diverged]:
-        """Each member's result; a member that did not diverge ends on its best weights."""
-        self.leave(self.active, step)
-        for i, result in enumerate(self.results):
-            if isinstance(result, Diverged):
-                continue
-            result.steps = self.ended[i]
+    def drop(self, members: list[int]) -> None:
+        """End these members' training where they are (successive halving's losers)."""
+        self.leave([i for i in members if i in self.active], self.step)
+
+    def fit(self, i: int) -> Fit | Diverged:
+        """Member i's result so far: its history, best evaluation and steps (its best weights are loaded by
+        `finish`)."""
+        result = self.results[i]
+        if isinstance(result, Fit):
+            result.steps = self.ended.get(i, self.step)
             result.best, result.best_step = self.stopping[i].best, self.stopping[i].best_step
-            self.members[i].model.load_state_dict(self.stopping[i].best_state)
-        return self.results
+        return result
+
+    def finish(self) -> list[Fit | Diverged]:
+        """Each member's result; a member that did not diverge ends on its best weights."""
+        self.leave(self.active, self.step)
+        fits = [self.fit(i) for i in range(len(self.members))]
+        for i, result in enumerate(fits):
+            if isinstance(result, Fit):
+                self.members[i].model.load_state_dict(self.stopping[i].best_state)
+        return fits

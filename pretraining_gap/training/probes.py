@@ -19,6 +19,7 @@ from ..data.prepared import TEST, VAL
 from ..results import Outcome
 from . import tuning
 from .inputs import CellInputs
+from .validation import halves, winners_curse
 
 Factory = Callable[[float], object]  # a regularisation value -> an unfitted scikit-learn classifier
 
@@ -29,14 +30,19 @@ def _choose(
     train: np.ndarray,
     val: np.ndarray,
     families: dict[str, tuple[list, Factory]],
-) -> tuple[str, tuning.Search]:
+) -> tuple[str, tuning.Search, list[tuple[float, float]]]:
     """Per family, its C grid searched on validation (one step past an edge, tuning.py); the family whose best is
-    best on validation (the first of ties, in the order given)."""
+    best on validation (the first of ties, in the order given), and every fit's accuracy on each half of
+    validation (for the winner's curse, validation.py)."""
+    first = halves(labels[val])
+    pairs = []
 
     def fitted(factory: Factory) -> Callable[[list[float]], list[tuple[object, float]]]:
         def run(values: list[float]) -> list[tuple[object, float]]:
             models = [factory(value).fit(x[train], labels[train]) for value in values]
-            return [(model, model.score(x[val], labels[val])) for model in models]
+            right = [model.predict(x[val]) == labels[val] for model in models]
+            pairs.extend((r[first].mean(), r[~first].mean()) for r in right)
+            return [(model, r.mean()) for model, r in zip(models, right)]
 
         return run
 
@@ -45,16 +51,30 @@ def _choose(
         for name, (grid, factory) in families.items()
     }
     name = max(found, key=lambda n: found[n].trial[1])
-    return name, found[name]
+    return name, found[name], pairs
 
 
-def _outcome(x, labels, test, family: str, found: tuning.Search, seconds: float, **extra) -> Outcome:
+def _scores(model, x: np.ndarray) -> np.ndarray:
+    """Per-image class scores (N, classes): log-probabilities where the model has them (logistic regression, 1-NN's
+    one-hot, floored), else its decision values (the SVMs)."""
+    if hasattr(model, "predict_proba"):
+        return np.log(np.clip(model.predict_proba(x), 1e-12, None))
+    return model.decision_function(x)
+
+
+def _outcome(x, labels, val, test, family: str, found, pairs, seconds: float, **extra) -> Outcome:
     model, val_accuracy = found.trial
     test_loss = None
     if hasattr(model, "predict_proba"):
         from sklearn.metrics import log_loss
 
         test_loss = log_loss(labels[test], model.predict_proba(x[test]), labels=model.classes_)
+    outputs = {
+        "test_logits": np.round(_scores(model, x[test]), 4).tolist(),
+        "test_labels": labels[test].tolist(),
+        "val_logits": np.round(_scores(model, x[val]), 4).tolist(),
+        "val_labels": labels[val].tolist(),
+    }
     return Outcome(
         test_accuracy=model.score(x[test], labels[test]),
         test_loss=test_loss,
@@ -65,6 +85,8 @@ def _outcome(x, labels, test, family: str, found: tuning.Search, seconds: float,
         if family == "nearest_neighbour"
         else {f"{c:g}": t[1] for c, t in found.tried.items()},
         at_grid_edge=found.at_edge,
+        winners_curse=winners_curse(pairs),
+        **outputs,
         **extra,
     )
 
@@ -78,8 +100,8 @@ def linear(inputs: CellInputs) -> tuple[Outcome, object]:
     x, labels = inputs.features, inputs.data.labels
     val, test = inputs.data.part(VAL), inputs.data.part(TEST)
     families = {"logistic": (cfg.C, lambda c: LogisticRegression(C=c, max_iter=2000))}
-    family, found = _choose(x, labels, inputs.train_idx, val, families)
-    return _outcome(x, labels, test, family, found, time.perf_counter() - start), found.trial[0]
+    family, found, pairs = _choose(x, labels, inputs.train_idx, val, families)
+    return _outcome(x, labels, val, test, family, found, pairs, time.perf_counter() - start), found.trial[0]
 
 
 def pixel_vectors(images: np.ndarray, resolution: int) -> np.ndarray:
@@ -109,9 +131,10 @@ def pixels(inputs: CellInputs) -> tuple[Outcome, object]:
     families["logistic"] = (cfg.C, lambda c: LogisticRegression(C=c, max_iter=5000))
     for g in cfg.gamma:
         families[f"rbf_svm gamma {g:g}x"] = (cfg.C, lambda c, g=g: SVC(C=c, gamma=g * scale))
-    family, found = _choose(x, labels, train, val, families)
+    family, found, pairs = _choose(x, labels, train, val, families)
     gamma = float(family.split()[-1].rstrip("x")) if family.startswith("rbf_svm") else None
+    seconds = time.perf_counter() - start
     outcome = _outcome(
-        x, labels, test, family, found, time.perf_counter() - start, classifier=family.split()[0], gamma=gamma
+        x, labels, val, test, family, found, pairs, seconds, classifier=family.split()[0], gamma=gamma
     )
     return outcome, found.trial[0]

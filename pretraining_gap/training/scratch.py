@@ -1,5 +1,6 @@
-"""The scratch regime (`config.Scratch`): random init, every layer trained, at its own learning rates and on a
-longer budget (He et al. 2019); batch norm or GroupNorm, chosen per cell on validation beside the rate."""
+"""The scratch regime (`config.Scratch`): random init, every layer trained, at its own learning rates; batch norm or
+GroupNorm, chosen per cell on validation beside the rate. Its budget is the ladder's (selection.py): it climbs as
+long as validation gains, as far as 8x where it does (He et al. 2019: scratch needs longer)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,19 @@ from torch import nn
 from ..config import Scratch
 from ..grid import ParamsError
 from ..results import Outcome
-from . import backbones, loop, tuning
-from .regimes import CellInputs, Grid, gradient, image_split
+from . import backbones, loop
+from .regimes import CellInputs, gradient, image_split
 
 
 def scratch(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
-    cfg: Scratch = inputs.regime
+    def build(options: dict) -> loop.Member:
+        model = backbones.create(
+            inputs.backbone, inputs.num_classes, False, inputs.cell.seed, options["norm"]
+        )
+        return loop.Member(model, [{"params": list(model.parameters()), "lr": options["lr"]}])
 
-    def build(setting: tuple[str, float]) -> loop.Member:
-        norm, lr = setting
-        model = backbones.create(inputs.backbone, inputs.num_classes, False, inputs.cell.seed, norm)
-        return loop.Member(model, [{"params": list(model.parameters()), "lr": lr}])
-
-    grid = Grid(
-        lambda run, score: tuning.search_families({"batch": cfg.lr, "group": cfg.group_norm_lr}, run, score),
-        lambda best: {"norm": best[0], "lr": best[1]},
-    )
-    return gradient(inputs, image_split(inputs), build, grid)
+    # batch norm and GroupNorm are two architectures: each family's rates train fused
+    return gradient(inputs, image_split(inputs), build, architecture=("norm",))
 
 
 def check_backbone(cfg: Scratch, backbone: str, model: nn.Module) -> None:
