@@ -6,6 +6,8 @@
 #   make ui         MLflow's UI on the study's store (PORT=5000), with the link to the study's runs
 #   make study-full the default grid with 5 seeds (the README's table), as a DVC experiment
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
+#   make convergence-check  each gradient arm's chosen configuration at twice its budget, at the smallest and
+#                   largest size (seed 1 of a finished study): results/convergence.csv, then the report again
 #   make test       the readability gates (ruff) and the test suite, but for the tests marked slow
 #   make test-slow  the tests marked slow (minutes each)
 #   make gpu-check  what this study does on the machine at hand: one JSON file and a table (gpu_check.py); TINY=1:
@@ -24,7 +26,8 @@ ifeq ($(BIN),$(VENV)/bin)
 ENV := $(VENV)/.installed
 endif
 
-.PHONY: study repro report plots ui study-full study-all test test-slow lint clean gpu-check gpu-bundle
+.PHONY: study repro report plots ui study-full study-all convergence-check test test-slow lint clean gpu-check \
+	gpu-bundle
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +54,10 @@ study-full: $(ENV)
 
 study-all: $(ENV)
 	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
+
+convergence-check: $(ENV)
+	$(RUN) pretraining-gap convergence
+	$(RUN) dvc repro --force --single-item report
 
 test: lint $(ENV)
 	$(RUN) pytest -m "not slow"

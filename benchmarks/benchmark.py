@@ -10,7 +10,7 @@ torchvision ImageFolder + PIL transforms and a 2-worker DataLoader decoding ever
 across epochs); `linear` trains a linear head by gradient through the frozen backbone; one learning rate per cell
 (the middle of the regime's grid), where the project tunes each cell.
 
-All use params.yaml's budgets, optimiser, schedule, evaluations and early stopping, and the same subsets, splits,
+All use params.yaml's budgets, optimiser and schedule, and the same subsets, splits,
 sizes, seeds and regimes. Achieved GFLOP/s = FLOPs of one training step (torch.utils.flop_counter) x steps / train
 seconds, against the fp32 matrix-multiply rate measured here (2048^2 torch.matmul, before and after the run).
 The machine may be shared: absolute figures are provisional; the sides run back to back in one run.

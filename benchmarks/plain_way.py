@@ -7,8 +7,9 @@ shuffling DataLoader with 2 workers that decodes every image every epoch. The wo
 small subsets make an epoch one step, and restarting them every epoch (the DataLoader's default) took 1-1.5 s per
 step, more than the training itself. `linear` trains a linear head by gradient on the frozen backbone, and
 `frozen` the dense head of params.yaml, running the backbone every step (no cached features; one learning rate,
-the middle of the grid, where the project tries every value of the grid). Budget, optimiser, schedule,
-evaluations and early stopping are the project's, read from params.yaml.
+the middle of the grid, where the project tries every value of the grid). One run per cell, at the middle rate
+of each grid and the base budget of params.yaml (the first-rung candidates' run of the project's ladder, to
+1x), evaluated 5 times and stopped after 2 evaluations without gain; the optimiser and schedule are the project's.
 
   python -m benchmarks.plain_way cell ROOT REGIME SIZE SEED --params params.yaml --train-files F.json --out R.json
 """
@@ -28,6 +29,7 @@ from pretraining_gap import config
 from pretraining_gap.config import Params
 
 LINEAR_LR = 0.01  # a linear head's usual AdamW learning rate; the project's probe needs none (it is convex)
+EVALUATIONS, PATIENCE = 5, 2  # validation passes per run; passes without gain before it stops
 
 
 def export(listed, split: np.ndarray, out: Path) -> None:
@@ -119,7 +121,7 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: Params, trai
                 *[
                     m
                     for a, b in zip(widths, widths[1:])
-                    for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg.dropout))
+                    for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(reg.dropout[0]))
                 ],
                 nn.Linear(widths[-1], num_classes),
             )
@@ -128,7 +130,8 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: Params, trai
     else:
         groups = [{"params": list(model.parameters()), "lr": _middle(reg.lr)}]
     frozen_bn = reg.on_features or getattr(reg, "batchnorm", None) == "frozen"
-    plan = budget(size * num_classes, cfg, getattr(reg, "budget_multiplier", 1.0))
+    plan = budget(size * num_classes, cfg)
+    eval_every = max(1, plan.steps // EVALUATIONS)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train, val, test, n = _loaders(
         root, train_files, resolution, mean, std, cfg.augment_shift, plan.batch_size
@@ -160,14 +163,14 @@ def run_cell(root: Path, regime: str, size: int, seed: int, params: Params, trai
             loss.backward()
             optimizer.step()
             schedule.step()
-            if step % plan.eval_every == 0 or step == plan.steps:
+            if step % eval_every == 0 or step == plan.steps:
                 accuracy, val_loss = _evaluate(model, val)
                 train_mode()
                 if (accuracy, -val_loss) > (best[0], -best[1]):
                     best, best_state, since_best = (accuracy, val_loss), copy.deepcopy(model.state_dict()), 0
                 else:
                     since_best += 1
-                stop = since_best >= cfg.patience or step == plan.steps
+                stop = since_best >= PATIENCE or step == plan.steps
             if stop:
                 break
     seconds = time.perf_counter() - start

@@ -291,7 +291,7 @@ def overhead_table() -> None:
     from tests.study_repo import make_study_repo, study_env
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["training"].update(min_steps=1, max_steps=1, evaluations=1)
+    raw["training"].update(min_steps=1, max_steps=1, ladder=[1])
     raw["regimes"]["linear"]["C"] = [1]
     with tempfile.TemporaryDirectory() as work:
         repo = make_study_repo(Path(work) / "repo", config.validate(raw))

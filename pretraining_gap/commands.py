@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from . import cli, plan, sweep, ui
+from . import cli, convergence, plan, sweep, ui
 
 COMMANDS = {  # name: module
     "plan": plan,
     "ui": ui,
     "sweep": sweep,
+    "convergence": convergence,
 }
 
 

@@ -285,7 +285,11 @@ class Scratch(Regime):
     }
     pretrained: ClassVar[bool] = False
     colour, marker, summary = "tab:grey", "o", "random init, every layer trained"
-    lr: LearningRates = Field(description="AdamW peak learning rate(s), with batch norm", examples=[0.01])
+    lr: LearningRates | None = Field(
+        None,
+        description="AdamW peak learning rate(s) with batch norm; unset: GroupNorm only",
+        examples=[0.01],
+    )
     group_norm_lr: LearningRates | None = Field(
         None,
         description="rate(s) tried with GroupNorm (8 groups) in place of every batch norm, beside the batch-norm "
@@ -293,8 +297,14 @@ class Scratch(Regime):
         examples=[0.001],
     )
 
+    @model_validator(mode="after")
+    def _some_rate(self) -> Scratch:
+        if not self.lr and not self.group_norm_lr:
+            raise _Invalid("regimes.scratch.lr", "missing", "add lr: [0.01, 0.03, 0.1] (batch norm's rates)")
+        return self
+
     def candidate_options(self) -> list[dict[str, Any]]:
-        return [{"norm": "batch", "lr": lr} for lr in self.lr] + [
+        return [{"norm": "batch", "lr": lr} for lr in self.lr or []] + [
             {"norm": "group", "lr": lr} for lr in self.group_norm_lr or []
         ]
 

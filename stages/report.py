@@ -31,6 +31,12 @@ def arguments():
         help="folder of DVC metrics (summary.json, one per arm)",
     )
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="folder of PNG figures")
+    parser.add_argument(
+        "--convergence",
+        type=Path,
+        default=Path("results/convergence.csv"),
+        help="the convergence check's table, where `make convergence-check` ran",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the report (HTML)")
     return parser
 
@@ -46,7 +52,8 @@ def main(args) -> None:
     tables, figures = report.read_tables(args.tables), sorted(args.plots.glob("*.png"))
     cells = pd.read_csv(args.table) if args.table.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report.build(tables, cells, figures, p, tracker.commit))
+    convergence = pd.read_csv(args.convergence) if args.convergence.exists() else None
+    args.out.write_text(report.build(tables, cells, figures, p, tracker.commit, convergence))
     metrics = aggregate.read_metrics(args.metrics)
     said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
     settings = p.model_dump(mode="json", include={"study", "analysis"})

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import tiny_params
 from pretraining_gap import config, results
-from pretraining_gap.analysis import aggregate, benefits, report
+from pretraining_gap.analysis import aggregate, benefits, effort, report
 from pretraining_gap.analysis.scales import clip_epsilon, logit, sigmoid
 from pretraining_gap.data.prepared import POOL, TEST, VAL, Prepared
 
@@ -399,3 +399,51 @@ def test_the_whole_pool_is_named_all_with_its_mean_examples_per_class():
     )
     assert "at all (109.7)" in sentence and "at 1 to +0.70 at all (109.7)" in sentence
     assert "109.7 " not in sentence.replace("all (109.7)", "")
+
+
+def test_tuning_effort_is_a_mean_per_arm_and_the_curse_in_points():
+    cells = pd.DataFrame(
+        [
+            cell(
+                "scratch",
+                n,
+                1,
+                0.9,
+                status="finished",
+                arm="scratch",
+                tuning_steps=s,
+                winners_curse=w,
+                candidates=6,
+            )
+            for n, s, w in ((1, 1000, 0.02), (10, 3000, 0.0))
+        ]
+        + [
+            cell(
+                "finetune",
+                1,
+                1,
+                0.95,
+                status="finished",
+                arm="finetune",
+                tuning_steps=500,
+                winners_curse=-0.01,
+            ),
+            cell("finetune", 10, 1, None, status="failed", arm="finetune", tuning_steps=9999),
+        ]
+    )
+    found = effort.table(cells).set_index("arm")
+    assert found.loc["scratch", "cells"] == 2 and found.loc["finetune", "cells"] == 1  # finished cells only
+    assert found.loc["scratch", "tuning steps per cell"] == 2000
+    assert found.loc["scratch", "winner's curse (points)"] == pytest.approx(1.0)
+    assert found.loc["finetune", "tuning steps per cell"] == 500
+
+
+def test_the_report_names_the_arms_whose_validation_moved_at_twice_the_budget():
+    convergence = pd.DataFrame(
+        [
+            {"arm": "scratch", "examples_per_class": 1, "val_change": 0.03},
+            {"arm": "finetune", "examples_per_class": 1, "val_change": -0.005},
+        ]
+    )
+    assert effort.moved(convergence, margin=0.01) == ["scratch at 1 per class: +3.0 points"]
+    assert effort.moved(convergence.iloc[:0], margin=0.01) == []

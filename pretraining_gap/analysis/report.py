@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from ..config import Analysis, Params
+from . import effort
 from . import equivalence as eq
 from .aggregate import is_pretrained, size_text
 from .effective_data import MIN_UNCENSORED
@@ -345,14 +346,14 @@ def labels_text(labels: pd.DataFrame) -> str:
 
 
 def unconverged(cells: pd.DataFrame) -> str:
-    """The cells that stopped on their step budget while validation still improved (when results record it)."""
+    """The cells whose ladder reached its top rung with validation still gaining (when results record it)."""
     if cells is None or "converged" not in cells:
         return ""
     done = cells[cells.status == "finished"]
     flag = done.converged.map(lambda v: str(v).lower() in ("false", "0", "0.0"))
     bad = done[flag]
     if bad.empty:
-        return "<p>Every finished cell converged (validation stopped improving before the step budget).</p>"
+        return "<p>Every finished cell converged: its ladder stopped when validation stopped gaining.</p>"
     counts = bad.groupby("arm").size()
     lines = "".join(
         f"<li>{html.escape(arm)}: {n} of {int((done.arm == arm).sum())} cells</li>"
@@ -373,7 +374,7 @@ def unconverged(cells: pd.DataFrame) -> str:
         if c in bad
     ]
     return (
-        "<p>Cells that ended on their step budget while validation still improved: their accuracy may be "
+        "<p>Cells whose ladder reached its top rung with validation still gaining: their accuracy may be "
         "understated (a scratch arm stopped early inflates the gap).</p>"
         f"<ul>{lines}</ul>" + _folded("the unconverged cells", bad[columns].to_html(index=False, na_rep=""))
     )
@@ -619,6 +620,30 @@ def _effective_section(
     )
 
 
+def _tuning_section(cells: pd.DataFrame | None, convergence: pd.DataFrame, margin: float) -> str:
+    """Tuning effort per arm beside its accuracy, and the arms whose validation moved at twice their budget."""
+    if cells is None or "tuning_steps" not in cells:
+        return ""
+    moved = effort.moved(convergence, margin)
+    checked = (
+        "<p>At twice its chosen budget (<code>make convergence-check</code>), validation moved by more than the "
+        f"margin for: {html.escape('; '.join(moved))}.</p>"
+        if moved
+        else "<p>At twice its chosen budget (<code>make convergence-check</code>), no arm's validation moved by "
+        "more than the margin.</p>"
+        if len(convergence)
+        else "<p>The convergence check has not run here (<code>make convergence-check</code>).</p>"
+    )
+    return _section(
+        "Tuning effort per arm",
+        "<p>Every gradient arm is chosen by one procedure (successive halving up one budget ladder, on "
+        "validation): its effort per cell, beside what it reached. The winner's curse is how much choosing on "
+        "half of validation overstates the choice on the other half.</p>"
+        + effort.table(cells).to_html(index=False, na_rep="")
+        + checked,
+    )
+
+
 def _cells_section(incomplete: pd.DataFrame, cells: pd.DataFrame | None) -> str:
     """The cells left out of the means, and those that stopped on their step budget."""
     left_out = (
@@ -679,8 +704,10 @@ def build(
     figures: list[Path],
     params: Params,
     commit: str | None,
+    convergence: pd.DataFrame | None = None,
 ) -> str:
-    """The report as one HTML string (module docstring). `tables`: results/tables/ by name; `cells`: cells.csv."""
+    """The report as one HTML string (module docstring). `tables`: results/tables/ by name; `cells`: cells.csv;
+    `convergence`: the convergence check's table, where it ran."""
     name, analysis = params.study.name, params.analysis
     said = headlines(tables, analysis) if len(tables["gap"]) else {}
     parts = [
@@ -696,6 +723,9 @@ def build(
     if len(tables["effective_data"]):
         parts.append(_effective_section(tables, figures, pairs, analysis.level))
     parts.append(_section("Labels per size", labels_text(tables.get("labels", pd.DataFrame()))))
+    parts.append(
+        _tuning_section(cells, pd.DataFrame() if convergence is None else convergence, analysis.margin)
+    )
     parts.append(_cells_section(tables.get("incomplete", pd.DataFrame()), cells))
     parts.append(_transferability_section(tables["transferability"], figures, pairs))
     more = _more_figures(figures, pairs)
