@@ -44,7 +44,9 @@ def one(raw: dict, regime: str, block: dict, ladder: list[float], data, train_id
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--ladder", type=float, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -67,7 +69,9 @@ def main() -> None:
                 cosine |= found
                 cost, cosine_seconds = cost + used, cosine_seconds + took
             left = " / ".join(f"{a:.3f}" for a in cycles.values()) + f" ({steps} steps, {seconds:.0f} s)"
-            right = " / ".join(f"{a:.3f}" for a in cosine.values()) + f" ({cost} steps, {cosine_seconds:.0f} s)"
+            right = (
+                " / ".join(f"{a:.3f}" for a in cosine.values()) + f" ({cost} steps, {cosine_seconds:.0f} s)"
+            )
             print(f"{name:14} {size:9}  {left:40}  {right:40}", flush=True)
 
 

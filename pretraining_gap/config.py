@@ -185,6 +185,11 @@ class Training(Block):
         "going (rounded up) train on",
         examples=[3],
     )
+    climb_patience: Positive = Field(
+        description="rungs without a gain in the best validation accuracy before an arm stops climbing the ladder "
+        "(1: it stops at the first rung that does not gain)",
+        examples=[1],
+    )
     weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
     augment_shift: float = Field(
         ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1]

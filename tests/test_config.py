@@ -24,6 +24,17 @@ def test_the_shipped_params_are_valid():
     assert len(config.validate(DEFAULT).cells()) == grid and "all" in study["sizes"]
 
 
+def test_the_protocol_chosen_on_digits_validation_is_locked():
+    """The defaults docs/choices.md measured: change one only with a new measurement there (and the README's table
+    rerun). Every gradient arm, study-all's too, starts with 6 candidates; 3 seeds answer by default."""
+    p = config.validate(DEFAULT)
+    assert p.training.ladder == [0.5, 1, 2, 4, 8] and p.training.reduction_factor == 3
+    assert {
+        name: p.regime(name).candidates for name, r in config.REGIMES.items() if r.gradient
+    } == dict.fromkeys(("scratch", "frozen", "finetune", "chainthaw", "depth"), 6)
+    assert p.datasets["digits"].val_per_class == 40 and p.study.seeds == [1, 2, 3]
+
+
 def test_depth_cells_come_once_per_k():
     p = config.validate(broken(lambda p: p["study"].update(regimes=["finetune", "depth"])))
     depths = [cell.depth for cell in p.cells()]

@@ -251,10 +251,15 @@ def check_trace(result, training: config.Training, base: int) -> None:
     def best_after(rung: int) -> float:
         return max(r["val_accuracy"] for e in trace for r in e.get("rungs", []) if r["steps"] <= rungs[rung])
 
+    def gained_within(rung: int) -> bool:  # a gain at one of the `climb_patience` rungs up to `rung`
+        window = range(max(0, rung - training.climb_patience + 1), rung + 1)
+        return any(r == 0 or best_after(r) > best_after(r - 1) for r in window)
+
     for rung in range(1, top):
         going = sum(len(steps) - 1 > rung - 1 for steps in reached)
         assert sum(len(steps) - 1 > rung for steps in reached) <= math.ceil(going / training.reduction_factor)
-        assert rung == 1 or best_after(rung - 1) > best_after(rung - 2)  # it climbed only while gaining
+        assert gained_within(rung - 1)  # it climbed only while gaining
+    assert top == len(rungs) or not gained_within(top - 1)  # and stopped when it no longer did
     # the edge rule, where one candidate led after the first rung
     first = [e for e in trace if not e["extension"]]
     after_first = [max(r["val_accuracy"] for r in e.get("rungs", [])[:2]) for e in first]

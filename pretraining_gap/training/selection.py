@@ -11,8 +11,8 @@ checks it). All climb one ladder (`training.ladder`: multiples of the cell's bas
    first rung too, at either end, for every arm;
 3. at each rung the best 1/`training.reduction_factor` of the candidates still going (rounded up) train on to the
    next rung,
-   while the best validation accuracy still grows: an arm climbs only while its best candidate gained at the last
-   rung, so one arm may stop at 2x while another climbs to 8x;
+   while the best validation accuracy still grows: an arm climbs only while its best candidate gained within the
+   last `training.climb_patience` rungs, so one arm may stop at 2x while another climbs to 8x;
 4. the cell keeps the best-validated weights of any run it trained (accuracy, then loss): one fallback, no
    arm-specific tie rule.
 
@@ -119,7 +119,7 @@ def select(
         added = start(extra, extension=True)
         _advance(added, rungs[0])
         candidates += added
-    top = _climb(candidates, rungs, training.reduction_factor, training.ladder)
+    top = _climb(candidates, rungs, training)
     seconds = time.perf_counter() - began
     return _outcome(inputs, split, candidates, top, rungs, base.batch_size, seconds)
 
@@ -133,22 +133,24 @@ def _advance(candidates: list[Candidate], steps: int) -> None:
             c.stopped = f"diverged at step {c.fit.step}"
 
 
-def _climb(candidates: list[Candidate], rungs: list[int], reduction: int, ladder: list[float]) -> int:
-    """Successive halving from the first rung up: the rung index the ladder ended at."""
+def _climb(candidates: list[Candidate], rungs: list[int], training) -> int:
+    """Successive halving from the first rung up, while the best validation accuracy gained within the last
+    `training.climb_patience` rungs: the rung index the ladder ended at."""
     best = [max(c.score() for c in candidates)[0]]  # best validation accuracy after each rung
     going = [c for c in candidates if c.going]
-    rung = 0
-    while rung + 1 < len(rungs) and going and (rung == 0 or best[rung] > best[rung - 1]):
+    rung, gained = 0, 0  # the last rung that gained (the first rung counts as a gain)
+    while rung + 1 < len(rungs) and going and rung - gained < training.climb_patience:
         ranked = sorted(going, key=Candidate.score, reverse=True)
-        kept = ranked[: math.ceil(len(ranked) / reduction)]
+        kept = ranked[: math.ceil(len(ranked) / training.reduction_factor)]
         for c in ranked[len(kept) :]:
             c.run.drop([c.index])
-            c.stopped = f"halved at {ladder[rung]:g}x"
+            c.stopped = f"halved at {training.ladder[rung]:g}x"
         rung += 1
         _advance(kept, rungs[rung])
         best.append(max(c.score() for c in candidates)[0])
+        gained = rung if best[rung] > max(best[:rung]) else gained
         going = [c for c in kept if c.going]
-    reason = "top rung" if rung + 1 == len(rungs) else f"no gain at {ladder[rung]:g}x"
+    reason = "top rung" if rung + 1 == len(rungs) else f"no gain at {training.ladder[rung]:g}x"
     for c in candidates:
         c.stopped = c.stopped or reason
     return rung
