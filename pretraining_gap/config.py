@@ -190,6 +190,13 @@ class Training(Block):
         "(1: it stops at the first rung that does not gain)",
         examples=[1],
     )
+    min_gain: float = Field(
+        ge=0,
+        lt=1,
+        description="the gain in the best validation accuracy (a fraction) that counts as gaining on the ladder: "
+        "a rung that gains less is a rung without a gain",
+        examples=[0.005],
+    )
     weight_decay: float = Field(ge=0, description="AdamW's decoupled weight decay", examples=[0.05])
     augment_shift: float = Field(
         ge=0, le=0.5, description="random translation, fraction of the side", examples=[0.1]

@@ -253,7 +253,7 @@ def check_trace(result, training: config.Training, base: int) -> None:
 
     def gained_within(rung: int) -> bool:  # a gain at one of the `climb_patience` rungs up to `rung`
         window = range(max(0, rung - training.climb_patience + 1), rung + 1)
-        return any(r == 0 or best_after(r) > best_after(r - 1) for r in window)
+        return any(r == 0 or best_after(r) >= best_after(r - 1) + training.min_gain for r in window)
 
     for rung in range(1, top):
         going = sum(len(steps) - 1 > rung - 1 for steps in reached)

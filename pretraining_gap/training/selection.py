@@ -11,8 +11,9 @@ checks it). All climb one ladder (`training.ladder`: multiples of the cell's bas
    first rung too, at either end, for every arm;
 3. at each rung the best 1/`training.reduction_factor` of the candidates still going (rounded up) train on to the
    next rung,
-   while the best validation accuracy still grows: an arm climbs only while its best candidate gained within the
-   last `training.climb_patience` rungs, so one arm may stop at 2x while another climbs to 8x;
+   while the best validation accuracy still grows: an arm climbs only while its best candidate gained (by
+   `training.min_gain` at least) within the last `training.climb_patience` rungs, so one arm may stop at 2x while
+   another climbs to 8x;
 4. the cell keeps the best-validated weights of any run it trained (accuracy, then loss): one fallback, no
    arm-specific tie rule.
 
@@ -134,8 +135,8 @@ def _advance(candidates: list[Candidate], steps: int) -> None:
 
 
 def _climb(candidates: list[Candidate], rungs: list[int], training) -> int:
-    """Successive halving from the first rung up, while the best validation accuracy gained within the last
-    `training.climb_patience` rungs: the rung index the ladder ended at."""
+    """Successive halving from the first rung up, while the best validation accuracy gained at least
+    `training.min_gain` within the last `training.climb_patience` rungs: the rung index the ladder ended at."""
     best = [max(c.score() for c in candidates)[0]]  # best validation accuracy after each rung
     going = [c for c in candidates if c.going]
     rung, gained = 0, 0  # the last rung that gained (the first rung counts as a gain)
@@ -148,7 +149,7 @@ def _climb(candidates: list[Candidate], rungs: list[int], training) -> int:
         rung += 1
         _advance(kept, rungs[rung])
         best.append(max(c.score() for c in candidates)[0])
-        gained = rung if best[rung] > max(best[:rung]) else gained
+        gained = rung if best[rung] >= max(best[:rung]) + training.min_gain else gained
         going = [c for c in kept if c.going]
     reason = "top rung" if rung + 1 == len(rungs) else f"no gain at {training.ladder[rung]:g}x"
     for c in candidates:
