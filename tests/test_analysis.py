@@ -447,3 +447,32 @@ def test_the_report_names_the_arms_whose_validation_moved_at_twice_the_budget():
     )
     assert effort.moved(convergence, margin=0.01) == ["scratch at 1 per class: +3.0 points"]
     assert effort.moved(convergence.iloc[:0], margin=0.01) == []
+
+
+def test_an_exponent_without_a_bootstrap_interval_prints_no_nan():
+    effective = pd.DataFrame(
+        [
+            {
+                "arm": "finetune",
+                "examples_per_class": 1.0,
+                "kind": "estimate",
+                "transferred": 1.5,
+                "low": np.nan,
+                "high": np.nan,
+            }
+        ]
+    )
+    exponents = pd.DataFrame(
+        [
+            {
+                "family": "",
+                "alpha": 0.92,
+                "alpha_low": np.nan,
+                "alpha_high": np.nan,
+                "points": 4,
+                "status": "estimated",
+            }
+        ]
+    )
+    sentence = report.effective_sentence(effective, exponents, 0.95)
+    assert "α = 0.92 (no bootstrap interval" in sentence and "nan" not in sentence.lower()

@@ -275,8 +275,14 @@ def effective_sentence(effective: pd.DataFrame, exponents: pd.DataFrame, level: 
         "pretrained arm's test loss is worse than scratch's at the same size)."
     )
     for row in exponents[exponents.family.isna() | (exponents.family == "")].itertuples():
+        bounded = np.isfinite(row.alpha_low) and np.isfinite(row.alpha_high)
+        interval = (
+            f" [{row.alpha_low:.2f} to {row.alpha_high:.2f}]"
+            if bounded
+            else " (no bootstrap interval: too few draws where α was estimable)"
+        )
         sentence += (
-            f" α = {row.alpha:.2f} [{row.alpha_low:.2f} to {row.alpha_high:.2f}] over {row.points} sizes."
+            f" α = {row.alpha:.2f}{interval} over {row.points} sizes."
             if row.status == "estimated"
             else f" α not estimable ({row.points} uncensored sizes with D_T > 0; {MIN_UNCENSORED} needed)."
         )
