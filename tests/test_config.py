@@ -28,7 +28,7 @@ def test_the_protocol_chosen_on_digits_validation_is_locked():
     """The defaults docs/choices.md measured: change one only with a new measurement there (and the README's table
     rerun). Every gradient arm, study-all's too, starts with 4 candidates; 3 seeds answer by default."""
     p = config.validate(DEFAULT)
-    assert p.training.ladder == [0.5, 1, 2, 4, 8] and p.training.reduction_factor == 3
+    assert p.training.ladder == [2, 4, 8] and p.training.reduction_factor == 3
     assert p.training.climb_patience == 1 and p.training.min_gain == 0.005
     assert {
         name: p.regime(name).candidates for name, r in config.REGIMES.items() if r.gradient
