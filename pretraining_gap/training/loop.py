@@ -1,4 +1,6 @@
-"""Gradient training of one cell: step budget, tensor augmentation, a warm-up + cosine schedule, early stopping."""
+"""Gradient training of one cell's candidates: the base step budget, tensor augmentation, runs that resume from rung
+to rung with a cosine cycle per rung (`Run`, `cycles`; selection.py climbs them), and `fit`, one run with early
+stopping (chain-thaw's phases)."""
 
 from __future__ import annotations
 
