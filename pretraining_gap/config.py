@@ -263,6 +263,10 @@ class Regime(Block):
     colour: ClassVar[str]  # a matplotlib colour, its line in the figures
     marker: ClassVar[str]  # a matplotlib marker
 
+    # the options that are grids: numbers the edge rule extends one step past an edge (training/selection.py); the
+    # other options (a normalisation, batch norm's mode, a dropout fraction) are families, tried as listed
+    grids: ClassVar[tuple[str, ...]] = ("lr",)
+
     @classmethod
     def modules(cls) -> tuple[str, ...]:
         """The modules its entry names (runner, backbone check): with what they import, the code its cells run.
@@ -439,6 +443,7 @@ class Depth(Regime):
         "lr_new": (float, "the learning rate of the re-initialised groups and the head chosen on validation"),
     }
     colour, marker, summary = "tab:purple", "P", "first k layer groups pretrained, the rest re-initialised"
+    grids = ("lr", "lr_new")
     k: list[Positive] = Field(min_length=1, description="pretrained layer groups kept", examples=[[1, 3, 5]])
     transferred: Literal["frozen", "finetune"] = Field(description="AnB (frozen) or AnB+ (finetune)")
     lr: LearningRates = Field(

@@ -8,8 +8,7 @@ from torch import nn
 from ..config import Frozen
 from ..results import Outcome
 from . import loop
-from .regimes import CellInputs, split
-from .selection import select
+from .regimes import CellInputs, gradient, split
 
 
 def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
@@ -26,12 +25,10 @@ def frozen(inputs: CellInputs) -> tuple[Outcome, nn.Module]:
         layers = [
             m
             for a, b in zip(widths, widths[1:])
-            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(float(options["dropout"])))
+            for m in (nn.Linear(a, b), nn.ReLU(), nn.Dropout(options["dropout"]))
         ]
         head = nn.Sequential(*layers, nn.Linear(widths[-1], inputs.num_classes))
         return loop.Member(head, [{"params": list(head.parameters()), "lr": options["lr"]}])
 
-    # fusion has no form for dropout (its masks would not be the ones a member draws alone): one at a time. The
-    # dropout fractions are families, not a grid: the edge rule extends only numbers (0.5 past 0.2 would be 1.25)
-    options = [{**o, "dropout": f"{o['dropout']:g}"} for o in cfg.candidate_options()]
-    return select(inputs, split(inputs, lambda idx: x[idx]), options, build, augment=False, fuse=False)
+    # fusion has no form for dropout (its masks would not be the ones a member draws alone): one at a time
+    return gradient(inputs, split(inputs, lambda idx: x[idx]), build, augment=False, fuse=False)

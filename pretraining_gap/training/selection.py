@@ -6,9 +6,9 @@ normalisation, fine-tuning's batch norm, ...); every gradient arm of a study sta
 checks it). All climb one ladder (`training.ladder`: multiples of the cell's base budget, loop.budget) by one rule:
 
 1. every candidate trains to the first rung;
-2. where the best sits at an edge of a numeric option's values within its family (the candidates that share its
-   other options), one candidate one step past that edge (the ratio of the two values nearest it) trains to the
-   first rung too, at either end, for every arm;
+2. where the best sits at an edge of a grid option's values (`config.Regime.grids`: the learning rates) within its
+   family (the candidates that share its other options), one candidate one step past that edge (the ratio of the
+   two values nearest it) trains to the first rung too, at either end, for every arm;
 3. at each rung the best 1/`training.reduction_factor` of the candidates still going (rounded up) train on to the
    next rung,
    while the best validation accuracy still grows: an arm climbs only while its best candidate gained (by
@@ -115,7 +115,8 @@ def select(
     began = time.perf_counter()
     candidates = start(options)
     _advance(candidates, rungs[0])
-    extra = extensions(max(candidates, key=Candidate.score).options, [c.options for c in candidates])
+    grids = type(inputs.regime).grids
+    extra = extensions(max(candidates, key=Candidate.score).options, [c.options for c in candidates], grids)
     if extra:
         added = start(extra, extension=True)
         _advance(added, rungs[0])
@@ -157,12 +158,12 @@ def _climb(candidates: list[Candidate], rungs: list[int], training) -> int:
     return rung
 
 
-def extensions(best: Options, tried: list[Options]) -> list[Options]:
-    """One candidate past each edge `best` sits on: per numeric option with two or more values among the `tried`
-    candidates that share its other options, `best` with that value moved one step out (the ratio of the two values
-    nearest that edge)."""
+def extensions(best: Options, tried: list[Options], grids: tuple[str, ...] = ("lr",)) -> list[Options]:
+    """One candidate past each edge `best` sits on: per grid option (`grids`, config.Regime.grids) with two or more
+    values among the `tried` candidates that share its other options, `best` with that value moved one step out (the
+    ratio of the two values nearest that edge)."""
     added = []
-    for key in _edges(best, tried):
+    for key in _edges(best, tried, grids):
         values = _values(best, tried, key)
         inner = values[1] if best[key] == values[0] else values[-2]
         extra = {**best, key: best[key] * best[key] / inner}
@@ -176,12 +177,12 @@ def _values(options: Options, tried: list[Options], key: str) -> list:
     return sorted({o[key] for o in tried if all(o[k] == v for k, v in options.items() if k != key)})
 
 
-def _edges(options: Options, tried: list[Options]) -> list[str]:
-    """The numeric options whose value sits at an end of two or more values tried with the same other options."""
+def _edges(options: Options, tried: list[Options], grids: tuple[str, ...]) -> list[str]:
+    """The grid options whose value sits at an end of two or more values tried with the same other options."""
     return [
         key
         for key, value in options.items()
-        if not isinstance(value, str)
+        if key in grids
         and len(values := _values(options, tried, key)) >= 2
         and value in (values[0], values[-1])
     ]
@@ -247,7 +248,7 @@ def _outcome(
         # the ladder stopped because validation stopped improving, not at its top rung still gaining
         converged=top + 1 < len(rungs),
         **{k: v for k, v in chosen.options.items()},
-        at_grid_edge=bool(_edges(chosen.options, [c.options for c in candidates])),
+        at_grid_edge=bool(_edges(chosen.options, [c.options for c in candidates], type(inputs.regime).grids)),
         candidates=sum(not c.extension for c in candidates),
         rungs=rungs[: top + 1],
         tuning_steps=tuning_steps,
