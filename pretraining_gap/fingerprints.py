@@ -19,6 +19,7 @@ from pathlib import Path
 PACKAGE = "pretraining_gap"
 ROOT = Path(__file__).resolve().parent  # the package's folder
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+LIBRARIES = ("torch", "timm", "numpy", "scikit-learn")  # the ones whose kernels shape a cell's numbers
 
 
 def digest(*chunks: bytes) -> str:

@@ -30,7 +30,6 @@ from .results import CellResult
 
 log = logging.getLogger(__name__)
 
-LIBRARIES = ("torch", "timm", "numpy", "scikit-learn")
 digest = fingerprints.digest
 
 # The identity's keys by part; every other key (the regime's options, size, seed, model, training) is config.
@@ -95,7 +94,8 @@ def identity(params: Params, cell: Cell, inputs: Inputs) -> dict:
         "data_digest": inputs.data_digest,
         "subset_digest": digest(inputs.train_idx(cell).tobytes()),
         "code_digest": code_digest(cell.regime),
-        "libraries": {"python": fingerprints.PYTHON} | {name: metadata.version(name) for name in LIBRARIES},
+        "libraries": {"python": fingerprints.PYTHON}
+        | {name: metadata.version(name) for name in fingerprints.LIBRARIES},
     }
     if cell.depth is not None:
         found["depth"] = cell.depth

@@ -8,7 +8,7 @@ from importlib import metadata
 
 import torch
 
-LIBRARIES = ("torch", "timm", "numpy", "scikit-learn")  # the ones whose kernels shape a cell's numbers
+from .. import fingerprints
 
 # None: by device (below); "float32", "bfloat16" or "float16" forces one on any device (the GPU check trains a
 # cell at float32 and at bfloat16 to compare them: python -m pretraining_gap.gpu_check)
@@ -51,7 +51,8 @@ def machine(device: torch.device) -> dict:
         "device": describe(device),
         "cpu": _cpu_model(),
         "threads": torch.get_num_threads(),
-        "libraries": {"python": platform.python_version()} | {n: metadata.version(n) for n in LIBRARIES},
+        "libraries": {"python": platform.python_version()}
+        | {n: metadata.version(n) for n in fingerprints.LIBRARIES},
     }
 
 

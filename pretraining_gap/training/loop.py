@@ -62,7 +62,7 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
 ) -> tuple[float, float]:
     """Accuracy (fraction) and mean cross-entropy (nats), in eval mode (the caller puts it back in train mode)."""
-    return _scores(predict(model, x, device, batch_size), y)
+    return scores(predict(model, x, device, batch_size), y)
 
 
 @torch.no_grad()
@@ -81,7 +81,8 @@ def _logits(models: fusion.Fused | _Alone, x: torch.Tensor, device: torch.device
         )
 
 
-def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy (fraction) and mean cross-entropy (nats) of logits (N, classes) against labels (N,)."""
     return (logits.argmax(1) == y).double().mean().item(), F.cross_entropy(logits.double(), y).item()
 
 
@@ -350,7 +351,7 @@ class Run:
         for i, member_logits in zip(self.active, logits):
             if i in skip:
                 continue
-            accuracy, val_loss = _scores(member_logits, self.val[1])
+            accuracy, val_loss = scores(member_logits, self.val[1])
             losses = self.losses[i]
             train_loss = float(np.mean(losses)) if losses else None  # none before the first step
             history = self.results[i].history

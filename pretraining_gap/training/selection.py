@@ -231,9 +231,10 @@ def _outcome(
     fit = chosen.fit
     test_logits = loop.predict(model, split.test[0], inputs.device)
     val_logits = loop.predict(model, split.val[0], inputs.device)
-    test_accuracy, test_loss = loop.evaluate(model, *split.test, inputs.device)
+    test_accuracy, test_loss = loop.scores(test_logits, split.test[1])
     tuning_steps = sum(_steps(c) for c in candidates)
     traced = [_trace(c, rungs) for c in candidates]
+    kept = traced[candidates.index(chosen)]
     fits = [c.fit for c in candidates]
     outcome = Outcome(
         test_accuracy=test_accuracy,
@@ -243,7 +244,7 @@ def _outcome(
         images_per_second=tuning_steps * batch_size / seconds,
         steps=fit.steps,
         best_step=fit.best_step,
-        budget_steps=_trace(chosen, rungs).get("budget_steps"),
+        budget_steps=kept.get("budget_steps"),
         batch_size=batch_size,
         # the ladder stopped because validation stopped improving, not at its top rung still gaining
         converged=top + 1 < len(rungs),
