@@ -56,6 +56,7 @@ def main(args) -> None:
     args.out.write_text(report.build(tables, cells, figures, p, tracker.commit, convergence))
     metrics = aggregate.read_metrics(args.metrics)
     said = report.headlines(tables, p.analysis) if len(tables["gap"]) else {}
+    answers = report.answer_lines(tables, p.analysis)
     settings = p.model_dump(mode="json", include={"study", "analysis"})
     for (dataset, backbone), curves in tracking.curves(args.tables).items():
         others = [f"_{b}_" for b in p.study.backbones if b != backbone]
@@ -64,7 +65,7 @@ def main(args) -> None:
         ]
         scalars, texts = tracking.headlines(metrics.get(dataset, {}).get(backbone, {}))
         if sentences := said.get((dataset, backbone)):  # the answer, as the run's description
-            texts[tracking.NOTE] = "\n\n".join(sentences)
+            texts[tracking.NOTE] = "\n\n".join([answers.get((dataset, backbone), ""), *sentences]).strip()
         tracker.log_study(
             dataset,
             backbone,
@@ -78,7 +79,7 @@ def main(args) -> None:
         "report -> %s (%d figures); the answer:\n%s",
         args.out,
         len(figures),
-        "\n".join(f"{d} · {b} · {s}" for (d, b), sentences in said.items() for s in sentences),
+        "\n".join(f"{d} · {b}: {line}" for (d, b), line in answers.items()),
     )
     serve = shlex.join(tracking.ui_command(tracker.uri))
     log.info("MLflow: %s%s", f"`{serve}` (or `make ui`), then " if serve else "", tracker.runs_url())

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import tiny_params
 from pretraining_gap import config, results
-from pretraining_gap.analysis import aggregate, benefits, effort, report
+from pretraining_gap.analysis import aggregate, answer, benefits, effort, per_class, report
 from pretraining_gap.analysis.scales import clip_epsilon, logit, sigmoid
 from pretraining_gap.data.prepared import POOL, TEST, VAL, Prepared
 
@@ -170,11 +170,28 @@ def test_every_table_of_the_answer_is_written_with_its_columns(study, aggregated
         "transferability",
         "incomplete",
         "labels",
+        "answer",
+        "per_class",
     }
-    wanted = ["dataset", "backbone", "regime", "margin", "estimate", "low", "high", "extrapolated"]
-    assert set(wanted + ["backtest_abs_error", "trusted", "status"]) <= set(tables["crossover"])
-    assert {"points", "logodds", "error_ratio", "points_low", "error_ratio_high"} <= set(tables["gap"])
-    assert {"decision", "seeds_needed"} <= set(tables["equivalence"])
+    wanted = [
+        "dataset",
+        "backbone",
+        "regime",
+        "margin",
+        "estimate",
+        "low",
+        "high",
+        "extrapolated",
+        "decision",
+    ]
+    assert set(wanted + ["backtest_abs_error", "trusted", "status", "asymptotic_gap_low"]) <= set(
+        tables["crossover"]
+    )
+    assert {"points", "logodds", "error_ratio", "points_low", "error_ratio_high", "noise"} <= set(
+        tables["gap"]
+    )
+    assert {"decision", "seeds_needed", "test_images_needed", "se"} <= set(tables["equivalence"])
+    assert list(tables["answer"].columns) == answer.COLUMNS and len(tables["answer"]) == 1
     assert {"T", "steps", "best_step"} <= set(tables["transferability"])
     labels = tables["labels"].set_index("examples_per_class")
     assert labels.loc[1, "training_labels"] == 10 and labels.loc[25, "training_labels"] == 250
@@ -206,8 +223,11 @@ def test_metrics_are_one_narrow_row_per_arm(study, aggregated):
     assert finetune["cells"] == "14/15"
     assert finetune["acc"]["25"] == pytest.approx(100 * (1 - 0.3 / 5), abs=0.05)
     assert finetune["gap"]["25"] == pytest.approx(100 * 0.4 / 5, abs=0.05)
-    estimate = out.tables["crossover"].set_index("arm").estimate["finetune"]
-    assert finetune["crossover"].startswith(f"{estimate:,.0f}? [")  # an untrusted extrapolation: marked "?"
+    row = out.tables["crossover"].set_index("arm").loc["finetune"]
+    assert finetune["crossover"] == aggregate.crossover_text(row, 10000)
+    assert not finetune["crossover"][
+        0
+    ].isdigit()  # an untrusted extrapolation is no answer: a decision instead
     assert set(json.loads((folder / "digits" / "tiny" / "scratch.json").read_text())) == {"cells", "acc"}
     tree = aggregate.read_metrics(folder)
     assert tree["cells"] == "43/45" and tree["digits"]["tiny"]["linear"]["cells"] == "14/15"
@@ -257,8 +277,8 @@ def test_report_page_puts_the_answer_and_figures_first_and_folds_the_tables(stud
         "<strong>finetune</strong>: Pretraining adds 40 points (2.3x fewer errors) at 1 example per class and 8.0 "
         "(2.3x fewer errors) at 25 [accuracy points, paired by seed]" in page
     )
-    assert "it lies more than 10x beyond the largest size measured" in page
-    assert "not to be trusted" in page and "per size: pretraining helps at 1" in page.lower()
+    assert "Whether scratch comes within 1 point of the pretrained arm is undecided (" in page
+    assert "seeds would decide it" in page and "per size: pretraining helps at 1" in page.lower()
     assert page.index("digits_tiny_accuracy") < page.index("digits_tiny_gap") < page.index("Glossary")
     assert page.index("Glossary") < page.index("<details>")
     for term in ("crossover", "margin", "equivalence decision", "D_T", "α, β", "backtest", "<dt>T</dt>"):
@@ -309,28 +329,60 @@ def crossing(**fields):
         met_fraction=1.0,
         largest_measured=50.0,
         extrapolated=True,
-        backtest_abs_error=0.015,
-        trusted=False,
+        backtest_abs_error=0.005,
+        trusted=True,
         status="extrapolated",
+        asymptotic_gap=0.002,
+        asymptotic_gap_low=-0.003,
+        asymptotic_gap_high=0.007,
+        noise="seeds and test images",
+        decision="reached",
+        reason="",
+        seeds_needed=np.nan,
+        test_images_needed=np.nan,
     )
     return SimpleNamespace(**(base | fields))
 
 
-def test_the_crossover_sentence_names_interval_extrapolation_and_trust():
+def test_the_crossover_sentence_is_a_decision_with_its_evidence():
     analysis = config.Analysis()
-    trusted = report.crossover_sentence(crossing(backtest_abs_error=0.005, trusted=True), analysis, False)
-    assert trusted == (
-        "On the fitted learning curves scratch is within 1 point of the pretrained arm or ahead from about 180 "
-        "per class on [95%: 120 to 400], extrapolated beyond the largest size measured (50; backtest error 0.5 "
-        "points)."
+    reached = report.crossover_sentence(crossing(), analysis, False)
+    assert reached == (
+        "Scratch is within 1 point of the pretrained arm or ahead from about 180 per class on [95%: 120 to 400], "
+        "extrapolated beyond the largest size measured (50; backtest error 0.5 points); the fitted gap at "
+        "unlimited data is +0.2 points [95%: −0.3 to +0.7; seeds and test images].".replace("−", "-")
     )
-    doubted = report.crossover_sentence(crossing(), analysis, False)
-    assert doubted.endswith("not to be trusted, the backtest error is above the 1-point margin.")
-    beyond = report.crossover_sentence(
-        crossing(estimate=np.inf, high=np.inf, met_fraction=0.25, status="beyond cap"), analysis, False
+    above = report.crossover_sentence(
+        crossing(decision="not within the margin at any size", asymptotic_gap_low=0.012, asymptotic_gap=0.02),
+        analysis,
+        False,
     )
-    assert "does not come within 1 point of the pretrained arm before the cap of 10,000 per class" in beyond
-    assert "[95%: 120 to beyond 10,000]; 25% of bootstrap refits meet before it" in beyond
+    assert above.startswith("Scratch does not come within 1 point of the pretrained arm at any size")
+    assert "180" not in above  # no crossover size where there is none
+    seeds = report.crossover_sentence(
+        crossing(decision="undecided", reason="straddles", seeds_needed=8.0), analysis, False
+    )
+    assert "is undecided (straddles)" in seeds and "About 8 seeds would decide it" in seeds
+    images = report.crossover_sentence(
+        crossing(decision="undecided", reason="r", seeds_needed=np.inf, test_images_needed=6600.0),
+        analysis,
+        False,
+        classes=10,
+    )
+    assert "No number of seeds would decide it" in images and "6,600 images (660 per class)" in images
+    behind = report.crossover_sentence(
+        crossing(arm="linear", decision="behind scratch at every size"), analysis, True
+    )
+    assert behind == "linear is behind scratch at every size measured: there is no gap for scratch to close."
+
+
+def test_the_metrics_never_show_a_bare_crossover():
+    assert aggregate.crossover_text(crossing(), 10000) == "180 [120, 400]"
+    undecided = crossing(decision="undecided", seeds_needed=np.inf, test_images_needed=6600.0)
+    assert aggregate.crossover_text(undecided, 10000) == "undecided (needs 6,600 test images)"
+    assert aggregate.crossover_text(crossing(decision="behind scratch at every size"), 1e4) == (
+        "behind scratch at every size"
+    )
 
 
 def test_a_baseline_says_where_scratch_stands(monkeypatch):
@@ -349,7 +401,7 @@ def test_a_baseline_says_where_scratch_stands(monkeypatch):
     sentence = said[("d", "b")][0]
     assert sentence.startswith("pixels vs scratch: pixels (no pretraining) is ahead of scratch by 10 points")
     assert "and behind by 5.0 (1.7x more errors) at 50" in sentence
-    assert "scratch is within 1 point of pixels or ahead from about 3 per class" in sentence
+    assert "Scratch is within 1 point of pixels or ahead from about 3 per class" in sentence
     assert "pixels better at 1; undecided at 50 (about 7 seeds would decide it)" in sentence
 
 
@@ -476,3 +528,80 @@ def test_an_exponent_without_a_bootstrap_interval_prints_no_nan():
     )
     sentence = report.effective_sentence(effective, exponents, 0.95)
     assert "α = 0.92 (no bootstrap interval" in sentence and "nan" not in sentence.lower()
+
+
+def answer_row(**fields):
+    base = dict(
+        dataset="digits",
+        backbone="b",
+        arm="finetune",
+        examples_per_class=1.0,
+        seeds=3,
+        noise="seeds and test images",
+        points=0.20,
+        points_low=0.15,
+        points_high=0.25,
+        decision="reached",
+        crossover=180.0,
+        crossover_low=120.0,
+        crossover_high=400.0,
+        asymptotic_gap=0.002,
+        asymptotic_gap_low=-0.003,
+        asymptotic_gap_high=0.007,
+        seeds_needed=np.nan,
+        test_images_needed=np.nan,
+        beaten_by=np.nan,
+    )
+    return SimpleNamespace(**(base | fields))
+
+
+def test_the_answer_line_gives_every_number_its_interval_or_a_decision():
+    said = answer.line(answer_row(), 0.01, 10000, 0.95)
+    assert said == (
+        "pretraining (finetune) is worth +20.0 points [95%: +15.0 to +25.0] at 1 example per class; it stops "
+        "mattering (within ±1 point) from 180 [120, 400] per class."
+    )
+    pixels = "pixels at 1 (+3.0 points [95%: +0.5 to +5.5])"
+    undecided = answer.line(
+        answer_row(decision="undecided", seeds_needed=np.inf, test_images_needed=6600.0, beaten_by=pixels),
+        0.01,
+        10000,
+        0.95,
+        classes=10,
+    )
+    assert (
+        "whether it stops mattering (within ±1 point) is undecided: the fitted gap at unlimited data is +0.2"
+        in (undecided)
+    )
+    assert "a test set of about 6,600 images, 660 per class would" in undecided
+    assert undecided.endswith(f"; ahead of it without pretraining: {pixels}.")
+    one_seed = answer.line(
+        answer_row(noise="test images", decision="not within the margin at any size"), 0.01, 1e4, 0.95
+    )
+    assert "(one seed: test-image noise only" in one_seed and "it still matters at any size" in one_seed
+    assert "nan" not in undecided + one_seed + said
+
+
+def test_the_per_class_gap_is_read_off_the_stored_test_outputs():
+    # two seeds, 3 classes of 4 test images: the arm gets class 2 right where scratch gets it wrong
+    labels = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    right = {"scratch": [1] * 8 + [0] * 4, "finetune": [1] * 12}
+    rows = [
+        {
+            **cell(regime, 1, seed, sum(right[regime]) / 12),
+            "arm": regime,
+            "test_labels": labels,
+            "test_logits": [
+                np.eye(3)[y if ok else (y + 1) % 3].tolist() for y, ok in zip(labels, right[regime])
+            ],
+        }
+        for regime in right
+        for seed in (1, 2)
+    ]
+    table = per_class.per_class_gaps(pd.DataFrame(rows), 0.95).set_index("class")
+    assert table.gap.to_dict() == {0: 0.0, 1: 0.0, 2: 1.0}
+    assert (table.images == 4).all() and (table.noise == "seeds and test images").all()
+    said = report.class_sentence(table.reset_index(), 0.95)
+    assert said.startswith(
+        "Per class at 1 per class (4 test images each), finetune helps most on classes 2 (+100"
+    )

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from pretraining_gap.analysis import equivalence as eq
-from pretraining_gap.analysis import scales
+from pretraining_gap.analysis import noise, scales
 
 EPSILON = scales.clip_epsilon(500)  # digits' test set: 50 images in each of 10 classes
 
@@ -31,9 +31,14 @@ def cells_with_gaps(scratch: dict, gaps: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_noise(mean: float, sd: float) -> noise.Estimate:
+    """A mean gap whose noise is the seeds' alone, with per-seed standard deviation `sd`."""
+    return noise.combine(mean, sd**2, 3, np.nan, 0)
+
+
 def test_one_sided_pvalues_are_scipys_t_tests_against_the_margin():
     gaps = np.array([0.02, 0.05, 0.01, 0.04])
-    p_helps, p_within, p_worse = eq.one_sided_pvalues(gaps, 0.01)
+    p_helps, p_within, p_worse = eq.one_sided_pvalues(noise.estimate(gaps), 0.01)
     assert p_helps == pytest.approx(stats.ttest_1samp(gaps, 0.01, alternative="greater").pvalue)
     assert p_worse == pytest.approx(stats.ttest_1samp(gaps, -0.01, alternative="less").pvalue)
     tost = max(
@@ -81,7 +86,7 @@ def test_the_correction_can_leave_a_size_undecided():
 
 def test_seeds_to_decide_gives_the_power_asked_for():
     mean, sd, alpha = 0.04, 0.05, 0.05
-    n = int(eq.seeds_to_decide(mean, sd, margin=0.01, alpha=alpha, power=0.8))
+    n = int(eq.seeds_to_decide(seed_noise(mean, sd), margin=0.01, alpha=alpha, power=0.8))
     rng = np.random.default_rng(0)
 
     def power(seeds):
@@ -89,8 +94,12 @@ def test_seeds_to_decide_gives_the_power_asked_for():
         return np.mean(stats.ttest_1samp(gaps, 0.01, axis=1, alternative="greater").pvalue < alpha)
 
     assert power(n) >= 0.78 and power(n - 1) < 0.8
-    assert eq.seeds_to_decide(0.0, 0.01, 0.01, alpha) < eq.seeds_to_decide(0.0, 0.02, 0.01, alpha)
-    assert eq.seeds_to_decide(0.01, 0.02, 0.01, alpha) == np.inf  # on the margin: no number of seeds decides
+    assert eq.seeds_to_decide(seed_noise(0.0, 0.01), 0.01, alpha) < eq.seeds_to_decide(
+        seed_noise(0.0, 0.02), 0.01, alpha
+    )
+    assert (
+        eq.seeds_to_decide(seed_noise(0.01, 0.02), 0.01, alpha) == np.inf
+    )  # on the margin: no number of seeds decides
 
 
 def test_gap_on_three_scales_paired_by_seed():

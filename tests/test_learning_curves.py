@@ -198,6 +198,35 @@ def test_one_seed_gives_fits_without_intervals():
     assert np.isfinite(row.estimate) and np.isnan(row.low) and np.isnan(row.met_fraction)
 
 
+def with_test_images(cells: pd.DataFrame, images: int, rng) -> pd.DataFrame:
+    """The cells with per-image outputs as a result stores them: 10 classes, the cell's accuracy rounded to whole
+    images, right answers on images at random; test_accuracy becomes what the outputs say."""
+    labels = np.arange(images) % 10
+    logits, accuracies = [], []
+    for accuracy in cells.test_accuracy:
+        right = rng.permutation(images) < round(accuracy * images)
+        logits.append(np.eye(10)[np.where(right, labels, (labels + 1) % 10)].tolist())
+        accuracies.append(right.mean())
+    return cells.assign(
+        test_logits=logits, test_labels=[labels.tolist()] * len(cells), test_accuracy=accuracies
+    )
+
+
+def test_one_seed_with_per_image_outputs_has_the_test_images_intervals():
+    curves = {"scratch": (0.02, 0.5, 0.8), "finetune": (0.02, 0.15, 0.8)}
+    rng = np.random.default_rng(0)
+    cells = with_test_images(synthetic_cells(curves, SIZES, seeds=1, noise=0.05, rng=rng), 500, rng)
+    fits = lc.fit_arms(cells, 50, EPSILON)
+    table = lc.learning_curves(fits, ANALYSIS.level)
+    assert table.replicates.gt(40).all()
+    assert ((table.b_low < table.b) & (table.b < table.b_high)).all()
+    # without the per-image outputs the same cells have no interval: one seed cannot be resampled
+    bare = lc.learning_curves(
+        lc.fit_arms(cells.drop(columns=["test_logits", "test_labels"]), 50, EPSILON), 0.95
+    )
+    assert bare.replicates.eq(0).all() and bare.b_low.isna().all()
+
+
 def test_draws_holding_the_same_seeds_share_one_refit():
     sizes = SIZES[:5]
     rng = np.random.default_rng(3)

@@ -9,6 +9,8 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `crossover` (learning_curves.crossovers): the size from which scratch stays within the margin, with its interval,
   backtest and trust;
 - `effective_data`, `transfer_exponent` (effective_data): D_T on the test loss, α (and β across a family);
+- `per_class` (per_class.per_class_gaps): every arm − scratch on each class's test images, with intervals;
+- `answer` (answer.answers): the one-line answer per dataset × backbone, every number with its interval;
 - `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
 
 Accuracies are clipped to [ε, 1 − ε] on the log-odds scale, ε half an image of the dataset's own test set
@@ -34,7 +36,8 @@ from .. import results
 from ..config import REGIMES, Analysis, Params
 from ..data.prepared import POOL, TEST, VAL
 from ..grid import ALL
-from . import benefits, curves, effective_data, equivalence, learning_curves, plots, scales
+from . import answer, benefits, curves, effective_data, equivalence, learning_curves, per_class, plots, scales
+from .answer import size_text
 from .seeds import SCRATCH
 
 # fields too large or nested for a column of cells.csv (histories, traces, per-layer values, per-image outputs):
@@ -231,7 +234,9 @@ def _dataset_tables(
         "effective_data": effective_data.effective_data(transfers, level).astype({"examples_per_class": int}),
         "benefits": benefits.summarise(done, epsilon),
         "transferability": curves.transferability(done),
+        "per_class": per_class.per_class_gaps(done, level),
     }
+    tables["answer"] = answer.answers(done, tables, level, epsilon)
     return tables, fits, transfers
 
 
@@ -263,21 +268,20 @@ def _round(value: float, digits: int = 1) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
 
-def size_text(n: float, cap: float) -> str:
-    """Examples per class as the report and metrics print them: 3.1, 180, 1,200, >10,000 (beyond the cap)."""
-    if not np.isfinite(n):
-        return f">{cap:,.0f}"
-    return f"{n:.1f}".removesuffix(".0") if n < 10 else f"{n:,.0f}"
-
-
 def crossover_text(row, cap: float) -> str:
-    """'180 [120, 400]': estimate [interval] in examples per class; '?' after an extrapolated estimate that is not
-    trusted (learning_curves.crossovers); 'not fitted' without fits."""
-    if row.status == "not fitted":
-        return "not fitted"
-    doubt = "?" if row.extrapolated and not row.trusted and np.isfinite(row.estimate) else ""
-    interval = f" [{size_text(row.low, cap)}, {size_text(row.high, cap)}]" if np.isfinite(row.low) else ""
-    return f"{size_text(row.estimate, cap)}{doubt}{interval}"
+    """A crossover as the metrics and the MLflow parent run show it, never a bare number: '180 [120, 400]' (examples
+    per class, reached), else its decision: 'not within the margin at any size', 'behind scratch at every size',
+    'undecided (needs 8 seeds)', 'undecided (needs 6,600 test images)', 'undecided', 'not fitted'
+    (learning_curves.crossovers)."""
+    if row.decision == learning_curves.REACHED:
+        return f"{size_text(row.estimate, cap)} [{size_text(row.low, cap)}, {size_text(row.high, cap)}]"
+    if row.decision != learning_curves.UNDECIDED:
+        return row.decision
+    if np.isfinite(row.seeds_needed):
+        return f"undecided (needs {row.seeds_needed:.0f} seeds)"
+    if np.isfinite(row.test_images_needed):
+        return f"undecided (needs {row.test_images_needed:,.0f} test images)"
+    return "undecided"
 
 
 def metrics(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], cap: float) -> dict[str, dict]:

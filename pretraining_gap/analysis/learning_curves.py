@@ -20,10 +20,12 @@ sizes: its AICc is infinite up to 7 sizes (six parameters would interpolate the 
 a residual sum of squares 10^−4.5 or 10^−2 times the power law's to win; at 10 sizes 1/20, at 12 1/5. RSS is floored
 at m·1e−12 so noise-free data do not pick the larger law for a rounding difference.
 
-Bootstrap: whole seeds (nested subset series) are drawn with replacement, the same draws for every arm of a dataset
-and backbone (so paired arms stay paired); each draw refits the law chosen on all seeds, starting from its parameters.
-Intervals are percentile intervals. With 3 seeds there are only 10 distinct draws: the intervals are rough, and
-with 1 seed there are none.
+Bootstrap over both sources of noise (the `noise` module): whole seeds (nested subset series) are drawn with
+replacement and, inside each draw, the test images too (seeds.resample_images), the same draws for every arm of a
+dataset and backbone (so paired arms stay paired, seed by seed and image by image); each replicate refits the law
+chosen on all seeds, starting from its parameters. Intervals are percentile intervals. A single seed still has the
+test images' interval. Cells stored without per-image outputs leave only the seeds: with 3 seeds that is only 10
+distinct draws (rough intervals), and with 1 seed none.
 
 Crossover: on a grid of PER_DECADE points per decade from the smallest measured size to a cap, the smallest n from
 which on (up to the cap) the predicted accuracies satisfy scratch ≥ pretrained − margin. "From which on" rather than
@@ -38,18 +40,31 @@ extrapolated crossover (beyond the largest size both arms were measured at) is t
 is at most the margin (the curves predicted one size ahead more closely than the difference they are asked to
 resolve) and the crossover (or the cap, when beyond it) lies within MAX_EXTRAPOLATION times the largest measured
 size. Without a backtest (fewer than MIN_SIZES + 1 sizes) it is not trusted.
+
+The crossover as a decision, read off the fitted gap at unlimited data, e_inf(scratch) − e_inf(arm), and its t
+interval over both sources of noise (`asymptotic_gap`):
+- REACHED "at n* [low, high]" only when that interval lies below the margin (scratch within it, or ahead), the
+  fitted curves meet before the cap, and the crossover is trusted (the backtest, a second gate);
+- NOT_WITHIN when the interval lies above the margin: pretraining still matters at any size;
+- BEHIND when the arm is behind scratch at every size measured (a baseline such as pixels, or a transfer that
+  hurts): there is nothing for scratch to catch up;
+- otherwise UNDECIDED, with the reason, the seeds that would decide it and, where no number of seeds would (every
+  seed is scored on the same test images), the test images that would.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from . import noise
+from .equivalence import seeds_to_decide, test_images_to_decide
 from .scales import logit, sigmoid
-from .seeds import ARM, SCRATCH, resample_seeds, resampled_means, seed_matrix
+from .seeds import ARM, SCRATCH, correct_tensor, resample_images, resample_seeds, resampled_means, seed_matrix
 
 POWER_LAW, BROKEN = "power", "broken"
 PARAMETERS = {POWER_LAW: ("e_inf", "a", "b"), BROKEN: ("e_inf", "a", "b", "b_after", "break_n", "sharpness")}
@@ -59,6 +74,9 @@ MIN_SIZES_BROKEN = 10  # module docstring
 PER_DECADE = 100  # crossover grid: steps of 2.3 %
 MAX_EXTRAPOLATION = 10.0  # times the largest measured size
 MIN_MEAN_SQUARE = 1e-12  # floor of RSS / m in AICc
+# the crossover as a decision (module docstring)
+REACHED, NOT_WITHIN, UNDECIDED = "reached", "not within the margin at any size", "undecided"
+BEHIND, NOT_FITTED = "behind scratch at every size", "not fitted"
 
 
 def power_law(n, e_inf, a, b) -> np.ndarray:
@@ -242,7 +260,10 @@ class ArmFit:
     """One arm's learning curve. `key`: (dataset, backbone, regime, arm); `sizes`: measured examples per class,
     ascending; `accuracy`: per-size log-odds mean accuracy over seeds (fraction); `curve`: the chosen law (None
     below MIN_SIZES sizes); `candidates`: every law tried; `replicates`: refits on the bootstrap draws of seeds
-    (None where a draw left fewer than MIN_SIZES sizes; empty with one seed); `backtest_abs_error` (fraction)."""
+    (None where a draw left fewer than MIN_SIZES sizes; empty with one seed and no per-image outputs) on the
+    bootstrap draws of seeds and test images; `seed_replicates`: refits on the same draws of seeds alone (their
+    spread is the seeds' part of the noise); `images`: test images resampled (0: none); `backtest_abs_error`
+    (fraction)."""
 
     key: tuple
     sizes: np.ndarray
@@ -252,6 +273,8 @@ class ArmFit:
     candidates: tuple[Curve, ...]
     replicates: tuple[Curve | None, ...]
     backtest_abs_error: float
+    seed_replicates: tuple[Curve | None, ...] = ()
+    images: int = 0
 
 
 def _refit(curve: Curve, sizes: np.ndarray, logit_errors: np.ndarray, epsilon: float) -> Curve | None:
@@ -264,10 +287,18 @@ def _refit(curve: Curve, sizes: np.ndarray, logit_errors: np.ndarray, epsilon: f
 
 
 def fit_arm(
-    key: tuple, sizes: np.ndarray, accuracies: np.ndarray, draws: np.ndarray, epsilon: float
+    key: tuple,
+    sizes: np.ndarray,
+    accuracies: np.ndarray,
+    draws: np.ndarray,
+    epsilon: float,
+    resampled: np.ndarray | None = None,
+    images: int = 0,
 ) -> ArmFit:
     """Fit one arm from its (sizes × seeds) accuracy array (NaN = missing cell) and refit it on each row of
-    seed-index `draws` (see seeds.resample_seeds)."""
+    seed-index `draws` (see seeds.resample_seeds). `resampled`: the cells' accuracies under each replicate's draw of
+    test images, (replicates × sizes × seeds) (seeds.resample_images), from a test set of `images` images; without it
+    the seeds are the only noise."""
     logit_errors = logit(1 - accuracies, epsilon)
     means = np.nanmean(logit_errors, axis=1)
     errors, seeds = sigmoid(means), int(np.any(~np.isnan(accuracies), axis=0).sum())
@@ -277,9 +308,22 @@ def fit_arm(
     curve = min(candidates, key=lambda c: c.aicc)
     # a draw's means depend only on which seeds it holds, not their order: 3 seeds give 10 distinct draws, so
     # each distinct draw is refitted once (1000 replicates of 4 arms: 11.6 s -> 0.2 s)
-    distinct, which = np.unique(np.sort(draws, axis=1), axis=0, return_inverse=True)
-    refits = [_refit(curve, sizes, row, epsilon) for row in resampled_means(logit_errors, distinct)]
-    replicates = tuple(refits[i] for i in np.ravel(which))
+    seed_replicates = ()
+    if seeds > 1:
+        distinct, which = np.unique(np.sort(draws, axis=1), axis=0, return_inverse=True)
+        refits = [_refit(curve, sizes, row, epsilon) for row in resampled_means(logit_errors, distinct)]
+        seed_replicates = tuple(refits[i] for i in np.ravel(which))
+    replicates = seed_replicates
+    if resampled is not None:
+        drawn = logit(1 - resampled, epsilon)[
+            np.arange(len(draws))[:, None], :, draws
+        ]  # replicates × seeds × sizes
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", RuntimeWarning
+            )  # a size no drawn seed has: NaN, left out of the refit
+            rows = np.nanmean(drawn, axis=1)
+        replicates = tuple(_refit(curve, sizes, row, epsilon) for row in rows)
     return ArmFit(
         key,
         sizes,
@@ -289,25 +333,45 @@ def fit_arm(
         tuple(candidates),
         replicates,
         backtest(sizes, errors, "logit", epsilon),
+        seed_replicates,
+        0 if resampled is None else images,
     )
 
 
 def fit_arms(cells: pd.DataFrame, n_boot: int, epsilon: float, seed: int = 0) -> list[ArmFit]:
-    """Every arm's learning curve with `n_boot` bootstrap refits over seeds, one draw per dataset × backbone
-    shared by its arms.
+    """Every arm's learning curve with `n_boot` bootstrap refits over seeds and test images (module docstring),
+    one draw per dataset × backbone shared by its arms.
 
     `cells`: one row per finished cell with columns dataset, backbone, regime, arm, examples_per_class, seed,
-    test_accuracy (fraction). Accuracies are clipped to [ε, 1 − ε] (`epsilon`, scales.clip_epsilon). `seed` seeds
-    the resampling.
+    test_accuracy (fraction), and test_logits, test_labels where stored: the test images are resampled when every
+    cell of the dataset × backbone has them. Accuracies are clipped to [ε, 1 − ε] (`epsilon`, scales.clip_epsilon).
+    `seed` seeds the resampling.
     """
     fits = []
     for _, group in cells.groupby(["dataset", "backbone"], sort=True):
         seeds = np.sort(group.seed.unique())
-        draws = resample_seeds(len(seeds), n_boot, seed)
-        for key, part in group.groupby(ARM, sort=True):
+        arms = [(key, part, correct_tensor(part, seeds)) for key, part in group.groupby(ARM, sort=True)]
+        images = _test_set_size([correct for *_, correct in arms]) if n_boot else 0
+        draws = resample_seeds(len(seeds), n_boot, seed, images=images > 0)
+        weights = resample_images(images, n_boot, seed) if images else None
+        for key, part, correct in arms:
             sizes, accuracies = seed_matrix(part, "test_accuracy", seeds)
-            fits.append(fit_arm(key, sizes, accuracies, draws, epsilon))
+            resampled = _under_draws(correct[1], weights) if images else None
+            fits.append(fit_arm(key, sizes, accuracies, draws, epsilon, resampled, images))
     return fits
+
+
+def _test_set_size(tensors: list) -> int:
+    """The number of test images every arm's cells were scored on (seeds.correct_tensor's results); 0 when a cell
+    lacks per-image outputs or the arms disagree."""
+    lengths = {0 if tensor is None else tensor[1].shape[2] for tensor in tensors}
+    return lengths.pop() if len(lengths) == 1 else 0
+
+
+def _under_draws(correct: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each cell's accuracy under each draw of test images: (draws × sizes × seeds), from per-image correctness
+    (sizes × seeds × images, NaN for a missing cell) and image weights (draws × images, seeds.resample_images)."""
+    return np.einsum("kni,bi->bkn", correct, weights) / weights.shape[1]
 
 
 def _interval(values, level: float) -> tuple[float, float]:
@@ -398,17 +462,62 @@ def _status(estimate: float, smallest: float, largest: float) -> str:
     return "extrapolated" if estimate > largest else "within measured sizes"
 
 
+def asymptotic_gap(scratch: ArmFit, pretrained: ArmFit) -> noise.Estimate:
+    """The fitted gap at unlimited data, e_inf(scratch) − e_inf(arm) (accuracy, fraction; > 0: the arm stays ahead),
+    with its standard error from both sources (the `noise` module): the seeds' part is the spread of the refits on
+    seeds alone, scaled by S / (S − 1) (a bootstrap's variance of a mean of S is (S − 1) / S of the sample
+    variance's); the test images' part is what the refits on seeds and test images add to it."""
+    mean = scratch.curve.params[0] - pretrained.curve.params[0]
+
+    def spread(left, right) -> float:
+        gaps = [s.params[0] - p.params[0] for s, p in zip(left, right) if s is not None and p is not None]
+        return float(np.var(gaps, ddof=1)) if len(gaps) > 1 else np.nan
+
+    seeds, images = pretrained.seeds, pretrained.images
+    seed_part = spread(scratch.seed_replicates, pretrained.seed_replicates)
+    per_seed = seed_part * seeds**2 / (seeds - 1) if seeds > 1 else np.nan
+    per_image = np.nan
+    if images:
+        total = spread(scratch.replicates, pretrained.replicates)
+        per_image = max(total - (seed_part if np.isfinite(seed_part) else 0.0), 0.0) * images
+    return noise.combine(mean, per_seed, seeds, per_image, images)
+
+
+def _behind_everywhere(scratch: ArmFit, pretrained: ArmFit) -> bool:
+    """Whether the arm's mean accuracy is below scratch's at every size both measured."""
+    common, mine, theirs = np.intersect1d(pretrained.sizes, scratch.sizes, return_indices=True)
+    return len(common) > 0 and bool(np.all(pretrained.accuracy[mine] < scratch.accuracy[theirs]))
+
+
+def _decision(gap: noise.Estimate, interval, estimate: float, trusted: bool, margin: float, behind: bool):
+    """(decision, reason) of a crossover (module docstring)."""
+    low, high = interval
+    if behind:
+        return BEHIND, "the arm is behind scratch at every size measured"
+    if np.isnan(high):
+        return UNDECIDED, "no interval: one seed and no per-image test outputs"
+    if low > margin:
+        return NOT_WITHIN, "the fitted gap at unlimited data exceeds the margin"
+    if high >= margin:
+        return UNDECIDED, "the interval of the fitted gap at unlimited data straddles the margin"
+    if not np.isfinite(estimate):
+        return UNDECIDED, "the fitted curves come within the margin only beyond the cap"
+    if not trusted:
+        return UNDECIDED, "an extrapolation the backtest does not support"
+    return REACHED, ""
+
+
 def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: float, level: float) -> dict:
     row = dict(zip(ARM, pretrained.key)) | {"margin": margin, "cap": cap}
     if scratch.curve is None or pretrained.curve is None:
-        return row | {"status": "not fitted", "extrapolated": False, "trusted": False}
+        return row | {"status": "not fitted", "extrapolated": False, "trusted": False, "decision": NOT_FITTED}
     grid = size_grid(min(scratch.sizes[0], pretrained.sizes[0]), cap)
     largest = min(scratch.sizes[-1], pretrained.sizes[-1])
     estimate = crossover_size(scratch.curve, pretrained.curve, grid, margin)
     pairs = [
         (s, p) for s, p in zip(scratch.replicates, pretrained.replicates) if s is not None and p is not None
     ]
-    met = {}  # replicates share refits (see fit_arm): one crossover per distinct pair
+    met = {}  # replicates may share refits (see fit_arm): one crossover per distinct pair
     for s, p in pairs:
         if (id(s), id(p)) not in met:
             met[id(s), id(p)] = crossover_size(s, p, grid, margin)
@@ -424,6 +533,18 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
     backtest_error = float(np.maximum(scratch.backtest_abs_error, pretrained.backtest_abs_error))
     extrapolated = bool(estimate > largest)
     reach_ok = min(estimate, cap) <= MAX_EXTRAPOLATION * largest
+    trusted = bool(not extrapolated or (backtest_error <= margin and reach_ok))
+    gap = asymptotic_gap(scratch, pretrained)
+    gap_low, gap_high = gap.interval(level)
+    decision, reason = _decision(
+        gap, (gap_low, gap_high), estimate, trusted, margin, _behind_everywhere(scratch, pretrained)
+    )
+    seeds_needed = images_needed = np.nan
+    if decision == UNDECIDED and np.isfinite(gap_high):
+        alpha = (1 - level) / 2  # each side of the two-sided interval the decision reads
+        seeds_needed = seeds_to_decide(gap, margin, alpha)
+        if np.isinf(seeds_needed):
+            images_needed = test_images_to_decide(gap, margin, alpha)
     return row | {
         "estimate": estimate,
         "low": float(low),
@@ -432,8 +553,16 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
         "largest_measured": largest,
         "extrapolated": extrapolated,
         "backtest_abs_error": backtest_error,
-        "trusted": bool(not extrapolated or (backtest_error <= margin and reach_ok)),
+        "trusted": trusted,
         "status": _status(estimate, grid[0], largest),
+        "asymptotic_gap": gap.mean,
+        "asymptotic_gap_low": gap_low,
+        "asymptotic_gap_high": gap_high,
+        "noise": gap.sources,
+        "decision": decision,
+        "reason": reason,
+        "seeds_needed": seeds_needed,
+        "test_images_needed": images_needed,
     }
 
 
@@ -445,7 +574,11 @@ def crossovers(
     Returns columns dataset, backbone, regime, arm, margin, cap, estimate, low, high (examples per class; inf =
     beyond the cap), met_fraction (bootstrap refits that met before the cap), largest_measured, extrapolated
     (estimate beyond largest_measured), backtest_abs_error (fraction, the worse of the two arms), trusted (module
-    docstring), status ("within measured sizes", "at smallest size", "extrapolated", "beyond cap" or "not fitted").
+    docstring), status ("within measured sizes", "at smallest size", "extrapolated", "beyond cap" or "not fitted"),
+    asymptotic_gap with _low and _high (`asymptotic_gap`, fraction, its t interval at `level`), noise (the sources
+    it carries), decision (REACHED, NOT_WITHIN, UNDECIDED, BEHIND or NOT_FITTED; module docstring), reason (why
+    undecided), seeds_needed and test_images_needed (undecided only: equivalence.seeds_to_decide, and where no
+    number of seeds would, equivalence.test_images_to_decide, in all; at α = (1 − level) / 2).
     """
     rows = []
     for group in sorted({fit.key[:2] for fit in fits}):
@@ -467,5 +600,13 @@ def crossovers(
         "backtest_abs_error",
         "trusted",
         "status",
+        "asymptotic_gap",
+        "asymptotic_gap_low",
+        "asymptotic_gap_high",
+        "noise",
+        "decision",
+        "reason",
+        "seeds_needed",
+        "test_images_needed",
     ]
     return pd.DataFrame(rows, columns=columns)

@@ -18,7 +18,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from ..config import REGIMES, Analysis  # noqa: E402
 from . import equivalence as eq  # noqa: E402
-from .learning_curves import ArmFit, predict_accuracy, prediction_band  # noqa: E402
+from .learning_curves import REACHED, ArmFit, predict_accuracy, prediction_band  # noqa: E402
 from .seeds import SCRATCH  # noqa: E402
 
 COLOURS = {name: regime.colour for name, regime in REGIMES.items()}
@@ -67,15 +67,21 @@ def _rows(table: pd.DataFrame, arm: str) -> pd.DataFrame:
     return table[table.arm == arm]
 
 
+def reached(crossover: pd.DataFrame) -> pd.DataFrame:
+    """The crossovers decided as reached (learning_curves.crossovers): the only ones drawn."""
+    if "decision" not in crossover:
+        return crossover.iloc[0:0]
+    return crossover[crossover.decision == REACHED]
+
+
 def reach(fits: list[ArmFit], crossover: pd.DataFrame, cap: float) -> float:
-    """How far right the size axis goes: the largest measured size, or beyond it to the farthest crossover
-    estimate (x 1.5), or to the cap when a crossover lies beyond it."""
+    """How far right the size axis goes: the largest measured size, or beyond it to the farthest reached crossover
+    (x 1.5)."""
     largest = max((f.sizes[-1] for f in fits if f.curve is not None), default=np.nan)
-    estimates = crossover.estimate.dropna() if "estimate" in crossover else pd.Series(dtype=float)
+    estimates = reached(crossover).estimate
     if np.isnan(largest) or estimates.empty:
         return largest
-    farthest = estimates.max()
-    return float(cap if np.isinf(farthest) else min(max(largest, farthest * 1.5), cap))
+    return float(min(max(largest, estimates.max() * 1.5), cap))
 
 
 def _grids(fit: ArmFit, end: float) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +207,7 @@ def accuracy_vs_size(
             _plot_arm_accuracy(
                 ax, error, part.sort_values("examples_per_class"), seeds, arm, fit, end, analysis.level
             )
-    crossings = crossover[np.isfinite(crossover.estimate)] if len(crossover) else crossover
+    crossings = reached(crossover)
     for row in crossings.itertuples():
         for ax, _ in panels:
             ax.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
@@ -355,9 +361,8 @@ def gap_vs_size(
                 _gap_band(fitted[SCRATCH], fitted[arm], n_out, analysis.level) if len(n_out) else None,
                 colour,
             )
-    for row in crossover.itertuples():
-        if np.isfinite(row.estimate):
-            left.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
+    for row in reached(crossover).itertuples():
+        left.axvline(row.estimate, color=_colour(row.arm), ls=":", lw=1.2)
     _gap_axes(left, right, gap.examples_per_class, end, analysis)
     _gap_legends(left, right, arms, decisions, bool(fitted))
     return _save(fig, out, title)

@@ -19,11 +19,12 @@ import pandas as pd
 import yaml
 
 from ..config import Analysis, Params
-from . import effort
+from . import answer, effort
 from . import equivalence as eq
-from .aggregate import is_pretrained, size_text
+from .aggregate import is_pretrained
+from .answer import size_text
 from .effective_data import MIN_UNCENSORED
-from .learning_curves import MAX_EXTRAPOLATION, MIN_SIZES
+from .learning_curves import BEHIND, MAX_EXTRAPOLATION, MIN_SIZES, NOT_FITTED, NOT_WITHIN, UNDECIDED
 
 TOOLS = ("torch", "timm", "numpy", "pandas", "scikit-learn", "scipy", "dvc", "mlflow", "matplotlib")
 STYLE = (
@@ -124,10 +125,8 @@ def gap_sentence(gap: pd.DataFrame, baseline: bool) -> str:
 
 
 def _crossover_interval(row, analysis: Analysis) -> str:
-    """' [95%: 120 to 400]' in examples per class, or why there is none."""
+    """' [95%: 120 to 400]' in examples per class."""
     cap = analysis.cap
-    if not np.isfinite(row.low):
-        return " [no interval: one seed]"
     return f" [{analysis.level:.0%}: {size_text(row.low, cap)} to {size_text(row.high, cap).replace('>', 'beyond ')}]"
 
 
@@ -137,61 +136,58 @@ def _backtest_text(row) -> str:
     return f"backtest error {points(row.backtest_abs_error)} points"
 
 
-def _beyond_cap_sentence(row, cap: float, within: str, whom: str, interval: str) -> str:
-    """Scratch does not come within the margin before the cap: how many refits do, and how far to trust the fits."""
-    met = (
-        f"; {row.met_fraction:.0%} of bootstrap refits meet before it"
-        if np.isfinite(row.met_fraction)
-        else ""
-    )
-    doubt = (
-        f", above the {_pt(row.margin)} margin: the fits do not predict even one size ahead that closely"
-        if np.isfinite(row.backtest_abs_error) and row.backtest_abs_error > row.margin
-        else ""
-    )
+def _asymptote_text(row, level: float) -> str:
+    """'the fitted gap at unlimited data is +0.3 points [95%: −0.4 to +1.1; seeds and test images]'."""
     return (
-        f"On the fitted learning curves scratch does not come within {within} {whom} before the cap of "
-        f"{cap:,} per class{interval}{met}; an extrapolation from {row.largest_measured:g} per class "
-        f"({_backtest_text(row)}{doubt})."
+        f"the fitted gap at unlimited data is {row.asymptotic_gap * 100:+.1f} points [{level:.0%}: "
+        f"{row.asymptotic_gap_low * 100:+.1f} to {row.asymptotic_gap_high * 100:+.1f}; {row.noise}]"
     )
 
 
-def _distrust(row) -> str:
-    """Why an extrapolated crossover is not to be trusted: its backtest, and how far beyond the data it lies."""
-    why = []
-    if not np.isfinite(row.backtest_abs_error) or row.backtest_abs_error > row.margin:
-        why.append(
-            f"the backtest error is above the {_pt(row.margin)} margin"
-            if np.isfinite(row.backtest_abs_error)
-            else "there is no backtest"
+def _to_decide(row, classes: float) -> str:
+    """What would decide an undecided crossover: seeds, or where no number of seeds would, test images."""
+    if np.isfinite(row.seeds_needed):
+        return f" About {row.seeds_needed:.0f} seeds would decide it (`make study-full` runs 5; study.seeds)."
+    if np.isfinite(row.test_images_needed):
+        per_class = f" ({row.test_images_needed / classes:,.0f} per class)" if np.isfinite(classes) else ""
+        return (
+            " No number of seeds would decide it: every seed is scored on the same test images. A test set of "
+            f"about {row.test_images_needed:,.0f} images{per_class} would (test_per_class in params.yaml)."
         )
-    if row.estimate > MAX_EXTRAPOLATION * row.largest_measured:
-        why.append(f"it lies more than {MAX_EXTRAPOLATION:g}x beyond the largest size measured")
-    return ": not to be trusted, " + " and ".join(why)
+    if row.noise in ("", "test images"):
+        return " Add seeds to decide it (study.seeds in params.yaml; `make study-full` runs 5)."
+    return (
+        " Neither more seeds nor a larger test set would decide it within reach: the gap sits on the margin."
+    )
 
 
-def crossover_sentence(row, analysis: Analysis, baseline: bool) -> str:
-    """Where scratch's fitted curve stays within the margin of the arm's, with its interval, extrapolation,
-    backtest and trust (learning_curves.crossovers)."""
-    if row.status == "not fitted":
+def crossover_sentence(row, analysis: Analysis, baseline: bool, classes: float = np.nan) -> str:
+    """The crossover as a decision (learning_curves.crossovers): where scratch's fitted curve stays within the margin
+    of the arm's, with its interval; or that it does not at any size; or that the arm is behind everywhere; or
+    undecided, with why and what would decide it."""
+    if row.decision == NOT_FITTED:
         return f"No fitted crossover: a learning curve needs at least {MIN_SIZES} measured sizes."
+    if row.decision == BEHIND:
+        return f"{row.arm} is behind scratch at every size measured: there is no gap for scratch to close."
     within = f"{row.margin * 100:g} point{'s' if row.margin != 0.01 else ''}"
-    whom, interval = (
-        (f"of {row.arm}" if baseline else "of the pretrained arm"),
-        _crossover_interval(row, analysis),
-    )
-    if row.status == "beyond cap":
-        return _beyond_cap_sentence(row, analysis.cap, within, whom, interval)
-    start = f"On the fitted learning curves scratch is within {within} {whom} or ahead"
+    whom = f"of {row.arm}" if baseline else "of the pretrained arm"
+    asymptote = _asymptote_text(row, analysis.level)
+    if row.decision == NOT_WITHIN:
+        return f"Scratch does not come within {within} {whom} at any size: {asymptote}, above the margin."
+    if row.decision == UNDECIDED:
+        return (
+            f"Whether scratch comes within {within} {whom} is undecided ({row.reason}); {asymptote}."
+            + _to_decide(row, classes)
+        )
+    start = f"Scratch is within {within} {whom} or ahead"
+    interval = _crossover_interval(row, analysis)
     if row.status == "at smallest size":
-        return f"{start} from the smallest size measured on{interval}."
-    text = f"{start} from about {size_text(row.estimate, analysis.cap)} per class on{interval}"
-    if row.status == "within measured sizes":
-        return text + "."
-    text += (
-        f", extrapolated beyond the largest size measured ({row.largest_measured:g}; {_backtest_text(row)})"
-    )
-    return text + ("" if row.trusted else _distrust(row)) + "."
+        text = f"{start} from the smallest size measured on{interval}"
+    else:
+        text = f"{start} from about {size_text(row.estimate, analysis.cap)} per class on{interval}"
+        if row.status == "extrapolated":
+            text += f", extrapolated beyond the largest size measured ({row.largest_measured:g}; {_backtest_text(row)})"
+    return f"{text}; {asymptote}."
 
 
 def decision_sentence(decisions: pd.DataFrame) -> str:
@@ -227,18 +223,63 @@ def method_sentence(decisions: pd.DataFrame, analysis: Analysis) -> str:
     )
 
 
+def _classes(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    """Dataset → its number of classes, from the `labels` table (empty without it)."""
+    labels = tables.get("labels", pd.DataFrame(columns=["dataset", "classes"]))
+    return labels.dropna(subset="classes").groupby("dataset").classes.first()
+
+
+def class_sentence(rows: pd.DataFrame, level: float) -> str:
+    """Which classes an arm helps most and least at one size (per_class.per_class_gaps rows), with intervals."""
+    rows = rows.dropna(subset=["gap_low"]).sort_values(["gap", "class"], ascending=[False, True])
+    if len(rows) < 3:
+        return ""
+
+    def said(r) -> str:
+        interval = f"[{level:.0%}: {r.gap_low * 100:+.0f} to {r.gap_high * 100:+.0f}]"
+        return f"{r['class']} ({r.gap * 100:+.0f} points {interval})"
+
+    first = rows.iloc[0]
+    return (
+        f"Per class at {first.examples_per_class:g} per class ({int(first.images)} test images each), {first.arm} "
+        f"helps most on classes {said(first)} and {said(rows.iloc[1])}, least on {said(rows.iloc[-1])}."
+    )
+
+
+def answer_lines(tables: dict[str, pd.DataFrame], analysis: Analysis) -> dict[tuple, str]:
+    """(dataset, backbone) → the study's answer in one sentence (answer.line)."""
+    table, classes = tables.get("answer", pd.DataFrame(columns=answer.COLUMNS)), _classes(tables)
+    per_class = tables.get(
+        "per_class", pd.DataFrame(columns=["dataset", "backbone", "arm", "examples_per_class"])
+    )
+    lines = {}
+    for row in table.itertuples():
+        line = answer.line(
+            row, analysis.margin, analysis.cap, analysis.level, classes.get(row.dataset, np.nan)
+        )
+        mine = per_class[
+            (per_class.dataset == row.dataset)
+            & (per_class.backbone == row.backbone)
+            & (per_class.arm == row.arm)
+            & (per_class.examples_per_class == row.examples_per_class)
+        ]
+        lines[row.dataset, row.backbone] = f"{line} {class_sentence(mine, analysis.level)}".strip()
+    return lines
+
+
 def headlines(tables: dict[str, pd.DataFrame], analysis: Analysis) -> dict[tuple, list[str]]:
     """(dataset, backbone) → one paragraph per pretrained arm, then one per baseline arm (where scratch stands
     against it): the gap at the smallest and largest size, the crossover, the per-size decisions."""
     out: dict[tuple, list[str]] = {}
     gap = tables["gap"]
+    classes = _classes(tables)
     keys = gap[KEY].drop_duplicates().itertuples(index=False)
     ordered = sorted(keys, key=lambda k: (k[0], k[1], not is_pretrained(_regime(gap, k)), k[2]))
     for key in ordered:
         baseline = not is_pretrained(_regime(gap, key))
         parts = [gap_sentence(_mine(gap, key), baseline)]
         for row in _mine(tables["crossover"], key).itertuples():
-            parts.append(crossover_sentence(row, analysis, baseline))
+            parts.append(crossover_sentence(row, analysis, baseline, classes.get(key[0], np.nan)))
         parts.append(decision_sentence(_mine(tables["equivalence"], key)))
         label = f"{key[2]} vs scratch" if baseline else key[2]
         out.setdefault(key[:2], []).append(f"{label}: " + " ".join(p for p in parts if p))
@@ -303,7 +344,10 @@ GLOSSARY = {
     "Caballero et al. 2022, only from 10 sizes, chosen by AICc) on logit(error), with a bootstrap over whole seeds.",
     "crossover": "the smallest n from which scratch's fitted curve stays within the margin of the arm's (or above "
     "it) up to the cap; its interval comes from the bootstrap refits; 'extrapolated' when it lies beyond the "
-    "largest size measured.",
+    "largest size measured. It is a decision: 'reached' only when the interval of the fitted gap at unlimited data "
+    "(e_inf of scratch − e_inf of the arm, over seeds and test images) lies below the margin, the curves meet "
+    "before the cap and the backtest supports it; 'not within the margin at any size' when that interval lies "
+    "above it; otherwise 'undecided', with what would decide it.",
     "backtest": "each curve refitted without the largest size, asked to predict it; the error (points, the worse "
     "of the two arms) says how far to trust an extrapolation: only when it is within the margin and the crossover "
     f"within {MAX_EXTRAPOLATION:g}x the largest size.",
@@ -721,6 +765,16 @@ def build(
         "<p><em>Accuracy in %, gaps in percentage points (points) unless a sentence names log-odds or the error "
         "ratio; sizes in training examples per class. Terms: see the glossary below.</em></p>",
     ]
+    lines = answer_lines(tables, analysis)
+    if lines:
+        parts.append(
+            "<h2>The answer</h2><ul class='answer'>"
+            + "".join(
+                f"<li><strong>{html.escape(f'{d} · {b}')}</strong>: {html.escape(t)}</li>"
+                for (d, b), t in lines.items()
+            )
+            + "</ul>"
+        )
     pairs = sorted(set(tables["accuracy"][["dataset", "backbone"]].itertuples(index=False, name=None)))
     for dataset, backbone in pairs:
         sentences = said.get((dataset, backbone), [])

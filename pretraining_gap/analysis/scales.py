@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .seeds import ARM, SCRATCH, paired
+from . import noise
+from .seeds import ARM, SCRATCH
 
 
 def clip_epsilon(test_images: int) -> float:
@@ -40,33 +40,19 @@ def sigmoid(x) -> np.ndarray:
     return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def t_interval(values, level: float) -> tuple[float, float, float]:
-    """(mean, low, high): Student t interval for the mean of independent values (n − 1 degrees of freedom);
-    low and high are NaN with a single value."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, np.nan, np.nan
-    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def gap_scales(cells: pd.DataFrame, level: float, epsilon: float, scratch: str = SCRATCH) -> pd.DataFrame:
-    """Per non-scratch arm and size, the gap to scratch on the three scales with paired t intervals over seeds
-    (per size, uncorrected: descriptive; decisions are `equivalence`'s job).
+    """Per non-scratch arm and size, the gap to scratch on the three scales, paired by seed, with t intervals that
+    carry both seed and test-image noise (noise.estimate; per size, uncorrected: descriptive; decisions are
+    `equivalence`'s job).
 
-    `cells`: one row per finished cell (dataset, backbone, regime, arm, examples_per_class, seed, test_accuracy).
-    Returns columns dataset, backbone, regime, arm, examples_per_class, seeds, pretrained_accuracy,
+    `cells`: one row per finished cell (dataset, backbone, regime, arm, examples_per_class, seed, test_accuracy, and
+    test_logits, test_labels where stored). Returns columns dataset, backbone, regime, arm, examples_per_class,
+    seeds, noise (the sources the intervals carry: noise.SEEDS, IMAGES or BOTH), pretrained_accuracy,
     scratch_accuracy (means, fractions), points, points_low, points_high (fractions), logodds, logodds_low,
-    logodds_high (nats of odds), error_ratio, error_ratio_low, error_ratio_high (scratch errors per pretrained error).
+    logodds_high (nats of odds), error_ratio, error_ratio_low, error_ratio_high (scratch errors per pretrained
+    error: the geometric mean over seeds, its interval from the log ratios').
     """
-    pairs = paired(cells, "test_accuracy", scratch)
-    pairs = pairs.assign(
-        points=pairs.pretrained - pairs.scratch,
-        logodds=logit(pairs.pretrained, epsilon) - logit(pairs.scratch, epsilon),
-        log_ratio=np.log(np.clip(1 - pairs.scratch, epsilon, 1))
-        - np.log(np.clip(1 - pairs.pretrained, epsilon, 1)),
-    )
+    pairs = noise.paired_correct(cells, scratch)
     rows = []
     for key, part in pairs.groupby([*ARM, "examples_per_class"], sort=True):
         row = dict(zip([*ARM, "examples_per_class"], key))
@@ -75,16 +61,20 @@ def gap_scales(cells: pd.DataFrame, level: float, epsilon: float, scratch: str =
             "pretrained_accuracy": part.pretrained.mean(),
             "scratch_accuracy": part.scratch.mean(),
         }
-        for scale in ("points", "logodds"):
-            row[scale], row[f"{scale}_low"], row[f"{scale}_high"] = t_interval(part[scale], level)
-        row["error_ratio"], row["error_ratio_low"], row["error_ratio_high"] = np.exp(
-            t_interval(part.log_ratio, level)
-        )
+        sides = (part.pretrained, part.scratch, list(part.pretrained_correct), list(part.scratch_correct))
+        for scale, name in (("points", "points"), ("logodds", "logodds"), ("log_ratio", "error_ratio")):
+            estimate = noise.estimate(*noise.gaps(*sides, scale, epsilon))
+            values = (estimate.mean, *estimate.interval(level))
+            row[name], row[f"{name}_low"], row[f"{name}_high"] = (
+                np.exp(values) if name == "error_ratio" else values
+            )
+            row["noise"] = estimate.sources
         rows.append(row)
     columns = [
         *ARM,
         "examples_per_class",
         "seeds",
+        "noise",
         "pretrained_accuracy",
         "scratch_accuracy",
         "points",
