@@ -8,7 +8,8 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `learning_curves` (learning_curves.learning_curves): the fitted law per arm with bootstrap intervals;
 - `crossover` (learning_curves.crossovers): the size from which scratch stays within the margin, with its interval,
   backtest and trust;
-- `effective_data`, `transfer_exponent` (effective_data): D_T on the test loss, α (and β across a family);
+- `effective_data`, `transfer_exponent` (effective_data): D_T on the temperature-scaled test loss (`loss`:
+  "calibrated"; "test" where cells lack per-image outputs), α (and β across a family);
 - `per_class` (per_class.per_class_gaps): every arm − scratch on each class's test images, with intervals;
 - `answer` (answer.answers): the one-line answer per dataset × backbone, every number with its interval;
 - `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
@@ -36,7 +37,18 @@ from .. import results
 from ..config import REGIMES, Analysis, Params
 from ..data.prepared import POOL, TEST, VAL
 from ..grid import ALL
-from . import answer, benefits, curves, effective_data, equivalence, learning_curves, per_class, plots, scales
+from . import (
+    answer,
+    benefits,
+    calibration,
+    curves,
+    effective_data,
+    equivalence,
+    learning_curves,
+    per_class,
+    plots,
+    scales,
+)
 from .answer import size_text
 from .seeds import SCRATCH
 
@@ -224,14 +236,21 @@ def _dataset_tables(
     level, margin = analysis.level, analysis.margin
     fits = learning_curves.fit_arms(done, analysis.bootstrap, epsilon)
     pretrained_or_scratch = done[done.regime.map(is_pretrained) | (done.regime == SCRATCH)]
-    transfers = effective_data.effective_transfers(pretrained_or_scratch, analysis.bootstrap, analysis.cap)
+    calibrated = calibration.calibrated_losses(pretrained_or_scratch)
+    # one loss for every arm: temperature-scaled where every cell stored its outputs, else the raw test loss
+    loss = "calibrated_loss" if len(calibrated) and calibrated.notna().all() else "test_loss"
+    transfers = effective_data.effective_transfers(
+        pretrained_or_scratch.assign(calibrated_loss=calibrated), analysis.bootstrap, analysis.cap, loss=loss
+    )
     tables = {
         "accuracy": curves.summarise(done, epsilon),
         "gap": scales.gap_scales(done, level, epsilon),
         "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
         "learning_curves": learning_curves.learning_curves(fits, level),
         "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
-        "effective_data": effective_data.effective_data(transfers, level).astype({"examples_per_class": int}),
+        "effective_data": effective_data.effective_data(transfers, level)
+        .astype({"examples_per_class": int})
+        .assign(loss=loss.removesuffix("_loss")),
         "benefits": benefits.summarise(done, epsilon),
         "transferability": curves.transferability(done),
         "per_class": per_class.per_class_gaps(done, level),

@@ -2,13 +2,17 @@
 D_T = D_E − D_F, where D_F is the data the pretrained arm was trained on (here n examples per class) and D_E the data
 a from-scratch model needs to reach the same test loss. Read off scratch's test *loss* (mean cross-entropy, nats), as
 they do: accuracy saturates and is floored at chance, the loss keeps measuring. All sizes are examples per class.
+The losses are temperature-scaled on each cell's validation split first where the cells stored their per-image
+outputs (the `calibration` module): otherwise D_T would measure calibration, not transfer. Only sizes where the arm's
+mean test accuracy is above scratch's get a D_T (NOT_AHEAD elsewhere): an arm behind scratch transferred nothing.
 
 D_E: scratch's loss per size is the mean over seeds; its running minimum (a tuned learner does not get worse with
 more data, so a rise is noise) is interpolated linearly in (log n, log loss) at its first crossing of the pretrained
 arm's mean loss at n. Censored:
 - not reached within the measured sizes: D_E > scratch's largest size, a "lower bound" (D_T ≥ largest − n); besides,
   a marked extrapolation from the saturating power law fitted to scratch's loss on the log scale
-  (learning_curves.fit_power_law), inf when that does not get there before the cap;
+  (learning_curves.fit_power_law), inf when that does not get there before the cap, and made only up to
+  MAX_EXTRAPOLATION times scratch's largest size (the crossover's gate);
 - reached already at scratch's smallest size: D_E ≤ smallest, an "upper bound".
 Arms without a finite loss (e.g. the pixels baselines) are left out.
 
@@ -19,7 +23,7 @@ falls on a censored draw becomes its conservative end: low = scratch's largest s
 smallest size (then less n, for D_T). high = inf means "more than the measured sizes can tell".
 
 Exponents: Hernandez et al. fit D_T = k·(D_F)^α·N^β (N: parameters of the model). α is the slope of log D_T on
-log n over the sizes whose D_T is an uncensored, positive estimate, and only from MIN_UNCENSORED = 3 such sizes;
+log n over the sizes whose D_T is an uncensored, positive estimate, and only from MIN_UNCENSORED = 4 such sizes;
 otherwise "not estimable". With two or more backbones of one family (different N), α and β come from one least-squares
 fit of log D_T = log k + α log n + β log N over their pooled uncensored points.
 """
@@ -31,11 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .learning_curves import MIN_SIZES, Curve, fit_power_law
+from .learning_curves import MAX_EXTRAPOLATION, MIN_SIZES, Curve, fit_power_law
 from .seeds import ARM, SCRATCH, resample_seeds, resampled_means, seed_matrix
 
-ESTIMATE, LOWER_BOUND, UPPER_BOUND = "estimate", "lower bound", "upper bound"
-MIN_UNCENSORED = 3
+ESTIMATE, LOWER_BOUND, UPPER_BOUND, NOT_AHEAD = "estimate", "lower bound", "upper bound", "not ahead"
+MIN_UNCENSORED = 4
 # nats: scratch's mean losses are floored here for its log-scale fit, far below any loss measured
 LOSS_FLOOR = 1e-3
 
@@ -89,15 +93,22 @@ class Transfer:
     replicates: np.ndarray
 
 
-def _arm_transfer(key, scratch_curve, sizes, losses, draws, fit: Curve | None, cap: float) -> Transfer:
-    """`scratch_curve`: (sizes, per-size mean losses, resampled means); `losses`: the arm's (sizes × seeds) array."""
+def _arm_transfer(key, scratch_curve, sizes, losses, ahead, draws, fit: Curve | None, cap: float) -> Transfer:
+    """`scratch_curve`: (sizes, per-size mean losses, resampled means); `losses`: the arm's (sizes × seeds) array;
+    `ahead`: per size whether the arm's mean accuracy is above scratch's (elsewhere nothing was transferred)."""
     s_sizes, s_loss, s_draws = scratch_curve
     loss, loss_draws = np.nanmean(losses, axis=1), resampled_means(losses, draws)
-    point = [scratch_size_for_loss(s_sizes, s_loss, target) for target in loss]
+    loss, loss_draws = np.where(ahead, loss, np.nan), np.where(ahead, loss_draws, np.nan)
+    point = [
+        scratch_size_for_loss(s_sizes, s_loss, target) if np.isfinite(target) else (np.nan, NOT_AHEAD)
+        for target in loss
+    ]
+    reach = MAX_EXTRAPOLATION * s_sizes[-1]  # as far as a crossover may be extrapolated
     extrapolated = [
         size_for_loss_from_fit(fit, target, cap) if kind == LOWER_BOUND and fit is not None else np.nan
         for target, (_, kind) in zip(loss, point)
     ]
+    extrapolated = [n if not np.isfinite(n) or n <= reach else np.nan for n in extrapolated]
     replicates = np.array(
         [[_draw_value(s_sizes, s_row, target) for target in row] for s_row, row in zip(s_draws, loss_draws)]
     ).reshape(len(draws), len(sizes))
@@ -113,15 +124,27 @@ def _arm_transfer(key, scratch_curve, sizes, losses, draws, fit: Curve | None, c
     )
 
 
+def _mean_accuracy(cells: pd.DataFrame, sizes: np.ndarray) -> np.ndarray:
+    """Mean test accuracy over seeds at each of `sizes` (NaN where unmeasured)."""
+    return cells.groupby("examples_per_class").test_accuracy.mean().reindex(sizes).to_numpy(dtype=float)
+
+
 def effective_transfers(
-    cells: pd.DataFrame, n_boot: int, cap: float, seed: int = 0, scratch: str = SCRATCH
+    cells: pd.DataFrame,
+    n_boot: int,
+    cap: float,
+    seed: int = 0,
+    scratch: str = SCRATCH,
+    loss: str = "test_loss",
 ) -> list[Transfer]:
-    """D_E per non-scratch arm and size, with bootstrap draws over seeds.
+    """D_E per non-scratch arm and size, with bootstrap draws over seeds, at the sizes where the arm's mean test
+    accuracy is above scratch's (elsewhere kind NOT_AHEAD).
 
     `cells`: one row per finished cell with columns dataset, backbone, regime, arm, examples_per_class, seed,
-    test_loss (mean cross-entropy, nats); rows without a finite loss are ignored. `seed` seeds the resampling.
+    test_accuracy and the `loss` column (mean cross-entropy, nats: the test loss, or calibration.calibrated_losses);
+    rows without a finite loss are ignored. `seed` seeds the resampling.
     """
-    cells = cells[np.isfinite(cells.test_loss)]
+    cells = cells[np.isfinite(cells[loss])]
     transfers = []
     for _, data in cells.groupby("dataset", sort=True):
         seeds = np.sort(data.seed.unique())
@@ -130,13 +153,14 @@ def effective_transfers(
             base = group[group.regime == scratch]
             if base.empty:
                 continue
-            s_sizes, s_losses = seed_matrix(base, "test_loss", seeds)
+            s_sizes, s_losses = seed_matrix(base, loss, seeds)
             s_loss = np.nanmean(s_losses, axis=1)
             fit = fit_power_law(s_sizes, s_loss, "log", LOSS_FLOOR) if len(s_sizes) >= MIN_SIZES else None
             curve = (s_sizes, s_loss, resampled_means(s_losses, draws))
             for key, part in group[group.regime != scratch].groupby(ARM, sort=True):
-                sizes, losses = seed_matrix(part, "test_loss", seeds)
-                transfers.append(_arm_transfer(key, curve, sizes, losses, draws, fit, cap))
+                sizes, losses = seed_matrix(part, loss, seeds)
+                ahead = _mean_accuracy(part, sizes) > _mean_accuracy(base, sizes)
+                transfers.append(_arm_transfer(key, curve, sizes, losses, ahead, draws, fit, cap))
     return transfers
 
 

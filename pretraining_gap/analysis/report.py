@@ -23,7 +23,7 @@ from . import answer, effort
 from . import equivalence as eq
 from .aggregate import is_pretrained
 from .answer import size_text
-from .effective_data import MIN_UNCENSORED
+from .effective_data import MIN_UNCENSORED, NOT_AHEAD
 from .learning_curves import BEHIND, MAX_EXTRAPOLATION, MIN_SIZES, NOT_FITTED, NOT_WITHIN, UNDECIDED
 
 TOOLS = ("torch", "timm", "numpy", "pandas", "scikit-learn", "scipy", "dvc", "mlflow", "matplotlib")
@@ -296,7 +296,8 @@ def effective_sentence(effective: pd.DataFrame, exponents: pd.DataFrame, level: 
     if effective.empty:
         return ""
     arm, texts = effective.arm.iloc[0], []
-    for row in effective.itertuples():
+    behind = effective[effective.kind == NOT_AHEAD]
+    for row in effective[effective.kind != NOT_AHEAD].itertuples():
         n = f"{row.examples_per_class:g}"
         if row.kind == "estimate":
             high = "beyond" if np.isinf(row.high) else f"{row.high:.1f}"
@@ -311,10 +312,20 @@ def effective_sentence(effective: pd.DataFrame, exponents: pd.DataFrame, level: 
             texts.append(f"at least {row.transferred:.0f} at {n}{extra}")
         else:
             texts.append(f"at most {row.transferred:.1f} at {n}")
-    sentence = (
-        f"{arm}: D_T (examples per class) = {'; '.join(texts)} ({level:.0%} bootstrap intervals; negative: the "
-        "pretrained arm's test loss is worse than scratch's at the same size)."
+    loss = (
+        "temperature-scaled test loss"
+        if effective.get("loss", pd.Series(["test"])).iloc[0] == "calibrated"
+        else "test loss"
     )
+    sentence = (
+        f"{arm}: D_T (examples per class, on the {loss}) = {'; '.join(texts)} ({level:.0%} bootstrap intervals; "
+        "negative: the arm's loss is worse than scratch's at the same size)."
+        if texts
+        else f"{arm}: no D_T."
+    )
+    if len(behind):
+        sizes = _listing([f"{n:g}" for n in behind.examples_per_class])
+        sentence += f" Not ahead of scratch at {sizes}: nothing transferred there."
     for row in exponents[exponents.family.isna() | (exponents.family == "")].itertuples():
         bounded = np.isfinite(row.alpha_low) and np.isfinite(row.alpha_high)
         interval = (
@@ -353,7 +364,8 @@ GLOSSARY = {
     f"within {MAX_EXTRAPOLATION:g}x the largest size.",
     "D_T": "effective data transferred (Hernandez et al. 2021): the extra examples per class scratch needs to reach "
     "the arm's test loss at n (D_E − n), read off scratch's loss curve; 'at least' when scratch does not get there "
-    "within the measured sizes.",
+    "within the measured sizes. Losses are temperature-scaled on each cell's validation split first (Guo et al. "
+    "2017), so D_T measures transfer, not calibration; only where the arm's accuracy is above scratch's.",
     "α, β": "exponents of D_T ∝ n^α (and N^β across backbone sizes of one family, N = parameters).",
     "T": "per-layer transferability (Chen et al., arXiv 2212.00399): mean |θ_random − θ_finetuned| / mean "
     "|θ_pretrained − θ_finetuned| over a layer group's convolution and linear weights: how much nearer the "
