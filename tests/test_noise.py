@@ -1,59 +1,13 @@
-"""Known-answer tests of the two sources of noise (seeds and test images) on simulated paired cells: per-image
-correctness of two arms under S seeds, scored on a test set drawn afresh from a known population each time."""
+"""Known-answer tests of the two sources of noise (seeds and test images) on simulated paired cells and learning
+curves (the simulations of benchmarks/answer_noise.py, which prints the same figures)."""
 
 import numpy as np
 import pytest
-from scipy.special import expit
 
+from benchmarks.answer_noise import IMAGES, coverage, decisions, noisy_seeds, stable_images
 from pretraining_gap.analysis import equivalence as eq
+from pretraining_gap.analysis import learning_curves as lc
 from pretraining_gap.analysis import noise
-
-IMAGES = 500  # the default digits test set
-
-
-def stable_images(rng, seeds: int, images: int = IMAGES, seed_sd: float = 0.01):
-    """Which images an arm gets right hardly changes with the seed (each image has one threshold per arm, shared
-    by the seeds; a seed shifts the arm's accuracy by `seed_sd`): the test sample, not the seeds, is the noise.
-    Population accuracies 0.95 and 0.93: the true gap is 0.02."""
-    thresholds = rng.random((2, images))
-    shift = rng.normal(scale=seed_sd, size=(2, seeds))
-    pretrained = thresholds[0] < 0.95 + shift[0][:, None]
-    scratch = thresholds[1] < 0.93 + shift[1][:, None]
-    return pretrained, scratch, 0.02
-
-
-def noisy_seeds(rng, seeds: int, images: int = IMAGES):
-    """Each seed's model errs on its own images (a logistic model of image difficulty with a seed effect of sd
-    0.3 on the log-odds): seeds and images both count. The true gap is the population mean, computed once."""
-    difficulty = rng.normal(size=images)
-    effect = rng.normal(scale=0.3, size=(2, seeds))
-    pretrained = rng.random((seeds, images)) < expit(3.0 + effect[0][:, None] - 1.5 * difficulty)
-    scratch = rng.random((seeds, images)) < expit(2.5 + effect[1][:, None] - 2.0 * difficulty)
-    return pretrained, scratch, NOISY_SEEDS_GAP
-
-
-def _population_gap(draws: int = 1_000_000) -> float:
-    rng = np.random.default_rng(123)
-    difficulty, effect = rng.normal(size=draws), rng.normal(scale=0.3, size=(2, draws))
-    return float(
-        np.mean(expit(3.0 + effect[0] - 1.5 * difficulty) - expit(2.5 + effect[1] - 2.0 * difficulty))
-    )
-
-
-NOISY_SEEDS_GAP = _population_gap()
-
-
-def coverage(simulate, seeds: int, with_images: bool = True, runs: int = 1000, level: float = 0.95) -> float:
-    rng = np.random.default_rng(seeds)
-    hits = []
-    for _ in range(runs):
-        pretrained, scratch, truth = simulate(rng, seeds)
-        gaps, influences = noise.gaps(
-            pretrained.mean(1), scratch.mean(1), list(pretrained), list(scratch), "points", 1e-3
-        )
-        low, high = noise.estimate(gaps, influences if with_images else None).interval(level)
-        hits.append(low <= truth <= high)
-    return float(np.mean(hits))
 
 
 @pytest.mark.parametrize("simulate", [stable_images, noisy_seeds])
@@ -98,3 +52,26 @@ def test_when_the_test_set_limits_the_decision_it_says_how_many_images_would_dec
     # at that many images the claim has the power asked for, and one image fewer it has not
     assert eq._power(gap.scaled(seeds=eq.MAX_SEEDS, images=int(images)), 0.01, 0.05) >= eq.POWER
     assert eq._power(gap.scaled(seeds=eq.MAX_SEEDS, images=int(images) - 1), 0.01, 0.05) < eq.POWER
+
+
+# simulated studies: 9 sizes from 1 to 1,000 per class, a test set of 10,000 images, seed noise on the log-odds
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_the_interval_of_the_gap_at_unlimited_data_covers_the_planted_gap(seeds):
+    _, held = decisions(seeds, 0.0, 10_000, runs=100, n_boot=100)
+    assert 0.90 <= held <= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gap, right", [(0.0, lc.REACHED), (0.03, lc.NOT_WITHIN)])
+def test_far_from_the_margin_the_crossover_decision_is_right(gap, right):
+    # "undecided" counts as wrong here; at 3 seeds the same studies are right 73-80% of the time, never wrong
+    counts, _ = decisions(5, gap, 10_000, runs=60, n_boot=100)
+    assert counts[right] / 60 >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gap, wrong", [(0.008, lc.NOT_WITHIN), (0.012, lc.REACHED)])
+def test_near_the_margin_a_confident_wrong_decision_is_rare(gap, wrong):
+    counts, _ = decisions(5, gap, 10_000, runs=60, n_boot=100)
+    assert counts[wrong] / 60 <= 0.05

@@ -41,10 +41,10 @@ TRANSFERABILITY = [*GROUP, "group", "order", "T", "T_low", "T_high", "seeds", "s
 
 def transferability(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-layer transferability T (Chen et al., arXiv 2212.00399) of the cells that recorded it, per arm, size
-    and layer group: T's mean over seeds with its range over seeds (T_low, T_high), the seed count, and the mean
-    optimisation steps (`steps`) and kept step (`best_step`) of those cells. T grows with a layer's weight scale
-    and shrinks with the steps taken, so it is compared between sizes only beside their steps. `order` keeps the
-    network order of the groups."""
+    and layer group: T's mean over seeds with its range over seeds (T_low, T_high; NaN with one seed), the seed
+    count, and the mean optimisation steps (`steps`) and kept step (`best_step`) of those cells. T grows with a
+    layer's weight scale and shrinks with the steps taken, so it is compared between sizes only beside their steps.
+    `order` keeps the network order of the groups."""
     if "transferability" not in cells:
         return pd.DataFrame(columns=TRANSFERABILITY)
     rows = [
@@ -63,7 +63,7 @@ def transferability(cells: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[*GROUP, "group", "order", "T", "steps", "best_step"])
     for column in ("T", "steps", "best_step"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
-    return (
+    summary = (
         table.groupby([*GROUP, "group"], dropna=False, sort=False)
         .agg(
             order=("order", "first"),
@@ -78,3 +78,6 @@ def transferability(cells: pd.DataFrame) -> pd.DataFrame:
         .sort_values([*GROUP, "order"], ignore_index=True)
         .reindex(columns=TRANSFERABILITY)
     )
+    alone = summary.seeds < 2  # one seed has no range: no T_low = T_high that reads as a certainty
+    summary.loc[alone, ["T_low", "T_high"]] = np.nan
+    return summary

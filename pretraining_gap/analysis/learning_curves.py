@@ -356,7 +356,7 @@ def fit_arms(cells: pd.DataFrame, n_boot: int, epsilon: float, seed: int = 0) ->
         weights = resample_images(images, n_boot, seed) if images else None
         for key, part, correct in arms:
             sizes, accuracies = seed_matrix(part, "test_accuracy", seeds)
-            resampled = _under_draws(correct[1], weights) if images else None
+            resampled = under_draws(correct[1], weights) if images else None
             fits.append(fit_arm(key, sizes, accuracies, draws, epsilon, resampled, images))
     return fits
 
@@ -368,7 +368,7 @@ def _test_set_size(tensors: list) -> int:
     return lengths.pop() if len(lengths) == 1 else 0
 
 
-def _under_draws(correct: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def under_draws(correct: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each cell's accuracy under each draw of test images: (draws × sizes × seeds), from per-image correctness
     (sizes × seeds × images, NaN for a missing cell) and image weights (draws × images, seeds.resample_images)."""
     return np.einsum("kni,bi->bkn", correct, weights) / weights.shape[1]

@@ -10,11 +10,11 @@ it), the mean gap ḡ has
     var(ḡ) ≈ var_s(g_s) / S + var_i(ψ̄_i) / N,    ψ̄_i the mean of ψ_si over seeds,
 
 the variance of a two-way design (seed × image, a random effect each; e.g. Searle, Casella & McCulloch 1992,
-ch. 4): the first term is the seeds' part, the second the test set's. Each term also counts the seed × image
-interaction once, so the sum errs on the wide side by var(interaction) / (S·N). Intervals and tests use Student's
-t with the Welch–Satterthwaite degrees of freedom of the two terms. One seed leaves only the test-image term: the
-interval then says what one test sample can, and no more. Cells stored without per-image outputs leave only the
-seeds' term, and `sources` says so.
+ch. 4): the first term is the seeds' part, the second the test set's. Each term also contains the seed × image
+interaction, so its mean square over S·N is taken off once, never leaving less than either term alone. Intervals
+and tests use Student's t with the Welch–Satterthwaite degrees of freedom of the two terms. One seed leaves only
+the test-image term: the interval then says what one test sample can, and no more. Cells stored without per-image
+outputs leave only the seeds' term, and `sources` says so.
 """
 
 from __future__ import annotations
@@ -48,9 +48,8 @@ class Estimate:
     image_variance: float
     seeds: int
     images: int
-    interaction: float = (
-        0.0  # the seed × image interaction's mean square (counted in both parts; see `combine`)
-    )
+    # the seed × image interaction's mean square, which both parts count (see `combine`)
+    interaction: float = 0.0
 
     def interval(self, level: float) -> tuple[float, float]:
         """Two-sided t interval at `level`; (NaN, NaN) without a standard error."""
@@ -76,9 +75,9 @@ class Estimate:
 def combine(
     mean: float, per_seed: float, seeds: int, per_image: float, images: int, interaction: float = 0.0
 ) -> Estimate:
-    """An Estimate from the variance of one seed's value (`per_seed`, the seeds' mean square over N), of one image's
-    mean influence (`per_image`) and the seed × image `interaction` variance that each of the two counts once
-    (module docstring); a NaN variance or a count below 2 leaves its term out."""
+    """An Estimate from the variance of one seed's value (`per_seed`), of one image's mean influence (`per_image`)
+    and the mean square of the seed × image interaction, which both of their terms contain (module docstring);
+    a NaN variance or a count below 2 leaves its term out."""
     seed_part = per_seed / seeds if seeds > 1 and np.isfinite(per_seed) else np.nan
     image_part = per_image / images if images > 1 and np.isfinite(per_image) else np.nan
     parts = [(v, n - 1) for v, n in ((seed_part, seeds), (image_part, images)) if np.isfinite(v)]

@@ -216,11 +216,19 @@ def method_sentence(decisions: pd.DataFrame, analysis: Analysis) -> str:
     if decisions.empty:
         return "Gaps are arm − scratch, paired by seed."
     seeds, sizes = int(decisions.seeds.max()), int(decisions.groupby(KEY).size().max())
-    return (
-        f"Gaps are arm − scratch, paired by seed. Per-size decisions: one-sided t tests against the "
-        f"±{_pt(analysis.margin)} margin with {seeds} seed{'s' if seeds != 1 else ''}, Holm-corrected over the "
-        f"{sizes} sizes of each arm, at level {1 - analysis.level:.2g}."
+    sentence = (
+        f"Gaps are arm − scratch, paired by seed; every interval carries the noise of the seeds and of the test "
+        f"images. Per-size decisions: one-sided t tests against the ±{_pt(analysis.margin)} margin with {seeds} "
+        f"seed{'s' if seeds != 1 else ''}, Holm-corrected over the {sizes} sizes of each arm, at level "
+        f"{1 - analysis.level:.2g}."
     )
+    if seeds == 1:
+        sentence += (
+            " One seed: the intervals carry the test images' noise only, and the accuracies, effective data and "
+            "transferability are single cells. Add seeds with `dvc exp run -S 'study.seeds=[1,2,3]'` (or `make "
+            "study-full` for 5)."
+        )
+    return sentence
 
 
 def _classes(tables: dict[str, pd.DataFrame]) -> pd.Series:
