@@ -172,6 +172,7 @@ def test_every_table_of_the_answer_is_written_with_its_columns(study, aggregated
         "labels",
         "answer",
         "per_class",
+        "label_budget",
     }
     wanted = [
         "dataset",
@@ -238,7 +239,8 @@ def test_figures_are_drawn_when_they_can_say_something(study, aggregated):
     out = aggregated
     names = sorted(f.name for f in out.figures)
     assert names == sorted(
-        f"digits_tiny_{k}.png" for k in ("accuracy", "gap", "effective_data", "learning", "transferability")
+        f"digits_tiny_{k}.png"
+        for k in ("accuracy", "gap", "effective_data", "label_budget", "learning", "transferability")
     )  # no cost figure: one backbone
     for figure in out.figures:
         with Image.open(figure) as image:

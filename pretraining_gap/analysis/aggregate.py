@@ -8,6 +8,8 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `learning_curves` (learning_curves.learning_curves): the fitted law per arm with bootstrap intervals;
 - `crossover` (learning_curves.crossovers): the size from which scratch stays within the margin, with its interval,
   backtest and trust;
+- `label_budget` (label_budget.label_budget): examples per class each arm needs to reach each of
+  `analysis.targets`, and the labels pretraining saves, with intervals;
 - `effective_data`, `transfer_exponent` (effective_data): D_T on the temperature-scaled test loss (`loss`:
   "calibrated"; "test" where cells lack per-image outputs), α (and β across a family);
 - `per_class` (per_class.per_class_gaps): every arm − scratch on each class's test images, with intervals;
@@ -44,6 +46,7 @@ from . import (
     curves,
     effective_data,
     equivalence,
+    label_budget,
     learning_curves,
     per_class,
     plots,
@@ -76,6 +79,7 @@ FIGURE_TABLES = (  # the tables one dataset × backbone's figures read
     "crossover",
     "effective_data",
     "transferability",
+    "label_budget",
 )
 SUMMARY = "summary.json"  # the study's row of `dvc metrics show`; each arm has its own row (see `metrics`)
 
@@ -248,6 +252,7 @@ def _dataset_tables(
         "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
         "learning_curves": learning_curves.learning_curves(fits, level),
         "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
+        "label_budget": label_budget.label_budget(fits, analysis.targets, analysis.cap, level),
         "effective_data": effective_data.effective_data(transfers, level)
         .astype({"examples_per_class": int})
         .assign(loss=loss.removesuffix("_loss")),
@@ -397,7 +402,8 @@ def _answer_figures(
     stem: Path,
 ) -> list[Path]:
     """One dataset × backbone's figures of the answer: accuracy with the fitted curves, the gap with the margin and
-    decisions (with a scratch partner), D_T (where some was transferred). `tables`: that pair's rows only."""
+    decisions (with a scratch partner), the label budget, D_T (where some was transferred). `tables`: that pair's
+    rows only."""
     figures = [
         plots.accuracy_vs_size(
             tables["accuracy"],
@@ -419,6 +425,17 @@ def _answer_figures(
                 analysis,
                 f"{name}: gap to scratch",
                 Path(f"{stem}_gap.png"),
+            )
+        )
+    budget = tables["label_budget"]
+    if len(budget):
+        figures.append(
+            plots.label_budget(
+                budget,
+                analysis.level,
+                analysis.cap,
+                f"{name}: the label budget",
+                Path(f"{stem}_label_budget.png"),
             )
         )
     effective = tables["effective_data"]

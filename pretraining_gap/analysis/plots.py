@@ -438,6 +438,43 @@ def effective_data(effective: pd.DataFrame, level: float, title: str, out: Path)
     return _save(fig, out, title)
 
 
+def label_budget(budget: pd.DataFrame, level: float, cap: float, title: str, out: Path) -> Path:
+    """Examples per class needed per target accuracy (label_budget.label_budget rows of one dataset × backbone),
+    one line per arm on a log axis, with the bootstrap interval; open markers beyond the measured sizes, an arrow at
+    the cap where the arm does not get there before it."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), constrained_layout=True)
+    arms = sorted(budget.arm.unique())
+    offsets = dict(zip(arms, np.linspace(-0.15, 0.15, len(arms)) if len(arms) > 1 else [0.0]))
+    targets = sorted(budget.target.unique())
+    where = {t: i for i, t in enumerate(targets)}
+    for arm, part in budget.groupby("arm", sort=True):
+        part = part.sort_values("target")
+        x = np.array([where[t] for t in part.target]) + offsets[arm]
+        colour, marker = _colour(arm), MARKERS.get(arm.split("_k")[0], "o")
+        shown = np.minimum(part.examples_per_class.to_numpy(dtype=float), cap)
+        low = np.minimum(part.low.to_numpy(dtype=float), cap)
+        high = np.minimum(part.high.to_numpy(dtype=float), cap)
+        ax.plot(x, shown, color=colour, lw=1.0, alpha=0.6)
+        ax.vlines(x, low, high, color=colour, lw=1.4)
+        beyond = (part.status != "within the measured sizes").to_numpy()
+        ax.scatter(x[~beyond], shown[~beyond], color=colour, marker=marker, zorder=3, label=arm)
+        ax.scatter(x[beyond], shown[beyond], facecolors="none", edgecolors=colour, marker=marker, zorder=3)
+        never = ~np.isfinite(part.examples_per_class.to_numpy(dtype=float))
+        for xi in x[never]:
+            ax.annotate("", (xi, cap * 1.6), (xi, cap), arrowprops={"arrowstyle": "->", "color": colour})
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(targets)), [f"{t:.0%}" for t in targets])
+    ax.set_xlabel("target test accuracy")
+    ax.set_ylabel("examples per class needed (log)")
+    ax.grid(alpha=0.3)
+    ax.legend(
+        fontsize="small",
+        title=f"arm (bars: {level:.0%} interval; open: extrapolated)",
+        title_fontsize="small",
+    )
+    return _save(fig, out, title)
+
+
 def learning_curves(cells: pd.DataFrame, title: str, out: Path) -> Path:
     """Validation accuracy against optimisation step, one panel per size, one thin line per seed and arm."""
     runs = cells[cells.history.map(lambda h: isinstance(h, dict) and bool(h.get("val_accuracy")))]

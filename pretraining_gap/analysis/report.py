@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from ..config import Analysis, Params
-from . import answer, effort
+from . import answer, effort, label_budget
 from . import equivalence as eq
 from .aggregate import is_pretrained
 from .answer import size_text
@@ -252,6 +252,39 @@ def class_sentence(rows: pd.DataFrame, level: float) -> str:
         f"Per class at {first.examples_per_class:g} per class ({int(first.images)} test images each), {first.arm} "
         f"helps most on classes {said(first)} and {said(rows.iloc[1])}, least on {said(rows.iloc[-1])}."
     )
+
+
+def _budget_text(n: float, low: float, high: float, status: str, cap: float) -> str:
+    """'12 [8, 20]', with ' (beyond the measured sizes)' where it is an extrapolation; 'not before the cap'."""
+    if not np.isfinite(n):
+        return f"not before the cap of {cap:,.0f}"
+    interval = f" [{size_text(low, cap)}, {size_text(high, cap)}]" if np.isfinite(low) else ""
+    where = " (beyond the measured sizes)" if status == label_budget.BEYOND_MEASURED else ""
+    return f"{size_text(n, cap)}{interval}{where}"
+
+
+def budget_sentences(budget: pd.DataFrame, arm: str, classes: float, analysis: Analysis) -> list[str]:
+    """Per target accuracy: the examples per class `arm` and scratch need, and the labels pretraining saves, each
+    with its interval (label_budget.label_budget rows of one dataset × backbone)."""
+    cap, sentences = analysis.cap, []
+    for target, part in budget.groupby("target", sort=True):
+        mine, theirs = part[part.arm == arm], part[part.arm == "scratch"]
+        if mine.empty or theirs.empty:
+            continue
+        a, s = mine.iloc[0], theirs.iloc[0]
+        text = (
+            f"To reach {target:.0%}: {arm} needs {_budget_text(a.examples_per_class, a.low, a.high, a.status, cap)} "
+            f"examples per class, scratch {_budget_text(s.examples_per_class, s.low, s.high, s.status, cap)}"
+        )
+        if np.isfinite(a.ratio):
+            images = f", {a.saved_per_class * classes:,.0f} images" if np.isfinite(classes) else ""
+            interval = f" [{a.ratio_low:.1f}x to {a.ratio_high:.1f}x]" if np.isfinite(a.ratio_low) else ""
+            text += (
+                f": pretraining saves {a.ratio:.1f}x{interval} the labels ({a.saved_per_class:,.0f} per class"
+                f"{images})"
+            )
+        sentences.append(text + ".")
+    return sentences
 
 
 def answer_lines(tables: dict[str, pd.DataFrame], analysis: Analysis) -> dict[tuple, str]:
@@ -626,6 +659,9 @@ def _figures_of(figures: list[Path], stem: str, kinds: tuple[str, ...]) -> list[
 
 
 CAPTIONS = {
+    "label_budget": "Examples per class each arm needs to reach each target test accuracy (log scale), with the "
+    "bootstrap interval; open markers: beyond the measured sizes (the fitted law's extrapolation); arrows at the top: "
+    "not before the cap.",
     "accuracy": "Test accuracy (left, %) and test error (right, %, log scale) against training examples per "
     "class: faint dots are seeds, markers the log-odds means, lines the fitted learning curves with their bootstrap "
     "bands (dashed: extrapolated to the crossover or the cap); dotted verticals: where scratch comes within the "
@@ -670,6 +706,30 @@ def _answer_section(
         for f in _figures_of(figures, stem, ("accuracy", "gap"))
     )
     return _section(f"{dataset} · {backbone}", answer + shown)
+
+
+def _budget_section(tables: dict[str, pd.DataFrame], figures: list[Path], analysis: Analysis) -> str:
+    """The label budget of the answer's arm against scratch per dataset × backbone, with its figure."""
+    budget = tables.get("label_budget", pd.DataFrame())
+    answers, classes, body = tables.get("answer", pd.DataFrame()), _classes(tables), []
+    for row in answers.itertuples():
+        mine = budget[(budget.dataset == row.dataset) & (budget.backbone == row.backbone)]
+        sentences = budget_sentences(mine, row.arm, classes.get(row.dataset, np.nan), analysis)
+        if sentences:
+            stem = f"{row.dataset}_{row.backbone}"
+            shown = "".join(
+                _figure(f, CAPTIONS["label_budget"]) for f in _figures_of(figures, stem, ("label_budget",))
+            )
+            items = "".join(f"<li>{html.escape(t)}</li>" for t in sentences)
+            body.append(f"<h3>{html.escape(f'{row.dataset} · {row.backbone}')}</h3><ul>{items}</ul>{shown}")
+    if not body:
+        return ""
+    intro = (
+        "<p>Examples per class each arm needs to reach a target test accuracy (params.yaml analysis.targets), read "
+        "off its fitted learning curve, with the interval of the bootstrap over seeds and test images; beyond the "
+        "measured sizes it is the fitted law's extrapolation.</p>"
+    )
+    return _section("The label budget", intro + "".join(body))
 
 
 def _effective_section(
@@ -799,6 +859,9 @@ def build(
     for dataset, backbone in pairs:
         sentences = said.get((dataset, backbone), [])
         parts.append(_answer_section(dataset, backbone, sentences, tables["equivalence"], figures, analysis))
+    budget = _budget_section(tables, figures, analysis)
+    if budget:
+        parts.append(budget)
     parts.append(_section("Glossary", glossary()))
     if len(tables["effective_data"]):
         parts.append(_effective_section(tables, figures, pairs, analysis.level))
