@@ -229,7 +229,8 @@ def test_metrics_are_one_narrow_row_per_arm(study, aggregated):
     assert not finetune["crossover"][
         0
     ].isdigit()  # an untrusted extrapolation is no answer: a decision instead
-    assert set(json.loads((folder / "digits" / "tiny" / "scratch.json").read_text())) == {"cells", "acc"}
+    scratch = json.loads((folder / "digits" / "tiny" / "scratch.json").read_text())
+    assert set(scratch) == {"cells", "acc", "labels"} and set(scratch["labels"]) == {"0.9", "0.95", "0.99"}
     tree = aggregate.read_metrics(folder)
     assert tree["cells"] == "43/45" and tree["digits"]["tiny"]["linear"]["cells"] == "14/15"
     assert out.metrics["digits/tiny/finetune.json"] == finetune

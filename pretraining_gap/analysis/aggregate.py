@@ -312,7 +312,9 @@ def metrics(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], cap: float) ->
     """The files under metrics/, one row each of `dvc metrics show` (which prints one row per file, one column
     per key, so a row per arm keeps it narrow): `summary.json` holds the study's finished / grid cells; each
     `<dataset>/<backbone>/<arm>.json` its finished / grid cells, `acc` (mean test accuracy, %) and `gap` (arm −
-    scratch, accuracy points) at the smallest and largest size, and `crossover` (crossover_text)."""
+    scratch, accuracy points) at the smallest and largest size, `crossover` (crossover_text) and `labels` (the
+    examples per class needed per target accuracy, label_budget; null beyond the cap; its interval is in the
+    table and the report)."""
     finished = (cells.status == "finished") & cells.test_accuracy.notna()
     out: dict[str, dict] = {SUMMARY: {"cells": f"{int(finished.sum())}/{len(cells)}"}}
     for key, part in cells.groupby(["dataset", "backbone", "arm"], sort=True):
@@ -324,6 +326,9 @@ def metrics(cells: pd.DataFrame, tables: dict[str, pd.DataFrame], cap: float) ->
             node["gap"] = {str(r.examples_per_class): _round(r.points * 100) for r in gap.itertuples()}
         for row in _of(tables["crossover"], key).itertuples():
             node["crossover"] = crossover_text(row, cap)
+        budget = _of(tables.get("label_budget", pd.DataFrame(columns=["dataset", "backbone", "arm"])), key)
+        if len(budget):
+            node["labels"] = {f"{r.target:g}": _round(r.examples_per_class) for r in budget.itertuples()}
         out["{}/{}/{}.json".format(*key)] = node
     return out
 
