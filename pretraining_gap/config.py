@@ -540,8 +540,7 @@ class Analysis(Block):
     bootstrap: int = Field(
         1000,
         ge=0,
-        description="bootstrap replicates over seeds and test images for the intervals of fits, crossovers and D_T "
-        "(0: none)",
+        description="bootstrap replicates over seeds for the intervals of fits, crossovers and D_T (0: none)",
         examples=[1000],
     )
     level: float = Field(
@@ -550,13 +549,6 @@ class Analysis(Block):
         lt=1,
         description="confidence of every interval; the tests run at 1 - level",
         examples=[0.95],
-    )
-    targets: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        [0.9, 0.95, 0.99],
-        min_length=1,
-        description="test accuracies (fractions) the label budget reads off each arm's learning curve: the "
-        "examples per class needed to reach each",
-        examples=[[0.9, 0.95, 0.99]],
     )
 
 

@@ -23,7 +23,7 @@ def test_a_planted_curve_gives_its_known_budget():
     # e(n) = 0.01 + 0.5 n^-0.5: 95% needs 0.5 n^-0.5 = 0.04, n = 156.25; 99% is the floor itself: never
     scratch = planted("scratch", 0.01, 0.5, 0.5)
     finetune = planted("finetune", 0.005, 0.1, 0.5)  # 95%: 0.1 n^-0.5 = 0.045, n = 4.94
-    table = lb.label_budget([scratch, finetune], [0.95, 0.99], config.Analysis().cap, 0.95)
+    table = lb.label_budget([scratch, finetune], config.Analysis().cap, 0.95, targets=[0.95, 0.99])
     rows = table.set_index(["arm", "target"])
     step = 10 ** (1 / lc.PER_DECADE)  # the grid's resolution
     assert 156.25 <= rows.loc[("scratch", 0.95), "examples_per_class"] <= 156.25 * step

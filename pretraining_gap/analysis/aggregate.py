@@ -8,8 +8,8 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
 - `learning_curves` (learning_curves.learning_curves): the fitted law per arm with bootstrap intervals;
 - `crossover` (learning_curves.crossovers): the size from which scratch stays within the margin, with its interval,
   backtest and trust;
-- `label_budget` (label_budget.label_budget): examples per class each arm needs to reach each of
-  `analysis.targets`, and the labels pretraining saves, with intervals;
+- `label_budget` (label_budget.label_budget): examples per class each arm needs to reach each target accuracy
+  (label_budget.TARGETS), and the labels pretraining saves, with intervals;
 - `effective_data`, `transfer_exponent` (effective_data): D_T on the temperature-scaled test loss (`loss`:
   "calibrated"; "test" where cells lack per-image outputs), α (and β across a family);
 - `per_class` (per_class.per_class_gaps): every arm − scratch on each class's test images, with intervals;
@@ -252,7 +252,7 @@ def _dataset_tables(
         "equivalence": _comparator_labels(equivalence.equivalence(done, margin, alpha=1 - level)),
         "learning_curves": learning_curves.learning_curves(fits, level),
         "crossover": learning_curves.crossovers(fits, margin, analysis.cap, level),
-        "label_budget": label_budget.label_budget(fits, analysis.targets, analysis.cap, level),
+        "label_budget": label_budget.label_budget(fits, analysis.cap, level),
         "effective_data": effective_data.effective_data(transfers, level)
         .astype({"examples_per_class": int})
         .assign(loss=loss.removesuffix("_loss")),

@@ -725,7 +725,7 @@ def _budget_section(tables: dict[str, pd.DataFrame], figures: list[Path], analys
     if not body:
         return ""
     intro = (
-        "<p>Examples per class each arm needs to reach a target test accuracy (params.yaml analysis.targets), read "
+        "<p>Examples per class each arm needs to reach a target test accuracy (90, 95 and 99%), read "
         "off its fitted learning curve, with the interval of the bootstrap over seeds and test images; beyond the "
         "measured sizes it is the fitted law's extrapolation.</p>"
     )
