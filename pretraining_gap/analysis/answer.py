@@ -38,6 +38,13 @@ COLUMNS = [
     "test_images_needed",
     "beaten_by",
 ]
+FROM_CROSSOVER = (
+    "asymptotic_gap",
+    "asymptotic_gap_low",
+    "asymptotic_gap_high",
+    "seeds_needed",
+    "test_images_needed",
+)
 
 
 def _beaten_by(done: pd.DataFrame, arm: pd.Series, level: float, epsilon: float) -> str:
@@ -82,7 +89,7 @@ def answers(
                 "crossover": c.estimate if c.decision == learning_curves.REACHED else np.nan,
                 "crossover_low": c.low if c.decision == learning_curves.REACHED else np.nan,
                 "crossover_high": c.high if c.decision == learning_curves.REACHED else np.nan,
-                **{k: c[k] for k in COLUMNS[13:18]},
+                **{k: c[k] for k in FROM_CROSSOVER},
             }
         row["beaten_by"] = _beaten_by(done, best, level, epsilon)
         rows.append(row)

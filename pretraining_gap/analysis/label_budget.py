@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .learning_curves import ArmFit, Curve, predict_accuracy, size_grid
+from .learning_curves import ArmFit, Curve, predict_accuracy, refit_interval, size_grid
 from .seeds import ARM, SCRATCH
 
 # the target test accuracies (fractions). Not yet a params.yaml key: the params schema (config.py) is part of every
@@ -58,16 +58,6 @@ def examples_needed(curve: Curve, target: float, grid: np.ndarray) -> float:
     return float(grid[np.argmax(settled)]) if settled[-1] else np.inf
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return np.nan, np.nan
-    return (
-        float(np.quantile(values, (1 - level) / 2, method="lower")),
-        float(np.quantile(values, (1 + level) / 2, method="higher")),
-    )
-
-
 def _status(n: float, smallest: float, largest: float) -> str:
     if np.isinf(n):
         return BEYOND_CAP
@@ -100,7 +90,7 @@ def label_budget(fits: list[ArmFit], cap: float, level: float, targets=TARGETS) 
             for fit in arms:
                 point, refits = _budgets(fit, target, grid)
                 row = dict(zip(ARM, fit.key)) | {"target": target, "examples_per_class": point}
-                row["low"], row["high"] = _interval(refits, level)
+                row["low"], row["high"] = refit_interval(refits, level)
                 row["status"] = _status(point, fit.sizes[0], fit.sizes[-1])
                 if base is not None and fit is not base and len(refits) == len(scratch_refits):
                     with np.errstate(invalid="ignore", divide="ignore"):
@@ -114,10 +104,10 @@ def label_budget(fits: list[ArmFit], cap: float, level: float, targets=TARGETS) 
                         "saved_per_class": scratch_point - point if both else np.nan,
                     }
                     row["ratio_low"], row["ratio_high"] = (
-                        _interval(ratios, level) if both else (np.nan, np.nan)
+                        refit_interval(ratios, level) if both else (np.nan, np.nan)
                     )
                     row["saved_low"], row["saved_high"] = (
-                        _interval(saved, level) if both else (np.nan, np.nan)
+                        refit_interval(saved, level) if both else (np.nan, np.nan)
                     )
                 rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

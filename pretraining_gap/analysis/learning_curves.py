@@ -441,6 +441,20 @@ def prediction_band(fit: ArmFit, n, level: float) -> pd.DataFrame:
     return pd.DataFrame({"n": n, "accuracy": predict_accuracy(fit.curve, n), "low": low, "high": high})
 
 
+def refit_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval at `level` of values read off the refits (sizes, inf for "not before the cap", or
+    ratios of sizes), without interpolation (numpy's "lower"/"higher"): each end is a value some refit gave; NaN
+    (a failed refit) is ignored; (NaN, NaN) without any."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.nan, np.nan
+    return (
+        float(np.quantile(values, (1 - level) / 2, method="lower")),
+        float(np.quantile(values, (1 + level) / 2, method="higher")),
+    )
+
+
 def size_grid(smallest: float, cap: float, per_decade: int = PER_DECADE) -> np.ndarray:
     """Examples per class from `smallest` to `cap`, evenly spaced in log n."""
     return np.geomspace(smallest, cap, int(np.ceil(np.log10(cap / smallest) * per_decade)) + 1)
@@ -489,7 +503,7 @@ def _behind_everywhere(scratch: ArmFit, pretrained: ArmFit) -> bool:
     return len(common) > 0 and bool(np.all(pretrained.accuracy[mine] < scratch.accuracy[theirs]))
 
 
-def _decision(gap: noise.Estimate, interval, estimate: float, trusted: bool, margin: float, behind: bool):
+def _decision(interval, estimate: float, trusted: bool, margin: float, behind: bool) -> tuple[str, str]:
     """(decision, reason) of a crossover (module docstring)."""
     low, high = interval
     if behind:
@@ -522,14 +536,7 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
         if (id(s), id(p)) not in met:
             met[id(s), id(p)] = crossover_size(s, p, grid, margin)
     replicates = np.array([met[id(s), id(p)] for s, p in pairs])
-    low, high = (
-        (
-            np.quantile(replicates, (1 - level) / 2, method="lower"),
-            np.quantile(replicates, (1 + level) / 2, method="higher"),
-        )
-        if len(replicates)
-        else (np.nan, np.nan)
-    )
+    low, high = refit_interval(replicates, level)
     backtest_error = float(np.maximum(scratch.backtest_abs_error, pretrained.backtest_abs_error))
     extrapolated = bool(estimate > largest)
     reach_ok = min(estimate, cap) <= MAX_EXTRAPOLATION * largest
@@ -537,7 +544,7 @@ def _crossover_row(scratch: ArmFit, pretrained: ArmFit, margin: float, cap: floa
     gap = asymptotic_gap(scratch, pretrained)
     gap_low, gap_high = gap.interval(level)
     decision, reason = _decision(
-        gap, (gap_low, gap_high), estimate, trusted, margin, _behind_everywhere(scratch, pretrained)
+        (gap_low, gap_high), estimate, trusted, margin, _behind_everywhere(scratch, pretrained)
     )
     seeds_needed = images_needed = np.nan
     if decision == UNDECIDED and np.isfinite(gap_high):
