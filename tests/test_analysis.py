@@ -405,7 +405,7 @@ def test_a_baseline_says_where_scratch_stands(monkeypatch):
     assert sentence.startswith("pixels vs scratch: pixels (no pretraining) is ahead of scratch by 10 points")
     assert "and behind by 5.0 (1.7x more errors) at 50" in sentence
     assert "Scratch is within 1 point of pixels or ahead from about 3 per class" in sentence
-    assert "pixels better at 1; undecided at 50 (about 7 seeds would decide it)" in sentence
+    assert "pixels better at 1; undecided at 50 (what would decide it: at 50, about 7 seeds)" in sentence
 
 
 def test_unconverged_cells_are_listed_per_arm():

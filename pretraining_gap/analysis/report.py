@@ -190,6 +190,15 @@ def crossover_sentence(row, analysis: Analysis, baseline: bool, classes: float =
     return f"{text}; {asymptote}."
 
 
+def _what_decides(n: float, seeds: float, images: float) -> str:
+    """'at 5, about 16 seeds'; 'at 50, a test set of about 1,027 images' where no number of seeds would."""
+    if np.isfinite(seeds):
+        return f"at {_size(n)}, about {seeds:.0f} seeds"
+    if np.isfinite(images):
+        return f"at {_size(n)}, a test set of about {images:,.0f} images"
+    return f"at {_size(n)}, neither 1000 seeds nor a test set 100 times larger"
+
+
 def decision_sentence(decisions: pd.DataFrame) -> str:
     """The per-size equivalence decisions, with the seeds that would decide the undecided sizes."""
     decisions = decisions.sort_values("examples_per_class")
@@ -200,13 +209,14 @@ def decision_sentence(decisions: pd.DataFrame) -> str:
         sizes = [_size(n) for n in part.examples_per_class]
         text = f"{decision} at {_listing(sizes)}"
         if decision == eq.UNDECIDED:
+            images = part.get("test_images_needed", pd.Series(np.nan, index=part.index))
             needed = [
-                "more than 1000" if np.isinf(s) else f"{s:.0f}" for s in part.seeds_needed if not np.isnan(s)
+                _what_decides(n, seeds, more)
+                for n, seeds, more in zip(part.examples_per_class, part.seeds_needed, images)
+                if not np.isnan(seeds)
             ]
             if needed:
-                text += (
-                    f" (about {_listing(needed)} seeds would decide {'it' if len(needed) == 1 else 'them'})"
-                )
+                text += f" (what would decide {'it' if len(needed) == 1 else 'them'}: {'; '.join(needed)})"
         parts.append(text)
     return f"Per size: {'; '.join(parts)}."
 
