@@ -608,3 +608,10 @@ def test_the_per_class_gap_is_read_off_the_stored_test_outputs():
     assert said.startswith(
         "Per class at 1 per class (4 test images each), finetune helps most on classes 2 (+100"
     )
+
+
+def test_no_scratch_partner_gives_no_answer_line():
+    # a study of one regime: no gap, so no answer (and no failure)
+    gap = pd.DataFrame(columns=["dataset", "backbone", "regime", "arm", "examples_per_class"])
+    table = answer.answers(pd.DataFrame(), {"gap": gap, "crossover": pd.DataFrame()}, 0.95, 1e-3)
+    assert table.empty and list(table.columns) == answer.COLUMNS

@@ -73,7 +73,7 @@ def answers(
     (examples per class) and the fitted gap at unlimited data (`crossover` table), what would decide it, and the
     baselines that beat it (`beaten_by`). Columns: COLUMNS."""
     gap, crossover = tables["gap"], tables["crossover"]
-    pretrained = gap[gap.regime.map(lambda r: REGIMES[r].pretrained)]
+    pretrained = gap[gap.regime.map(lambda r: REGIMES[r].pretrained).astype(bool)]
     rows = []
     for (dataset, backbone), part in pretrained.groupby(["dataset", "backbone"], sort=True):
         smallest = part[part.examples_per_class == part.examples_per_class.min()]
