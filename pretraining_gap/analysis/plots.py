@@ -463,6 +463,8 @@ def label_budget(budget: pd.DataFrame, level: float, cap: float, title: str, out
         for xi in x[never]:
             ax.annotate("", (xi, cap * 1.6), (xi, cap), arrowprops={"arrowstyle": "->", "color": colour})
     ax.set_yscale("log")
+    if not np.isfinite(budget.examples_per_class.to_numpy(dtype=float)).all():
+        ax.set_ylim(top=cap * 2)  # room for the arrows above the cap
     ax.set_xticks(range(len(targets)), [f"{t:.0%}" for t in targets])
     ax.set_xlabel("target test accuracy")
     ax.set_ylabel("examples per class needed (log)")
