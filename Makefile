@@ -6,6 +6,9 @@
 #   make ui         MLflow's UI on the study's store (PORT=5000), with the link to the study's runs
 #   make study-full the default grid with 5 seeds (the README's table), as a DVC experiment
 #   make study-all  the same grid with all five regimes and depth-k, as a DVC experiment
+#   make study-ladder  the three offline EfficientNet-Lite backbones (0, 1, 2) at 2, 10 and 50 per class, one seed
+#                   (SEEDS=[1,2,3] for more), as a DVC experiment: accuracy and cost per backbone beside the
+#                   forecasts' ranking (docs/ladder.md)
 #   make convergence-check  each gradient arm's chosen configuration at twice its budget, at the smallest and
 #                   largest size (seed 1 of a finished study): results/convergence.csv, then the report again
 #   make test       the readability gates (ruff) and the test suite, but for the tests marked slow
@@ -26,7 +29,9 @@ ifeq ($(BIN),$(VENV)/bin)
 ENV := $(VENV)/.installed
 endif
 
-.PHONY: study repro report plots ui study-full study-all convergence-check test test-slow lint clean gpu-check \
+SEEDS ?= [1]
+
+.PHONY: study repro report plots ui study-full study-all study-ladder convergence-check test test-slow lint clean gpu-check \
 	gpu-bundle
 
 $(VENV)/bin/python:
@@ -54,6 +59,10 @@ study-full: $(ENV)
 
 study-all: $(ENV)
 	$(RUN) dvc exp run -S 'study.regimes=[scratch,linear,frozen,finetune,chainthaw,depth]'
+
+study-ladder: $(ENV)
+	$(RUN) dvc exp run -S 'study.backbones=[efficientnet_lite0,efficientnet_lite1,efficientnet_lite2]' \
+		-S 'study.sizes=[2,10,50]' -S 'study.seeds=$(SEEDS)'
 
 convergence-check: $(ENV)
 	$(RUN) pretraining-gap convergence

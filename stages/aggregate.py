@@ -42,6 +42,12 @@ def arguments():
         help="folder of backbone cost records <dataset>/<backbone>.json (optional)",
     )
     parser.add_argument(
+        "--forecasts",
+        type=Path,
+        default=Path("results/forecasts"),
+        help="folder of the forecast stage's tables <dataset>/<backbone>.csv (optional)",
+    )
+    parser.add_argument(
         "--prepared",
         type=Path,
         default=Path("data/prepared"),
@@ -65,6 +71,7 @@ def main(args) -> None:
         args.plots,
         args.costs,
         args.prepared,
+        args.forecasts,
     )
     for cell in out.tables["incomplete"].itertuples():
         log.warning(

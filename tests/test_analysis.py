@@ -107,6 +107,17 @@ def study(tmp_path_factory):
             **result,
         }
         results.write(results.path(results.group_dir(root, c), c), results.CellResult(**result))
+    # forecasts: LogME follows fine-tuned accuracy, LEEP its reverse, NCE and H-score the seed alone
+    forecasts = tmp_path / "forecasts" / "digits"
+    forecasts.mkdir(parents=True)
+    pd.DataFrame(
+        [
+            {"dataset": "digits", "backbone": "tiny", "examples_per_class": n, "seed": s, "images": 10 * n}
+            | {"logme": -error("finetune", n, s), "leep": error("finetune", n, s), "nce": s, "h_score": s}
+            for n in SIZES
+            for s in SEEDS
+        ]
+    ).to_csv(forecasts / "tiny.csv", index=False)
     costs = tmp_path / "costs" / "digits"
     costs.mkdir(parents=True)
     (costs / "tiny.json").write_text(json.dumps({"parameters": 1e5, "gflops_per_image": 0.01}))
@@ -132,7 +143,19 @@ def aggregated(study):
         tmp_path / "plots",
         tmp_path / "costs",
         tmp_path / "prepared",
+        tmp_path / "forecasts",
     )
+
+
+def test_forecasts_are_checked_against_the_measured_cells(aggregated):
+    check = aggregated.tables["forecast_check"].set_index(["scope", "forecast", "target"])
+    logme = check.loc[("every cell", "logme", "finetune_accuracy")]
+    assert (
+        logme.rho == pytest.approx(1.0) and logme.cells == 14 and logme.low > 0.9
+    )  # 15 less the failed cell
+    assert check.loc[("every cell", "leep", "finetune_accuracy")].rho == pytest.approx(-1.0)
+    beside = aggregated.tables["forecasts"]
+    assert len(beside) == 14 and (beside.gap > 0).all()  # fine-tune beats scratch on the planted curves
 
 
 def test_failed_and_missing_cells_are_reported_and_left_out(study, aggregated):
@@ -173,6 +196,8 @@ def test_every_table_of_the_answer_is_written_with_its_columns(study, aggregated
         "answer",
         "per_class",
         "label_budget",
+        "forecasts",
+        "forecast_check",
     }
     wanted = [
         "dataset",
@@ -291,6 +316,7 @@ def test_report_page_puts_the_answer_and_figures_first_and_folds_the_tables(stud
     assert "lower layers are usually <em>not</em> the most transferable" in page
     assert "50 at 1, 50 at 2, 50 at 5, 100 at 10, 100 at 25" in page  # steps beside T
     assert page.count("data:image/png;base64,") == len(out.figures)
+    assert "ranks: LogME ρ +1.00 [+1.00, +1.00]" in page and "ranks backwards: LEEP ρ -1.00" in page
 
 
 def gap_rows(arm, regime, sizes, points, logodds, ratios):

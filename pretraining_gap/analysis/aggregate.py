@@ -14,6 +14,8 @@ The answer's tables (results/tables/<name>.csv), each described where it is comp
   "calibrated"; "test" where cells lack per-image outputs), α (and β across a family);
 - `per_class` (per_class.per_class_gaps): every arm − scratch on each class's test images, with intervals;
 - `answer` (answer.answers): the one-line answer per dataset × backbone, every number with its interval;
+- `forecasts`, `forecast_check` (forecasts): the forecast stage's LogME, LEEP, NCE and H-score beside the measured
+  fine-tuned accuracy and gap of the same cells, and their rank correlations with intervals;
 - `benefits`, `transferability` (with the optimisation steps beside T), `incomplete`, `labels`.
 
 Accuracies are clipped to [ε, 1 − ε] on the log-odds scale, ε half an image of the dataset's own test set
@@ -46,6 +48,7 @@ from . import (
     curves,
     effective_data,
     equivalence,
+    forecasts,
     label_budget,
     learning_curves,
     per_class,
@@ -393,6 +396,12 @@ def read_costs(costs_dir: Path, dataset: str) -> dict[str, dict]:
     )
 
 
+def read_forecasts(forecasts_dir: Path) -> pd.DataFrame:
+    """Every forecast stage's rows (results/forecasts/<dataset>/<backbone>.csv), in one table."""
+    files = sorted(Path(forecasts_dir).glob("*/*.csv"))
+    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
 def _of_pair(table: pd.DataFrame, dataset: str, backbone: str) -> pd.DataFrame:
     """The rows of one dataset × backbone."""
     return table[(table.dataset == dataset) & (table.backbone == backbone)]
@@ -483,8 +492,12 @@ def _training_figures(
     return figures
 
 
-def _cost_figures(accuracy: pd.DataFrame, plots_dir: Path, costs_dir: Path) -> list[Path]:
-    """Per dataset with cost records for two or more of its backbones: accuracy against inference cost."""
+def _cost_figures(
+    accuracy: pd.DataFrame, beside: pd.DataFrame, plots_dir: Path, costs_dir: Path
+) -> list[Path]:
+    """Per dataset with cost records for two or more of its backbones: accuracy against inference cost, and the
+    backbone ladder (fine-tuned accuracy against training cost, with the forecasts' ranks: `beside`, the forecasts
+    table)."""
     figures = []
     for dataset, summary in accuracy.groupby("dataset", sort=True):
         costs = read_costs(costs_dir, dataset)
@@ -495,6 +508,19 @@ def _cost_figures(accuracy: pd.DataFrame, plots_dir: Path, costs_dir: Path) -> l
                     costs,
                     f"{dataset}: accuracy vs inference cost",
                     plots_dir / f"{dataset}_cost.png",
+                )
+            )
+            mine = beside[beside.dataset == dataset]
+            scores = mine.groupby(["backbone", "examples_per_class"], as_index=False)[
+                list(forecasts.SCORES)
+            ].mean()
+            figures.append(
+                plots.ladder(
+                    summary,
+                    costs,
+                    scores,
+                    f"{dataset}: the backbone ladder, fine-tuned",
+                    plots_dir / f"{dataset}_ladder.png",
                 )
             )
     return figures
@@ -521,7 +547,8 @@ def draw(
         pair_fits = [f for f in fits if f.key[:2] == (dataset, backbone)]
         figures += _answer_figures(mine, pair_fits, runs, analysis, name, stem)
         figures += _training_figures(mine, runs, name, stem)
-    return figures + _cost_figures(tables["accuracy"], plots_dir, costs_dir)
+    beside = tables.get("forecasts", forecasts.beside_measured(pd.DataFrame(), finished))
+    return figures + _cost_figures(tables["accuracy"], beside, plots_dir, costs_dir)
 
 
 def run(
@@ -534,11 +561,15 @@ def run(
     plots_dir: Path,
     costs_dir: Path,
     prepared_dir: Path,
+    forecasts_dir: Path,
 ) -> Aggregated:
     cells = load_cells(params, cells_root)
     counts = labels(params, prepared_dir)
     tables, fits = analyse(cells, params.analysis, test_images(counts, cells, params), params, costs_dir)
     tables["labels"] = counts
+    finished = cells[(cells.status == "finished") & cells.test_accuracy.notna()]
+    tables["forecasts"] = forecasts.beside_measured(read_forecasts(forecasts_dir), finished)
+    tables["forecast_check"] = forecasts.check(tables["forecasts"], params.analysis.level)
     write_tables(cells, tables, table, tables_dir, curves_dir)
     content = metrics(cells, tables, params.analysis.cap)
     write_metrics(content, metrics_dir)

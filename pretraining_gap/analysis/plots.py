@@ -18,11 +18,13 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from ..config import REGIMES, Analysis  # noqa: E402
 from . import equivalence as eq  # noqa: E402
+from .forecasts import NAMES as FORECAST_NAMES  # noqa: E402
 from .learning_curves import REACHED, ArmFit, predict_accuracy, prediction_band  # noqa: E402
 from .seeds import SCRATCH  # noqa: E402
 
 COLOURS = {name: regime.colour for name, regime in REGIMES.items()}
 MARKERS = {name: regime.marker for name, regime in REGIMES.items()}
+MARKERS_CYCLE = "osD^v"  # one per backbone of a ladder
 # a size's equivalence decision as a marker: filled when decided, open when undecided
 DECISION_MARKERS = {eq.HELPS: "^", eq.WITHIN: "D", eq.SCRATCH_BETTER: "v", eq.UNDECIDED: "o"}
 CURVE_POINTS = 200
@@ -601,5 +603,50 @@ def accuracy_vs_cost(summary: pd.DataFrame, costs: dict[str, dict], title: str, 
         ax.set_xscale("log")
         ax.set_xlabel("inference cost (GFLOPs per image, log)")
         ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    return _save(fig, out, title)
+
+
+def ladder(
+    summary: pd.DataFrame, costs: dict[str, dict], forecast: pd.DataFrame, title: str, out: Path
+) -> Path:
+    """The backbone ladder: fine-tuned test accuracy (mean ± standard error over seeds) against measured training
+    time per 1,000 images, one panel per size, one point per backbone, labelled with its inference cost and its
+    rank among the backbones by each forecast (`forecast`: the mean score per backbone and examples_per_class)."""
+    summary = summary[summary.backbone.isin(costs) & (summary.regime == "finetune")]
+    sizes = sorted(summary.examples_per_class.unique())
+    fig, axes = _panels(len(sizes), width=4.4, height=3.6)
+    for ax, size in zip(axes, sizes):
+        scores = forecast[np.isclose(forecast.examples_per_class, size)].set_index("backbone")
+        ranks = scores.rank(ascending=False)
+        for i, row in enumerate(summary[summary.examples_per_class == size].itertuples()):
+            cost = costs[row.backbone]
+            x = 1000 / cost["train_images_per_second"]
+            ax.errorbar(
+                x,
+                row.mean * 100,
+                yerr=row.stderr * 100,
+                fmt=MARKERS_CYCLE[i % len(MARKERS_CYCLE)],
+                label=row.backbone,
+                capsize=3,
+            )
+            ranked = (
+                " · ".join(
+                    f"{name} #{ranks.loc[row.backbone, key]:.0f}" for key, name in FORECAST_NAMES.items()
+                )
+                if row.backbone in ranks.index
+                else "no forecast"
+            )
+            ax.annotate(
+                f"{cost['gflops_per_image']:.3g} GFLOPs, {cost['inference_images_per_second']:,.0f} img/s\n{ranked}",
+                (x, row.mean * 100),
+                fontsize="xx-small",
+                xytext=(4, -14),
+                textcoords="offset points",
+            )
+        ax.legend(fontsize="small")
+        ax.set_title(f"{size:g} per class")
+        ax.set_xlabel("training time (s per 1,000 images, measured)")
+        ax.set_ylabel("fine-tuned test accuracy (%)")
         ax.grid(alpha=0.3)
     return _save(fig, out, title)

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from ..config import Analysis, Params
-from . import answer, effort, label_budget
+from . import answer, effort, forecasts, label_budget
 from . import equivalence as eq
 from .aggregate import is_pretrained
 from .answer import size_text
@@ -742,6 +742,24 @@ def _budget_section(tables: dict[str, pd.DataFrame], figures: list[Path], analys
     return _section("The label budget", intro + "".join(body))
 
 
+def _forecast_section(tables: dict[str, pd.DataFrame], level: float) -> str:
+    """How well the forecasts computed before training ranked what the study measured."""
+    check = tables.get("forecast_check", pd.DataFrame())
+    if check.empty:
+        return ""
+    intro = (
+        "<p>LogME (You et al. 2021), LEEP (Nguyen et al. 2020), NCE (Tran et al. 2019) and H-score (Bao et al. "
+        "2019, with Ledoit-Wolf shrinkage) score a pretrained backbone on each training subset from its features "
+        "and ImageNet head alone, in seconds, before any training (the forecast stage). Below, their rank "
+        "correlation with what the study then measured. They were designed to compare backbones on one target "
+        "set: over cells of several sizes they also answer to the subset's size, which the study's curves measure "
+        "directly. A forecast can be trusted here only where it ranks with an interval above zero.</p>"
+    )
+    items = "".join(f"<li>{html.escape(t)}</li>" for t in forecasts.sentences(check, level))
+    table = _folded("the forecasts beside the measured cells", _show(tables["forecasts"], 3))
+    return _section("Forecasts before training", f"{intro}<ul>{items}</ul>{table}")
+
+
 def _effective_section(
     tables: dict[str, pd.DataFrame], figures: list[Path], pairs: list[tuple[str, str]], level: float
 ) -> str:
@@ -873,6 +891,9 @@ def build(
     if budget:
         parts.append(budget)
     parts.append(_section("Glossary", glossary()))
+    forecast = _forecast_section(tables, analysis.level)
+    if forecast:
+        parts.append(forecast)
     if len(tables["effective_data"]):
         parts.append(_effective_section(tables, figures, pairs, analysis.level))
     parts.append(_section("Labels per size", labels_text(tables.get("labels", pd.DataFrame()))))
