@@ -96,6 +96,7 @@ def study(tmp_path_factory):
                 "head": 5.0,
             }
             result["steps"] = 50 * (1 + (c.examples_per_class >= 10))  # 50 steps up to 5 per class, then 100
+            result["lr"] = 0.001 if c.examples_per_class <= 2 else 0.0003
         if key == FAILED:
             result = {**cell(c.regime, 1, 2, None), "status": "failed", "reason": "loss became NaN at step 3"}
             del result["test_accuracy"]
@@ -314,7 +315,10 @@ def test_report_page_puts_the_answer_and_figures_first_and_folds_the_tables(stud
     assert "200 validation labels, 20x the 10 training labels" in page
     assert "loss became NaN at step 3" in page and "abc123" in page and "timm" in page
     assert "lower layers are usually <em>not</em> the most transferable" in page
-    assert "50 at 1, 50 at 2, 50 at 5, 100 at 10, 100 at 25" in page  # steps beside T
+    assert "50 at lr 0.001 at 1, 50 at lr 0.001 at 2, 50 at lr 0.0003 at 5, 100 at lr 0.0003 at 10" in page
+    # data alone only where steps and rate agree: 1 and 2 per class, 10 and 25; never 5 against 1
+    assert "At the same steps and rate, 2 against 1 per class" in page and "25 against 10" in page
+    assert "rate, 5 against 1 per class" not in page
     assert page.count("data:image/png;base64,") == len(out.figures)
     assert "ranks: LogME ρ +1.00 [+1.00, +1.00]" in page and "ranks backwards: LEEP ρ -1.00" in page
 

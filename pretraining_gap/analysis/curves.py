@@ -36,14 +36,20 @@ def summarise(cells: pd.DataFrame, epsilon: float) -> pd.DataFrame:
     return table.drop(columns="std").reset_index()
 
 
-TRANSFERABILITY = [*GROUP, "group", "order", "T", "T_low", "T_high", "seeds", "steps", "best_step"]
+TRANSFERABILITY = [*GROUP, "group", "order", "T", "T_low", "T_high", "seeds", "steps", "best_step", "lr"]
+
+
+def _rates(values: pd.Series) -> str:
+    """The chosen learning rates of a size's seeds: '0.001', or '0.0003/0.001' where they differ."""
+    return "/".join(f"{v:g}" for v in sorted(set(values.dropna())))
 
 
 def transferability(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-layer transferability T (Chen et al., arXiv 2212.00399) of the cells that recorded it, per arm, size
     and layer group: T's mean over seeds with its range over seeds (T_low, T_high; NaN with one seed), the seed
-    count, and the mean optimisation steps (`steps`) and kept step (`best_step`) of those cells. T grows with a
-    layer's weight scale and shrinks with the steps taken, so it is compared between sizes only beside their steps.
+    count, the mean optimisation steps (`steps`) and kept step (`best_step`) of those cells, and their chosen
+    learning rates (`lr`). T grows with a layer's weight scale and the rate, and shrinks with the steps taken, so it
+    is compared between sizes only beside their steps and rates.
     `order` keeps the network order of the groups."""
     if "transferability" not in cells:
         return pd.DataFrame(columns=TRANSFERABILITY)
@@ -55,13 +61,14 @@ def transferability(cells: pd.DataFrame) -> pd.DataFrame:
             "T": value,
             "steps": cell.get("steps"),
             "best_step": cell.get("best_step"),
+            "lr": cell.get("lr"),
         }
         for _, cell in cells.iterrows()
         if isinstance(cell["transferability"], dict)
         for order, (name, value) in enumerate(cell["transferability"].items())
     ]
-    table = pd.DataFrame(rows, columns=[*GROUP, "group", "order", "T", "steps", "best_step"])
-    for column in ("T", "steps", "best_step"):
+    table = pd.DataFrame(rows, columns=[*GROUP, "group", "order", "T", "steps", "best_step", "lr"])
+    for column in ("T", "steps", "best_step", "lr"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     summary = (
         table.groupby([*GROUP, "group"], dropna=False, sort=False)
@@ -73,6 +80,7 @@ def transferability(cells: pd.DataFrame) -> pd.DataFrame:
             seeds=("T", "count"),
             steps=("steps", "mean"),
             best_step=("best_step", "mean"),
+            lr=("lr", _rates),
         )
         .reset_index()
         .sort_values([*GROUP, "order"], ignore_index=True)

@@ -507,6 +507,8 @@ def transferability_text(table: pd.DataFrame) -> str:
     notes = []
     for (dataset, backbone, arm), part in table.groupby(KEY, sort=True):
         steps = part.groupby("examples_per_class").steps.mean()
+        # read back from CSV: one rate is a number, several a string, none NaN
+        rates = part.groupby("examples_per_class").lr.first().map(lambda v: "" if pd.isna(v) else f"{v}")
         top = part.loc[part.groupby("examples_per_class")["T"].idxmax()].set_index("examples_per_class").group
         leaders = top.unique()
         lead = (
@@ -517,11 +519,17 @@ def transferability_text(table: pd.DataFrame) -> str:
         text = f"{dataset} · {backbone} · {arm}: {lead}."
         if steps.notna().all():
             text += (
-                " Optimisation steps (mean over seeds): "
-                + ", ".join(f"{s:.0f} at {n:g}" for n, s in steps.items())
+                " Optimisation steps and chosen learning rate (seeds' mean, rates): "
+                + ", ".join(f"{s:.0f} at lr {rates[n]} at {n:g}" for n, s in steps.items())
                 + "."
             )
-            same = [list(g.index) for _, g in steps.groupby(steps.round()) if len(g) > 1]
+            # data alone only between sizes whose seeds all took the same steps and the same single rate
+            like = pd.DataFrame({"steps": steps.round(), "lr": rates})
+            same = [
+                list(g.index)
+                for _, g in like.groupby(["steps", "lr"])
+                if len(g) > 1 and g.lr.iloc[0] and "/" not in g.lr.iloc[0]
+            ]
             for sizes in same:
                 small, large = (
                     part[part.examples_per_class == sizes[0]],
@@ -529,11 +537,14 @@ def transferability_text(table: pd.DataFrame) -> str:
                 )
                 ratio = (large.set_index("group")["T"] / small.set_index("group")["T"]).median()
                 text += (
-                    f" At the same steps, {sizes[-1]:g} against {sizes[0]:g} per class changes T by "
+                    f" At the same steps and rate, {sizes[-1]:g} against {sizes[0]:g} per class changes T by "
                     f"{(ratio - 1) * 100:+.0f}% (median over groups): data alone."
                 )
             if not same:
-                text += " No two sizes share their step count: between sizes, data and steps change together."
+                text += (
+                    " No two sizes share both their step count and their rate: between sizes, data, steps and "
+                    "rate change together, so T says nothing about the data alone here."
+                )
         notes.append(html.escape(text))
     return f"<p>{paper}</p><p>" + "</p><p>".join(notes) + "</p>"
 
