@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from sklearn.covariance import LedoitWolf
 
 from ..data import subsets
@@ -83,19 +83,19 @@ def log_evidence(
     )
 
 
-def _joint(source: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The empirical joint P̂(y, z) (classes, source classes) from source probabilities (N, Z), and the classes."""
+def _joint(source: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The empirical joint P̂(y, z) (classes, source classes) from source probabilities (N, Z), the conditional
+    P̂(y | z) (0 where z never occurs) and the classes."""
     classes = np.unique(labels)
     joint = np.stack([source[labels == c].sum(0) for c in classes]) / len(labels)
-    return joint, classes
+    return joint, joint / np.maximum(joint.sum(0, keepdims=True), 1e-300), classes
 
 
 def leep(source_probabilities: np.ndarray, labels: np.ndarray) -> float:
     """LEEP (Nguyen et al. 2020, §3) from the source head's probabilities θ (N, Z) over its Z classes and the target
     labels (N,): (1/N) Σᵢ log Σ_z P̂(yᵢ | z) θ(xᵢ)_z. Nats per image, at most 0."""
     theta = np.asarray(source_probabilities, dtype=np.float64)
-    joint, classes = _joint(theta, labels)
-    conditional = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)  # P̂(y | z)
+    _, conditional, classes = _joint(theta, labels)
     row = np.searchsorted(classes, labels)
     return float(np.mean(np.log(np.sum(conditional[row] * theta, axis=1))))
 
@@ -104,10 +104,8 @@ def nce(source_probabilities: np.ndarray, labels: np.ndarray) -> float:
     """NCE (Tran et al. 2019, §3): −H(Y | Z) = Σ_{y,z} P̂(y, z) log P̂(y | z), Z the source head's hard label
     (argmax of θ, (N, Z)). Nats, at most 0."""
     theta = np.asarray(source_probabilities)
-    hard = np.eye(theta.shape[1])[theta.argmax(1)]
-    joint, _ = _joint(hard, labels)
+    joint, conditional, _ = _joint(np.eye(theta.shape[1])[theta.argmax(1)], labels)
     seen = joint > 0
-    conditional = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)
     return float(np.sum(joint[seen] * np.log(conditional[seen])))
 
 
@@ -135,14 +133,9 @@ def scores(features: np.ndarray, source_logits: np.ndarray | None, labels: np.nd
         "h_score": h_score(features, labels),
     }
     if source_logits is not None:
-        theta = _softmax(np.asarray(source_logits, dtype=np.float64))
+        theta = special.softmax(np.asarray(source_logits, dtype=np.float64), axis=1)
         found |= {"leep": leep(theta, labels), "nce": nce(theta, labels)}
     return found
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(1, keepdims=True))
-    return shifted / shifted.sum(1, keepdims=True)
 
 
 def beside_measured(forecasts: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
