@@ -615,7 +615,7 @@ def ladder(
     rank among the backbones by each forecast (`forecast`: the mean score per backbone and examples_per_class)."""
     summary = summary[summary.backbone.isin(costs) & (summary.regime == "finetune")]
     sizes = sorted(summary.examples_per_class.unique())
-    fig, axes = _panels(len(sizes), width=4.4, height=3.6)
+    fig, axes = _panels(len(sizes), width=5.4, height=3.6)
     for ax, size in zip(axes, sizes):
         scores = forecast[np.isclose(forecast.examples_per_class, size)].set_index("backbone")
         ranks = scores.rank(ascending=False)
@@ -644,6 +644,7 @@ def ladder(
                 xytext=(4, -14),
                 textcoords="offset points",
             )
+        ax.margins(x=0.45, y=0.2)  # room for the labels
         ax.legend(fontsize="small")
         ax.set_title(f"{size:g} per class")
         ax.set_xlabel("training time (s per 1,000 images, measured)")
