@@ -763,8 +763,10 @@ def _forecast_section(tables: dict[str, pd.DataFrame], level: float) -> str:
         "2019, with Ledoit-Wolf shrinkage) score a pretrained backbone on each training subset from its features "
         "and ImageNet head alone, in seconds, before any training (the forecast stage). Below, their rank "
         "correlation with what the study then measured. They were designed to compare backbones on one target "
-        "set: over cells of several sizes they also answer to the subset's size, which the study's curves measure "
-        "directly. A forecast can be trusted here only where it ranks with an interval above zero.</p>"
+        "set: over cells of several sizes they also answer to the subset's size, so one that ranks there may only "
+        "track the size. Choosing a backbone is tested by the rows across backbones at one size (three or more "
+        "backbones: <code>make study-ladder</code>); a forecast is trusted only where it ranks with an interval "
+        "above zero.</p>"
     )
     items = "".join(f"<li>{html.escape(t)}</li>" for t in forecasts.sentences(check, level))
     table = _folded("the forecasts beside the measured cells", _show(tables["forecasts"], 3))
