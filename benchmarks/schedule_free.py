@@ -16,7 +16,6 @@ python -m benchmarks.schedule_free --sizes 1 10 --ladder 0.5 1 2 4 8
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 
 import numpy as np
@@ -24,11 +23,11 @@ import schedulefree
 import torch
 import yaml
 
+from benchmarks import schedules
 from pretraining_gap import config
 from pretraining_gap.data import datasets, subsets
 from pretraining_gap.data.prepared import POOL
-from pretraining_gap.grid import Cell
-from pretraining_gap.training import features, loop, regimes
+from pretraining_gap.training import features, loop
 
 ARMS = {  # an arm's one candidate: the options its params block gets
     "scratch bn": ("scratch", {"lr": [0.01], "group_norm_lr": None}),
@@ -83,20 +82,6 @@ class ScheduleFreeRun(loop.Run):
             m.momentum = momentum
 
 
-def one(raw: dict, regime: str, block: dict, ladder: list[float], data, train_idx, feats, size: int):
-    """Validation accuracy at each rung's steps, the steps and the seconds of one candidate's run."""
-    trial = copy.deepcopy(raw)
-    trial["regimes"][regime].update(block)
-    trial["training"].update(ladder=ladder, climb_patience=len(ladder))
-    trial["study"]["regimes"] = [regime]
-    params = config.validate(trial)
-    cell = Cell("digits", "efficientnet_lite0", regime, size, 1)
-    inputs = regimes.CellInputs.of(params, cell, data, train_idx, feats, torch.device("cpu"))
-    outcome, _ = regimes.runner(regime)(inputs)
-    (entry,) = outcome.trace
-    return {r["steps"]: r["val_accuracy"] for r in entry["rungs"][1:]}, entry["steps"], outcome.train_seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,8 +107,16 @@ def main() -> None:
             for run in (loop.Run, ScheduleFreeRun):
                 original, loop.Run = loop.Run, run  # selection.py builds its runs as loop.Run
                 try:
-                    accuracy, steps, seconds = one(
-                        raw, regime, block, args.ladder, data, train_idx, feats, size
+                    accuracy, steps, seconds = schedules.one(
+                        raw,
+                        regime,
+                        block,
+                        args.ladder,
+                        data,
+                        train_idx,
+                        feats,
+                        size,
+                        climb_patience=len(args.ladder),
                     )
                 finally:
                     loop.Run = original

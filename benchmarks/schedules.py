@@ -30,10 +30,14 @@ ARMS = {  # an arm's one candidate: the options its params block gets
 }
 
 
-def one(raw: dict, regime: str, block: dict, ladder: list[float], data, train_idx, feats, size: int):
+def one(
+    raw: dict, regime: str, block: dict, ladder: list[float], data, train_idx, feats, size: int, **training
+):
+    """Validation accuracy at each rung's steps, the steps and the seconds of one candidate's run (`training`:
+    more of the training block's keys)."""
     trial = copy.deepcopy(raw)
     trial["regimes"][regime].update(block)
-    trial["training"]["ladder"] = ladder
+    trial["training"].update(ladder=ladder, **training)
     trial["study"]["regimes"] = [regime]
     params = config.validate(trial)
     cell = Cell("digits", "efficientnet_lite0", regime, size, 1)
