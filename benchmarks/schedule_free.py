@@ -21,13 +21,9 @@ import math
 import numpy as np
 import schedulefree
 import torch
-import yaml
 
 from benchmarks import schedules
-from pretraining_gap import config
-from pretraining_gap.data import datasets, subsets
-from pretraining_gap.data.prepared import POOL
-from pretraining_gap.training import features, loop
+from pretraining_gap.training import loop
 
 ARMS = {  # an arm's one candidate: the options its params block gets
     "scratch bn": ("scratch", {"lr": [0.01], "group_norm_lr": None}),
@@ -90,12 +86,7 @@ def main() -> None:
     parser.add_argument("--ladder", type=float, nargs="+", default=[0.5, 1, 2, 4, 8])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    raw = yaml.safe_load(open("params.yaml"))
-    params = config.validate(raw)
-    data = datasets.prepare("digits", params.datasets["digits"], params.study.sizes)
-    orders = subsets.class_orderings(data.labels, data.part(POOL), 1)
-    feats = features.extract(params.backbones["efficientnet_lite0"], data.images, torch.device("cpu"))
+    raw, data, orders, feats = schedules.digits()
     rungs = " / ".join(f"{m:g}x" for m in args.ladder)
     print(f"validation accuracy at {rungs} of the base budget")
     print(f"{'arm':20} {'per class':>9}  {'cosine cycles (one run)':44}  {'schedule-free (one run)':44}")

@@ -47,6 +47,17 @@ def one(
     return {r["steps"]: r["val_accuracy"] for r in entry["rungs"][1:]}, entry["steps"], outcome.train_seconds
 
 
+def digits():
+    """params.yaml as read, digits prepared by it, seed 1's class orderings and Lite0's frozen features; one thread."""
+    torch.set_num_threads(1)
+    raw = yaml.safe_load(open("params.yaml"))
+    params = config.validate(raw)
+    data = datasets.prepare("digits", params.datasets["digits"], params.study.sizes)
+    orders = subsets.class_orderings(data.labels, data.part(POOL), 1)
+    feats = features.extract(params.backbones["efficientnet_lite0"], data.images, torch.device("cpu"))
+    return raw, data, orders, feats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,12 +66,7 @@ def main() -> None:
     parser.add_argument("--ladder", type=float, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    raw = yaml.safe_load(open("params.yaml"))
-    params = config.validate(raw)
-    data = datasets.prepare("digits", params.datasets["digits"], params.study.sizes)
-    orders = subsets.class_orderings(data.labels, data.part(POOL), 1)
-    feats = features.extract(params.backbones["efficientnet_lite0"], data.images, torch.device("cpu"))
+    raw, data, orders, feats = digits()
     print(f"{'arm':14} {'per class':>9}  {'ladder (one run)':40}  {'cosine (one run per budget)':40}")
     for size in args.sizes:
         train_idx = np.sort(np.concatenate([order[:size] for order in orders.values()]))
